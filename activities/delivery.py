@@ -1,0 +1,53 @@
+"""Activities that deliver packets and reminders (the I/O of PROCESS.md §3's flows)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+
+from activities.outbox_store import OutboxStore
+from kbflow.case import Reminder
+from kbflow.packets import Packet
+
+log = structlog.get_logger(__name__)
+
+
+class DeliveryReceipt(BaseModel):
+    """What a delivery did: no personal data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    packet_id: str
+    delivered: bool  # False: this packet id was already in the outbox (a retry)
+
+
+class DeliveryActivities:
+    """Activities bound to one outbox store."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+
+    @activity.defn
+    async def deliver_packet(self, packet: Packet) -> DeliveryReceipt:
+        """Deliver ``packet`` to its recipient's outbox and write its processing-log entries
+        (one per data subject), exactly once per packet id.
+
+        Errors: a storage error is raised as is and retried by Temporal's retry policy.
+        """
+        delivered = await asyncio.to_thread(self.store.deliver, packet)
+        log.info("packet delivered" if delivered else "packet already delivered",
+                 case_ref=packet.case_ref, step=int(packet.step), sender=packet.sender.value,
+                 recipient=packet.recipient.value, packet_id=packet.packet_id,
+                 workflow_id=activity.info().workflow_id)
+        return DeliveryReceipt(packet_id=packet.packet_id, delivered=delivered)
+
+    @activity.defn
+    async def send_reminder(self, reminder: Reminder) -> bool:
+        """Put a reminder (no personal data) in the late party's outbox, once per notice id."""
+        sent = await asyncio.to_thread(self.store.remind, reminder)
+        log.info("reminder sent", case_ref=reminder.case_ref, party=reminder.party.value,
+                 awaited_event=reminder.event, workflow_id=activity.info().workflow_id)
+        return sent

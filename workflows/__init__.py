@@ -1,0 +1,1 @@
+"""Workflows: orchestration only (waiting, branching, timers, calling activities)."""

@@ -1,0 +1,180 @@
+"""``CaseWorkflow``: one run per case, from the step-1 report until the case closes.
+
+Orchestration only (PROCESS.md §3): the rules live in ``kbflow.case.CaseState``. This
+module waits for agency events (Temporal updates with validators), delivers the packets
+each event yields (activities), and sleeps on durable timers (reply deadlines, the OTS
+extension question and end date).
+
+Agency events arrive as updates named after ``kbflow.events.EVENTS`` (one dynamic
+handler): a malformed, out-of-order or wrong-sender event is refused by the validator,
+synchronously, with a reason, and never enters history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.delivery import DeliveryActivities
+    from kbflow.case import (
+        Awaited,
+        CaseState,
+        CaseStatus,
+        EventOutcome,
+        EventRefused,
+        Phase,
+        Reminder,
+        TimelineEntry,
+    )
+    from kbflow.events import EVENTS, AgencyEvent, CaseStart
+    from kbflow.packets import Packet
+
+DELIVERY_TIMEOUT = timedelta(seconds=30)
+DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+
+
+def _describe(errors: ValidationError) -> str:
+    """Field paths and reasons of a validation error; the model hides input values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+        for error in errors.errors(include_input=False, include_url=False)
+    )
+
+
+@workflow.defn
+class CaseWorkflow:
+    """One child-protection case in the aliens chain (PROCESS.md §3, category 3)."""
+
+    @workflow.init
+    def __init__(self, start: CaseStart) -> None:
+        self._state, self._pending = CaseState.start(start, workflow.now(), self._new_id)
+        self._changes = 0
+
+    @workflow.run
+    async def run(self, start: CaseStart) -> CaseStatus:
+        """Deliver the report (step 1), then wait on events and timers until the case closes.
+
+        Returns:
+            The final ``CaseStatus``.
+        """
+        packets, self._pending = self._pending, []
+        await self._deliver(packets)
+        while self._state.phase is not Phase.CLOSED:
+            self._show_details()
+            due = self._state.next_timer()
+            seen = self._changes
+            if due is None or due > workflow.now():
+                timeout = None if due is None else due - workflow.now()
+                try:
+                    await workflow.wait_condition(lambda: self._changes != seen,
+                                                  timeout=timeout, timeout_summary="next deadline")
+                except asyncio.TimeoutError:
+                    pass
+            for reminder in self._state.fire_timers(workflow.now(), self._new_id):
+                await self._remind(reminder)
+        self._show_details()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state.status()
+
+    # ---- agency events ----------------------------------------------------------------
+    @workflow.update(dynamic=True, description="An agency event; see kbflow.events.EVENTS")
+    async def on_event(self, name: str, args: Sequence[RawValue]) -> EventOutcome:
+        """Apply the event named ``name`` and deliver its packets.
+
+        Returns:
+            ``EventOutcome``: the packets sent (ids and parties), the phase after the event,
+            ``duplicate=True`` for a repeat of an idempotency key.
+        """
+        event = self._decode(name, args)
+        try:
+            outcome, packets = self._state.apply(name, event, workflow.now(), self._new_id)
+        except EventRefused as refused:  # only if the state moved since validation
+            raise ApplicationError(str(refused), type="EventRefused",
+                                   non_retryable=True) from None
+        self._changes += 1
+        await self._deliver(packets)
+        return outcome
+
+    @on_event.validator
+    def validate_event(self, name: str, args: Sequence[RawValue]) -> None:
+        """Refuse a malformed, unknown, wrong-sender, out-of-order or unweighed event."""
+        self._state.check(name, self._decode(name, args), workflow.now())
+
+    # ---- queries ----------------------------------------------------------------------
+    @workflow.query
+    def status(self) -> CaseStatus:
+        """Phase, end state, steps done, what is awaited, OTS end; no personal data."""
+        return self._state.status()
+
+    @workflow.query
+    def timeline(self) -> list[TimelineEntry]:
+        """Every event, packet, reminder, escalation and timer of the case, in order."""
+        return list(self._state.timeline)
+
+    @workflow.query
+    def awaiting(self) -> list[Awaited]:
+        """Which party is awaited for which event, until when."""
+        return list(self._state.awaited)
+
+    # ---- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _new_id() -> str:
+        return str(workflow.uuid4())
+
+    @staticmethod
+    def _decode(name: str, args: Sequence[RawValue]) -> AgencyEvent:
+        spec = EVENTS.get(name)
+        if spec is None:
+            raise EventRefused(f"event: unknown event '{name}'; known: {', '.join(EVENTS)}")
+        if len(args) != 1:
+            raise EventRefused(f"event: '{name}' takes exactly one body")
+        try:
+            event = workflow.payload_converter().from_payload(args[0].payload, spec.model)
+        except ValidationError as errors:
+            raise EventRefused(f"{name}: {_describe(errors)}") from None
+        except Exception:
+            raise EventRefused(f"{name}: the body is not a JSON {spec.model.__name__}") from None
+        assert isinstance(event, AgencyEvent)
+        return event
+
+    async def _deliver(self, packets: list[Packet]) -> None:
+        await asyncio.gather(*(
+            workflow.execute_activity_method(
+                DeliveryActivities.deliver_packet,
+                packet,
+                start_to_close_timeout=DELIVERY_TIMEOUT,
+                retry_policy=DELIVERY_RETRY,
+                summary=f"step {int(packet.step)}: {packet.sender.value} to "
+                        f"{packet.recipient.value}",
+            )
+            for packet in packets
+        ))
+
+    async def _remind(self, reminder: Reminder) -> None:
+        await workflow.execute_activity_method(
+            DeliveryActivities.send_reminder,
+            reminder,
+            start_to_close_timeout=DELIVERY_TIMEOUT,
+            retry_policy=DELIVERY_RETRY,
+            summary=f"reminder to {reminder.party.value}: {reminder.event}",
+        )
+
+    def _show_details(self) -> None:
+        state = self._state
+        lines = [f"phase: {state.phase.value}"]
+        if state.end_state is not None:
+            lines.append(f"end state: {state.end_state.value}")
+        lines += [
+            f"awaiting {w.party.value}: {w.event}"
+            + (f" (due {w.due:%Y-%m-%d})" if w.due else "")
+            for w in state.awaited
+        ]
+        workflow.set_current_details("\n".join(lines))
