@@ -91,13 +91,16 @@ class Awaited(BaseModel):
         return None if self.due is None else self.due + ESCALATION_GRACE
 
 
+TimelineKind = Literal["event", "packet", "reminder", "escalation", "timer", "closed"]
+
+
 class TimelineEntry(BaseModel):
     """One line of the case's history; never personal data."""
 
     model_config = _VIEW
 
     at: dt.datetime
-    kind: Literal["event", "packet", "reminder", "escalation", "timer", "closed"]
+    kind: TimelineKind
     step: Step | None = None
     party: Party | None = None
     detail: str
@@ -354,10 +357,10 @@ class CaseState(BaseModel):
         )
 
     # ---- helpers ------------------------------------------------------------------------
-    def _log(self, now: dt.datetime, kind: str, detail: str, step: Step | None = None,
+    def _log(self, now: dt.datetime, kind: TimelineKind, detail: str, step: Step | None = None,
              party: Party | None = None) -> None:
         self.timeline.append(
-            TimelineEntry(at=now, kind=kind, step=step, party=party, detail=detail)  # type: ignore[arg-type]
+            TimelineEntry(at=now, kind=kind, step=step, party=party, detail=detail)
         )
 
     def _disclose(self, step: Step, sender: Party, now: dt.datetime, new_id: NewId,

@@ -43,7 +43,7 @@ def body_model(step: Step, sender: Party) -> type[BaseModel]:
     }
     for item in sorted(flow.items):
         fields[item.value] = (ITEM_TYPES[item] | None, Field(default=None))
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"Step{int(step):02d}{sender.value.title()}Body", __config__=PERSONAL, **fields
     )
 

@@ -13,8 +13,9 @@ synchronously, with a reason, and never enters history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -69,15 +70,7 @@ class CaseWorkflow:
         await self._deliver(packets)
         while self._state.phase is not Phase.CLOSED:
             self._show_details()
-            due = self._state.next_timer()
-            seen = self._changes
-            if due is None or due > workflow.now():
-                timeout = None if due is None else due - workflow.now()
-                try:
-                    await workflow.wait_condition(lambda: self._changes != seen,
-                                                  timeout=timeout, timeout_summary="next deadline")
-                except asyncio.TimeoutError:
-                    pass
+            await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
                 await self._remind(reminder)
         self._show_details()
@@ -125,6 +118,19 @@ class CaseWorkflow:
         return list(self._state.awaited)
 
     # ---- helpers ----------------------------------------------------------------------
+    async def _wait_for_event_until(self, due: datetime | None) -> None:
+        """Sleep (durably) until an event changes the case or ``due`` passes."""
+        now = workflow.now()
+        if due is not None and due <= now:
+            return
+        seen = self._changes
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._changes != seen,
+                timeout=None if due is None else due - now,
+                timeout_summary="next deadline",
+            )
+
     @staticmethod
     def _new_id() -> str:
         return str(workflow.uuid4())
