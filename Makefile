@@ -1,0 +1,28 @@
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint histories
+
+# The venv is (re)built when pyproject.toml changes; nothing is downloaded at run time.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+## demo: every example case on the embedded Temporal dev server (UI on :8233)
+demo: $(BIN)/.installed
+	$(BIN)/kbflow demo
+
+## lint: ruff and mypy, as configured in pyproject.toml
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## test: lint, then the whole suite (time-skipping server, real dev server for the CLI)
+test: lint
+	$(BIN)/pytest
+
+## histories: re-record tests/histories/ after adding an example (never to fix a replay)
+histories: $(BIN)/.installed
+	$(BIN)/python -m tests.record_histories

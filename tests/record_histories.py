@@ -1,0 +1,75 @@
+"""Record the replay histories under tests/histories/ from the example scenarios.
+
+Run after adding an example, never to make a failing replay test pass::
+
+    python -m tests.record_histories
+
+Each example runs on the time-skipping test server; a case still open after its events
+then has its years of case time skipped (reminders, escalations, the extension question,
+the OTS end) so that the recorded history covers the timers too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.outbox_store import OutboxStore
+from kbflow.case import EventOutcome
+from kbflow.scenario import Scenario, example_files
+from kbflow.settings import installed_binary, workflow_id
+from worker import build_worker
+from workflows.case_workflow import CaseWorkflow
+
+HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+#: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
+#: ruling; the longest example extends once).
+SKIP_STEP, SKIP_LIMIT = timedelta(days=90), timedelta(days=3 * 365)
+
+
+async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
+                     scenario: Scenario, case_ref: str) -> str:
+    """Run ``scenario`` to its end (skipping time) and return its history as JSON."""
+    handle = await client.start_workflow(CaseWorkflow.run, scenario.start(case_ref),
+                                         id=workflow_id(case_ref), task_queue=task_queue)
+    for item in scenario.events:
+        event = item.parsed()
+        await handle.execute_update(item.event, event, id=event.idempotency_key,
+                                    result_type=EventOutcome)
+    skipped = timedelta()
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        if skipped >= SKIP_LIMIT:
+            raise RuntimeError(f"{case_ref}: still running after {SKIP_LIMIT}")
+        await env.sleep(SKIP_STEP)
+        skipped += SKIP_STEP
+    await handle.result()
+    return (await handle.fetch_history()).to_json()
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(installed_binary("temporal-test-server")),
+    )
+    task_queue = f"kbflow-record-{uuid.uuid4()}"
+    with tempfile.TemporaryDirectory() as data_dir:
+        store = OutboxStore(Path(data_dir) / "outbox.sqlite3")
+        async with build_worker(env.client, task_queue, store):
+            HISTORIES_DIR.mkdir(exist_ok=True)
+            for number, path in enumerate(example_files(), start=1):
+                history = await record_one(env, env.client, task_queue, Scenario.load(path),
+                                           f"KB-2026-REPLAY{number:02d}")
+                (HISTORIES_DIR / f"{path.stem}.json").write_text(history, encoding="utf-8")
+                print(f"recorded {path.stem}")
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
