@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from activities.pseudonyms import Pseudonymiser
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
-from kbflow.processing_log import ProcessingLogEntry, entries_for
+from kbflow.processing_log import ProcessingLogEntry, Pseudonymise, entries_for
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -54,8 +55,9 @@ class OutboxStore:
     Safe to share between threads: every call opens its own connection.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None) -> None:
         self.path = path
+        self.pseudonymise = pseudonymise or Pseudonymiser.from_env_or_file(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
@@ -88,7 +90,7 @@ class OutboxStore:
             db.executemany(
                 "INSERT INTO processing_log VALUES (?, ?, ?, ?)",
                 [(entry.packet_id, entry.data_subject_id, entry.case_ref,
-                  entry.model_dump_json()) for entry in entries_for(packet)],
+                  entry.model_dump_json()) for entry in entries_for(packet, self.pseudonymise)],
             )
             return True
 

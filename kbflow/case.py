@@ -210,7 +210,7 @@ class CaseState(BaseModel):
         cls, start: CaseStart, now: dt.datetime, new_id: NewId
     ) -> tuple[CaseState, list[Packet]]:
         """Open a case with the step-1 report; returns the state and the report's packets."""
-        record = CaseRecord.open(start, [new_id() for _ in start.persons])
+        record = CaseRecord.open(start)
         state = cls(record=record, weighings={start.reporter: start.weighing})
         state._log(now, "event", "case reported", Step.REPORT, start.reporter)
         packets = state._disclose(Step.REPORT, start.reporter, now, new_id)

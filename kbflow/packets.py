@@ -68,7 +68,6 @@ class Packet(BaseModel):
     systems: tuple[str, ...]
     channel: str
     created_at: AwareDatetime
-    data_subject_ids: tuple[str, ...] = Field(description="Pseudonyms, same order as persons")
     body: dict[str, Any]
 
     @model_validator(mode="before")
@@ -90,6 +89,11 @@ class Packet(BaseModel):
             raise ValueError(f"recipient: {self.recipient.value} gets nothing in step "
                              f"{int(self.step)} from {self.sender.value}")
         return self
+
+    @property
+    def persons(self) -> tuple[Person, ...]:
+        """The data subjects of this packet (NAW + date of birth + role)."""
+        return tuple(Person.model_validate(person) for person in self.body["persons"])
 
     @property
     def items(self) -> frozenset[Item]:
@@ -142,6 +146,5 @@ def project_packet(
         systems=tuple(system.value for system in spec.systems),
         channel=flow.channel.value,
         created_at=created_at,
-        data_subject_ids=tuple(person.subject_id for person in record.persons),
         body=body,
     )

@@ -1,18 +1,23 @@
 """The processing log: one entry per data subject per disclosure (LDV, REFERENCES.md).
 
-Entries name items, never their values; the data subject is a pseudonym. Legal basis and
-purpose are copied from the register entry of the processing activity so that an auditor
-reads them without a join.
+Entries name items, never their values; the data subject is a pseudonym (keyed hash, see
+``activities/pseudonyms.py``). Legal basis and purpose are copied from the processing
+activity so that an auditor reads them without a join.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kbflow.items import Person
 from kbflow.packets import Packet
 from kbflow.process import Party, Step
+
+#: Maps a person to their pseudonymous data-subject id.
+Pseudonymise = Callable[[Person], str]
 
 
 class ProcessingLogEntry(BaseModel):
@@ -34,7 +39,7 @@ class ProcessingLogEntry(BaseModel):
     at: dt.datetime
 
 
-def entries_for(packet: Packet) -> list[ProcessingLogEntry]:
+def entries_for(packet: Packet, pseudonymise: Pseudonymise) -> list[ProcessingLogEntry]:
     """The log entries a delivered packet owes: one per data subject in its body."""
     items = tuple(sorted(packet.body))
     return [
@@ -45,11 +50,11 @@ def entries_for(packet: Packet) -> list[ProcessingLogEntry]:
             sender=packet.sender,
             recipient=packet.recipient,
             processing_activity_id=packet.processing_activity_id,
-            data_subject_id=subject_id,
+            data_subject_id=pseudonymise(person),
             purpose=packet.purpose,
             legal_basis=packet.legal_basis,
             items=items,
             at=packet.created_at,
         )
-        for subject_id in packet.data_subject_ids
+        for person in packet.persons
     ]

@@ -24,12 +24,6 @@ from kbflow.items import (
 from kbflow.process import Item, Party
 
 
-class CasePerson(PersonInput):
-    """A data subject of the case, with the pseudonymous id the processing log uses."""
-
-    subject_id: str = Field(description="Pseudonymous data-subject id (LDV), not personal")
-
-
 class CaseRecord(BaseModel):
     """The full record of one case; one attribute per §5 item (PROCESS.md §5).
 
@@ -39,7 +33,7 @@ class CaseRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     case_ref: str
-    persons: tuple[CasePerson, ...]
+    persons: tuple[PersonInput, ...]
     relaas: Relaas
     known_to: dict[Party, bool] = Field(default_factory=dict)
     residence_status: str | None = None
@@ -61,16 +55,9 @@ class CaseRecord(BaseModel):
     handover_progress: str | None = None
 
     @classmethod
-    def open(cls, start: CaseStart, subject_ids: list[str]) -> CaseRecord:
-        """The record at step 1: the reported persons and the relaas.
-
-        ``subject_ids`` gives each person (same order) a pseudonymous id.
-        """
-        persons = tuple(
-            CasePerson(**person.model_dump(), subject_id=subject_id)
-            for person, subject_id in zip(start.persons, subject_ids, strict=True)
-        )
-        return cls(case_ref=start.case_ref, persons=persons, relaas=start.relaas)
+    def open(cls, start: CaseStart) -> CaseRecord:
+        """The record at step 1: the reported persons and the relaas."""
+        return cls(case_ref=start.case_ref, persons=start.persons, relaas=start.relaas)
 
     def value_of(self, item: Item, sender: Party) -> Any:
         """The current value of ``item`` as ``sender`` would disclose it; ``None`` if unknown."""

@@ -1,0 +1,54 @@
+"""Pseudonymous data-subject ids for the processing log (LDV recommends pseudonyms).
+
+A subject id is a keyed hash (HMAC-SHA256) of the person's normalised name and date of
+birth: stable across cases and steps, so that an art. 15 request can be answered from the
+log, and meaningless without the key. The key comes from ``KBFLOW_PSEUDONYM_KEY`` (64 hex
+characters) or, for development, from ``<data dir>/pseudonym.key`` (created, mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from kbflow.items import Person
+
+KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
+
+
+class Pseudonymiser:
+    """Turns a person into their data-subject id: ``subj-`` + 32 hex characters."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("pseudonym key: needs at least 32 bytes")
+        self._key = key
+
+    def __call__(self, person: Person) -> str:
+        name = " ".join(person.name.casefold().split())
+        message = f"{name}|{person.date_of_birth.isoformat()}".encode()
+        return "subj-" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    @classmethod
+    def from_env_or_file(cls, data_dir: Path) -> Pseudonymiser:
+        """The key from ``KBFLOW_PSEUDONYM_KEY``, else from (or new in) the data dir.
+
+        Raises:
+            ValueError: the variable is set but is not 64 hex characters.
+        """
+        configured = os.environ.get(KEY_ENV)
+        if configured:
+            try:
+                return cls(bytes.fromhex(configured))
+            except ValueError:
+                raise ValueError(f"{KEY_ENV}: must be 64 hex characters") from None
+        path = data_dir / "pseudonym.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as key_file:
+                key_file.write(secrets.token_hex(32))
+        return cls(bytes.fromhex(path.read_text().strip()))
