@@ -29,6 +29,18 @@ class Party(StrEnum):
     GI = "GI"
 
 
+#: Full names of the parties (PROCESS.md §1), for the register and art. 15 answers.
+PARTY_NAMES: dict[Party, str] = {
+    Party.RVDK: "Raad voor de Kinderbescherming",
+    Party.IND: "Immigratie- en Naturalisatiedienst",
+    Party.DTV: "Dienst Terugkeer en Vertrek",
+    Party.VT: "Veilig Thuis",
+    Party.COA: "Centraal Orgaan opvang asielzoekers",
+    Party.AVIM: "Afdeling Vreemdelingenpolitie, Identificatie en Mensenhandel",
+    Party.GI: "Gecertificeerde Instelling",
+}
+
+
 class System(StrEnum):
     """Systems named in the seed's SYSTEEM column (PROCESS.md §1)."""
 
@@ -69,6 +81,31 @@ class Item(StrEnum):
     RETURN_PERSPECTIVE = "return_perspective"
     TRANSFERABILITY = "transferability"
     HANDOVER_PROGRESS = "handover_progress"
+
+
+#: What each item means (PROCESS.md §5, seed wording), for the register and the docs.
+ITEM_MEANINGS: dict[Item, str] = {
+    Item.RELAAS: "reporter's account: concerns, history, assistance so far",
+    Item.V_NUMBER: "V-nummer of each person where known",
+    Item.KNOWN_TO_SENDER: "whether the child / family is known to the sender",
+    Item.RESIDENCE_STATUS: "residence status (verblijfsstatus)",
+    Item.PROCEDURE_HISTORY: "procedure history (with its dossier documents in step 4)",
+    Item.REMOVAL_DATE: "removal date (uitzetdatum)",
+    Item.DEPARTURE_PROCEDURE: "state of the departure procedure: travel documents, feasibility",
+    Item.DOSSIER_DOCUMENTS: "documents of the overdrachtsdossier",
+    Item.COURT_REQUEST: "which measure the RvdK asks the court for",
+    Item.GOALS: "goals to remove the threat to the child's development",
+    Item.MEANS: "means designated for those goals",
+    Item.GI: "the GI that carries out the measure",
+    Item.COURT_RULING: "the court's ruling on the measure",
+    Item.ADVICE_AVAILABLE: "whether a DT&V advice exists",
+    Item.VV_APPLICATION: "copy of the (extension) application for a residence permit",
+    Item.RVDK_REPORT: "report of the RvdK",
+    Item.GI_REPORT: "report of the GI",
+    Item.RETURN_PERSPECTIVE: "advice on the perspective on return",
+    Item.TRANSFERABILITY: "advice on the transferability of the measure / assistance",
+    Item.HANDOVER_PROGRESS: "progress in handing assistance over to the country of origin",
+}
 
 
 class Step(IntEnum):
@@ -375,6 +412,13 @@ ESCALATION_GRACE = timedelta(days=7)
 EXTENSION_QUESTION_LEAD = timedelta(weeks=8)
 #: Longest OTS per ruling or extension, in months (BW 1:260).
 OTS_MAX_MONTHS = 12
+#: How long kbflow keeps a closed case's personal data before crypto-shredding it
+#: (kbflow choice, PROCESS.md §4; GDPR art. 5(1)(e)). kbflow is a conduit: the parties'
+#: own dossiers (KBPS, INDIGO, ISTV) are the record. One year after closing covers
+#: objection and appeal terms against decisions taken on the exchanged data (weeks to
+#: months) and a yearly audit of the exchange. The processing log, which holds no personal
+#: values, is kept beyond it.
+RETENTION_AFTER_CLOSE = timedelta(days=365)
 
 
 def reporters() -> tuple[Party, ...]:
