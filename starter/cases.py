@@ -1,0 +1,163 @@
+"""Talking to running cases: start one, send it an event, read its status.
+
+Thin wrappers around the Temporal client that turn its errors into ``CaseError`` with a
+one-line reason: Temporal unreachable, unknown or closed case, refused event (the
+workflow's reason, which names the rule and never a personal value), no worker answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
+from kbflow.events import AgencyEvent, CaseStart
+from kbflow.settings import Settings, workflow_id
+from worker import connect
+from workflows.case_workflow import CaseWorkflow
+
+#: How long a query may wait for a worker to answer.
+QUERY_TIMEOUT = timedelta(seconds=10)
+#: How long an event may wait for a worker to apply it and deliver its packets.
+EVENT_TIMEOUT = timedelta(seconds=60)
+
+
+class CaseError(Exception):
+    """Something the command line cannot do for a case; the message says why, in one line."""
+
+
+class EventRefusedError(CaseError):
+    """The case refused an event; the message is the workflow's reason."""
+
+
+async def open_client(settings: Settings) -> Client:
+    """kbflow's Temporal client for ``settings``.
+
+    Raises:
+        CaseError: Temporal does not answer on TEMPORAL_ADDRESS.
+    """
+    try:
+        return await connect(settings)
+    except RuntimeError:
+        raise CaseError(
+            f"cannot reach Temporal at {settings.temporal_address} (namespace "
+            f"{settings.namespace}); start it with `kbflow server` or set TEMPORAL_ADDRESS"
+        ) from None
+
+
+async def start_case(client: Client, settings: Settings, start: CaseStart) -> WorkflowHandle:
+    """Start ``CaseWorkflow`` for ``start`` on the task queue of ``settings``.
+
+    A case ref is never reused, not even after its case closed.
+
+    Raises:
+        CaseError: a case with this ref exists already.
+    """
+    try:
+        return await client.start_workflow(
+            CaseWorkflow.run, start, id=workflow_id(start.case_ref),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise CaseError(f"case {start.case_ref}: a case with this ref exists already; "
+                        "leave out --case-ref to get a fresh one") from None
+
+
+async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent,
+                     timeout: timedelta = EVENT_TIMEOUT) -> EventOutcome:
+    """Send event ``name`` to the case as an update, with the body's idempotency key as
+    update id; returns what the case did.
+
+    Raises:
+        EventRefusedError: the case refused the event (the message is the reason).
+        CaseError: unknown or closed case, or no worker answered within ``timeout``.
+    """
+    handle = client.get_workflow_handle(workflow_id(case_ref))
+    task = asyncio.current_task()
+    try:
+        # The client polls for the update's result until it has one, however long that
+        # takes; the deadline bounds the whole wait, not one poll.
+        async with asyncio.timeout(timeout.total_seconds()):
+            return await handle.execute_update(name, body, id=body.idempotency_key,
+                                               result_type=EventOutcome)
+    except WorkflowUpdateFailedError as failed:
+        cause = failed.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise EventRefusedError(f"refused: {reason}") from None
+    except (TimeoutError, RPCTimeoutOrCancelledError):
+        # The client reports any cancellation as RPCTimeoutOrCancelledError: only our
+        # deadline is a timeout; a cancellation from outside stays one.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from None
+        raise _no_worker(case_ref, timeout) from None
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error, timeout) from None
+
+
+async def case_status(client: Client, case_ref: str,
+                      timeout: timedelta = QUERY_TIMEOUT) -> CaseStatus:
+    """The case's ``status`` query.
+
+    A closed case answers from its result without a worker.
+
+    Raises:
+        CaseError: unknown case, or no worker answered within ``timeout``.
+    """
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
+    try:
+        description = await handle.describe()
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            return await handle.result()
+        return await handle.query(CaseWorkflow.status, rpc_timeout=timeout)
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error, timeout) from None
+
+
+async def case_timeline(client: Client, case_ref: str,
+                        timeout: timedelta = QUERY_TIMEOUT) -> list[TimelineEntry]:
+    """The case's ``timeline`` query (needs a worker, also for a closed case).
+
+    Raises:
+        CaseError: unknown case, or no worker answered within ``timeout``.
+    """
+    handle = client.get_workflow_handle(workflow_id(case_ref))
+    try:
+        return await handle.query(CaseWorkflow.timeline, rpc_timeout=timeout)
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error, timeout) from None
+
+
+async def _case_error(client: Client, case_ref: str, error: RPCError,
+                      timeout: timedelta | None = None) -> CaseError:
+    """Turn a failed call on a case into a one-line reason."""
+    if error.status is RPCStatusCode.NOT_FOUND:
+        try:
+            description = await client.get_workflow_handle(workflow_id(case_ref)).describe()
+        except RPCError:
+            return CaseError(f"case {case_ref}: unknown case (no workflow "
+                             f"{workflow_id(case_ref)})")
+        status = description.status.name.lower() if description.status else "closed"
+        return CaseError(f"case {case_ref}: the case is closed (workflow {status}); "
+                         "no event is accepted")
+    if timeout is not None and error.status in (RPCStatusCode.CANCELLED,
+                                                RPCStatusCode.DEADLINE_EXCEEDED):
+        return _no_worker(case_ref, timeout)
+    return CaseError(f"case {case_ref}: Temporal error {error.status.name}: {error.message}")
+
+
+def _no_worker(case_ref: str, timeout: timedelta) -> CaseError:
+    return CaseError(f"case {case_ref}: no worker answered within "
+                     f"{timeout.total_seconds():.0f} s; is `kbflow worker` running on this "
+                     "task queue (KBFLOW_TASK_QUEUE)?")

@@ -1,0 +1,323 @@
+"""``kbflow``: the command line (installed as the ``kbflow`` script).
+
+Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
+agency event), ``status``, ``packets`` (a case's outboxes) and ``demo`` (every example,
+end to end). Configuration comes from the environment (``kbflow.settings``). Failures
+print one line on stderr and exit with code 1; nothing prints a personal value except
+``packets --json``, which shows the packets as delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from activities.outbox_store import OutboxStore
+from kbflow.logs import configure_logging
+from kbflow.process import Party
+from kbflow.settings import Settings, workflow_id
+from starter import inputs, render
+from starter.cases import (
+    CaseError,
+    case_status,
+    case_timeline,
+    open_client,
+    send_event,
+    start_case,
+)
+from starter.demo import DemoReport, run_demo
+from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
+from worker import run_worker
+
+
+class _Kbflow(typer.Typer):
+    """The ``kbflow`` script's app: after a command, flush and leave without interpreter
+    teardown. Temporal's Rust client threads can otherwise abort a finished command while
+    Python finalizes ("PyGILState_Release: thread state … must be current",
+    temporalio/sdk-python#300). ``typer.testing.CliRunner`` does not go through here."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            super().__call__(*args, **kwargs)
+            code = 0
+        except SystemExit as exit_:
+            code = _exit_code(exit_.code)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+app = _Kbflow(
+    name="kbflow",
+    help="Run the RvdK / IND / DT&V child-protection data-sharing protocol on Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold personal data
+    rich_markup_mode="markdown",
+)
+
+_T = TypeVar("_T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+CaseRefArgument = Annotated[str, typer.Argument(
+    metavar="CASE_REF", help="The case ref, e.g. KB-2026-7Q4M2X.")]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``work`` on a fresh event loop; known failures become one line and exit 1."""
+    try:
+        return asyncio.run(work())
+    except (inputs.InputError, CaseError, DevServerError) as error:
+        _fail(str(error))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM in the demo
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def server(
+    ui_port: Annotated[int, typer.Option(help="Port of the Web UI.")] = DEFAULT_UI_PORT,
+) -> None:
+    """Run the Temporal dev server in the foreground.
+
+    State in SQLite in the data dir (KBFLOW_DATA_DIR/temporal.sqlite), frontend on the
+    port of TEMPORAL_ADDRESS, Web UI on --ui-port. Stop it with Ctrl-C.
+    """
+    settings = Settings.from_env()
+    try:
+        config = DevServerConfig.from_settings(settings, ui_port)
+        command = config.command()
+    except (DevServerError, FileNotFoundError) as error:
+        _fail(str(error))
+    config.db_file.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"Temporal dev server: frontend {config.host}:{config.port}, "
+               f"namespace {config.namespace}, state {config.db_file}")
+    typer.echo(f"Web UI: {config.ui_url}  (workflows: {config.workflows_url()})")
+    os.execv(command[0], command)  # the server takes over this process: signals reach it
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker for the case workflows and deliveries until interrupted.
+
+    Logs JSON lines on stderr (case refs, steps, parties; never personal data).
+    """
+    configure_logging(json=True)
+    settings = Settings.from_env()
+    try:
+        asyncio.run(run_worker(settings))
+    except RuntimeError as error:
+        if "connect" not in str(error).lower():
+            raise
+        _fail(f"cannot reach Temporal at {settings.temporal_address}; "
+              "start it with `kbflow server` or set TEMPORAL_ADDRESS")
+
+
+@app.command()
+def start(
+    case_file: Annotated[Path, typer.Argument(
+        metavar="CASE_FILE",
+        help="A CaseStart document (with or without case_ref) or a scenario file.")],
+    case_ref: Annotated[str | None, typer.Option(
+        help="Case ref to use; default: the document's, else a fresh opaque one.")] = None,
+) -> None:
+    """Start a case with its step-1 report.
+
+    The file is validated as a CaseStart before Temporal is contacted.
+    """
+    settings = Settings.from_env()
+    if case_ref is not None:
+        _run_sync(lambda: inputs.check_case_ref(case_ref))
+    document = _run_sync(lambda: inputs.read_json_object(case_file))
+    case = _run_sync(lambda: inputs.case_start(document, case_ref, source=str(case_file)))
+
+    async def work() -> None:
+        client = await open_client(settings)
+        await start_case(client, settings, case)
+
+    _run(work)
+    typer.echo(f"started case {case.case_ref}")
+    typer.echo(f"workflow id: {workflow_id(case.case_ref)} (task queue {settings.task_queue})")
+
+
+@app.command()
+def event(
+    case_ref: CaseRefArgument,
+    event_name: Annotated[str, typer.Argument(
+        metavar="EVENT", help="Event name, a key of kbflow.events.EVENTS.")],
+    body_file: Annotated[Path, typer.Argument(metavar="FILE", help="The event body (JSON).")],
+) -> None:
+    """Send an agency event to a case and show what it did.
+
+    The body is validated against the event's model before Temporal is contacted; a
+    refused event prints the case's reason and exits with code 1.
+    """
+    settings = Settings.from_env()
+    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    _run_sync(lambda: inputs.event_name(event_name))
+    document = _run_sync(lambda: inputs.read_json_object(body_file))
+    body = _run_sync(lambda: inputs.event_body(event_name, document, source=str(body_file)))
+
+    async def work() -> Any:
+        client = await open_client(settings)
+        return await send_event(client, case_ref, event_name, body)
+
+    for line in render.outcome_lines(_run(work)):
+        typer.echo(line)
+
+
+@app.command()
+def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
+    """Show a case: phase, end state, steps done, what it awaits, timeline."""
+    settings = Settings.from_env()
+    _run_sync(lambda: inputs.check_case_ref(case_ref))
+
+    async def work() -> Any:
+        client = await open_client(settings)
+        case = await case_status(client, case_ref)
+        try:
+            timeline = await case_timeline(client, case_ref)
+        except CaseError:
+            if case.closed_at is None:
+                raise
+            timeline = None  # a closed case's status comes from its result, no worker needed
+        return case, timeline
+
+    case, timeline = _run(work)
+    if as_json:
+        _echo_json({
+            **case.model_dump(mode="json"),
+            "workflow_id": workflow_id(case_ref),
+            "timeline": None if timeline is None
+            else [entry.model_dump(mode="json") for entry in timeline],
+        })
+        return
+    for line in render.status_lines(case, timeline):
+        typer.echo(line)
+
+
+@app.command()
+def packets(
+    case_ref: CaseRefArgument,
+    party: Annotated[Party | None, typer.Option(
+        case_sensitive=False, help="Only what this party received.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the packets delivered for a case.
+
+    Read from the outbox in the data dir. The text form names the items; --json shows
+    the packets as delivered, bodies included.
+    """
+    settings = Settings.from_env()
+    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    if not settings.outbox_path.is_file():
+        _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
+    store = OutboxStore(settings.outbox_path)
+    if not store.packets(case_ref):
+        _fail(f"case {case_ref}: no packets in {settings.outbox_path} (unknown case, or a "
+              "worker with another KBFLOW_DATA_DIR)")
+    found = store.packets(case_ref, party)
+    if as_json:
+        _echo_json([packet.model_dump(mode="json") for packet in found])
+        return
+    who = f" received by {party.value}" if party else ""
+    typer.echo(f"case {case_ref}: {len(found)} packet(s){who}")
+    for packet in found:
+        typer.echo(render.packet_line(packet))
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print only a JSON summary of the cases on stdout.")] = False,
+    ui_port: Annotated[int, typer.Option(
+        help="Web UI port of a dev server the demo starts.")] = DEFAULT_UI_PORT,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log at INFO level (stderr).")] = False,
+) -> None:
+    """Run every example scenario end to end.
+
+    Starts the dev server and a worker when none is running, and stops them afterwards.
+    """
+    # JSON logs in both modes: the console renderer prints tracebacks with locals.
+    configure_logging(json=True, level=logging.INFO if verbose else logging.WARNING)
+    settings = Settings.from_env()
+
+    def note(message: str) -> None:
+        typer.echo(message, err=True)
+
+    async def work() -> DemoReport:
+        # SIGTERM cancels the demo like Ctrl-C does, so that it stops what it started.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run_demo(settings, ui_port, note)
+
+    report = _run(work)
+    if as_json:
+        _echo_json({"cases": [case.summary() for case in report.cases]})
+    else:
+        _print_demo(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_demo(report: DemoReport) -> None:
+    for number, case in enumerate(report.cases, start=1):
+        typer.echo("")
+        typer.echo(f"[{number}/{len(report.cases)}] {case.title}  ({case.file.name})")
+        typer.echo(f"  case ref:  {case.case_ref or '-'}")
+        typer.echo(f"  steps:     {', '.join(str(step) for step in case.steps) or '-'}")
+        typer.echo(f"  phase:     {case.phase or '-'}   end state: {case.end_state or '-'}")
+        typer.echo(f"  result:    {'as expected' if case.as_expected else 'NOT AS EXPECTED'}")
+        if case.problem:
+            typer.echo(f"  problem:   {case.problem}")
+        if case.packets:
+            typer.echo("  received (step, sender, items):")
+            for line in render.received_lines(case.packets):
+                typer.echo(f"    {line}")
+    expected = sum(1 for case in report.cases if case.as_expected)
+    typer.echo("")
+    typer.echo(f"{expected} of {len(report.cases)} cases as expected, "
+               f"in {report.seconds:.1f} s")
+    if report.started_server:
+        typer.echo(f"Browse the cases: run `kbflow server`, then open {report.workflows_url}")
+    else:
+        typer.echo(f"Browse the cases: {report.workflows_url}")
+
+
+def _run_sync(check: Callable[[], _T]) -> _T:
+    """Run a local check; an ``InputError`` becomes one line and exit 1."""
+    try:
+        return check()
+    except inputs.InputError as error:
+        _fail(str(error))
+
