@@ -38,8 +38,13 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_worker(client: Client, task_queue: str, store: OutboxStore) -> Worker:
-    """A worker for ``CaseWorkflow`` and the delivery activities on ``task_queue``."""
+def build_worker(
+    client: Client, task_queue: str, store: OutboxStore, identity: str | None = None
+) -> Worker:
+    """A worker for ``CaseWorkflow`` and the delivery activities on ``task_queue``.
+
+    ``identity`` names the worker in Temporal (default: the SDK's pid@host).
+    """
     activities = DeliveryActivities(store)
     return Worker(
         client,
@@ -47,6 +52,7 @@ def build_worker(client: Client, task_queue: str, store: OutboxStore) -> Worker:
         workflows=[CaseWorkflow],
         activities=[activities.deliver_packet, activities.send_reminder],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        identity=identity,
     )
 
 

@@ -372,7 +372,8 @@ class CaseState(BaseModel):
             for recipient in flow.recipients
         ]
         for packet in packets:
-            self._log(now, "packet", f"{sorted(packet.items)} to {packet.recipient.value}",
+            items = ", ".join(sorted(item.value for item in packet.items)) or "NAW only"
+            self._log(now, "packet", f"{items} to {packet.recipient.value}",
                       step, sender)
         if int(step) not in self.steps_done:
             self.steps_done.append(int(step))
@@ -573,7 +574,7 @@ def _extension_ruling(state: CaseState, event: AgencyEvent, now: dt.datetime,
     ends_on = state.ots_ends_on
     if event.ots_months is not None:
         ends_on = _add_months(ends_on, event.ots_months)
-    ruling = CourtRuling(measure=Measure.OTS, ruled_on=now.date(), extension=True,
+    ruling = CourtRuling(measure=Measure.OTS, ruled_on=now.date(), extension=event.extended,
                          ots_ends_on=ends_on, summary=event.summary)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)

@@ -38,7 +38,10 @@ def configure_logging(*, json: bool = True, level: int = logging.INFO) -> None:
         drop_personal_fields,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json
+        # plain tracebacks: the default rich formatter prints local variables' values
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -49,7 +52,11 @@ def configure_logging(*, json: bool = True, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info] if json else []),
+            renderer,
+        ],
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
