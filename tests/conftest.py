@@ -4,14 +4,17 @@ task queue with its own outbox store."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -50,3 +53,29 @@ async def worker(client: Client, task_queue: str, store: OutboxStore) -> AsyncIt
     running = build_worker(client, task_queue, store)
     async with running:
         yield running
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _no_open_workflows_left(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test that used the time-skipping server, terminate the workflows it left open.
+
+    The session's server skips time for every workflow at once: an open case whose worker
+    is gone gets a workflow task nobody polls when its next timer fires, and the server then
+    never skips time again (``env.sleep`` and ``handle.result()`` hang). So no test may leave
+    a running case behind.
+    """
+    yield
+    if "env" not in request.fixturenames:
+        return
+    environment: WorkflowEnvironment = request.getfixturevalue("env")
+    service = environment.client.workflow_service
+    response = await service.list_open_workflow_executions(
+        ListOpenWorkflowExecutionsRequest(namespace=environment.client.namespace,
+                                          maximum_page_size=1000)
+    )
+    for execution in response.executions:
+        handle = environment.client.get_workflow_handle(
+            execution.execution.workflow_id, run_id=execution.execution.run_id
+        )
+        with contextlib.suppress(RPCError):
+            await handle.terminate(reason="test finished")
