@@ -1,0 +1,117 @@
+"""Logs carry case refs, steps and ids, never personal data (kbflow/logs.py, CONVENTIONS.md).
+
+A whole case runs through the worker with JSON logging configured exactly as the worker
+configures it (``configure_logging(json=True)``), including a refused event whose body
+carries personal values and a reply deadline that sends a reminder. Everything written to
+stderr (Python loggers and the SDK core alike) is captured at the file descriptor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.outbox_store import OutboxStore
+from kbflow.case import EventOutcome
+from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
+from kbflow.process import PROCESS_TABLE, Party, Step
+from kbflow.settings import workflow_id
+from tests import factories as f
+from workflows.case_workflow import CaseWorkflow
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the logging configuration back after a test that configures its own."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+async def test_a_whole_case_logs_no_personal_data(
+    restore_logging: None, capfd: pytest.CaptureFixture[str], env: WorkflowEnvironment,
+    client: Client, task_queue: str, worker: Worker, store: OutboxStore,
+) -> None:
+    configure_logging(json=True)  # as the worker does; in the test, so capfd sees stderr
+    start = f.case_start(persons=(f.CHILD.model_copy(update={"v_number": f.V_NUMBERS[0]}),
+                                  f.PARENT, f.SIBLING))
+    handle = await client.start_workflow(CaseWorkflow.run, start,
+                                         id=workflow_id(start.case_ref), task_queue=task_queue)
+    events = [f.announce(), f.residence_ind(v_numbers=((0, f.V_NUMBERS[0]),
+                                                       (2, f.V_NUMBERS[2]))), f.residence_dtv(),
+              f.decision(), f.result(), f.ruling(), f.availability_request()]
+    for ev in events:
+        await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
+    # A refused event with personal values in its body, and one with a malformed body.
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("court_ruling", f.ruling().event, result_type=EventOutcome)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            "advice_availability",
+            {"sender": "DTV", "idempotency_key": f.new_key(), "advice_available": f.CHILD.name,
+             "v_number": [{"person": 0, "v_number": f.V_NUMBERS[1]}]},
+            result_type=EventOutcome)
+    # DT&V misses the step-7 deadline: a reminder is sent, then escalated.
+    reply_due = PROCESS_TABLE[Step.ADVICE_AVAILABILITY].reply_due
+    assert reply_due is not None
+    await env.sleep(reply_due + dt.timedelta(days=8))
+    for ev in [f.availability(False), f.advice_request(), f.advice(), f.rejection(),
+               f.handover()]:
+        await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
+    status = await handle.result()
+    assert status.end_state is not None
+    assert store.reminders(start.case_ref)  # the reminder path ran
+
+    err = capfd.readouterr().err
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    delivered = [r for r in records if r.get("event") == "packet delivered"]
+    # The log is there and says what happened (so this test can fail)...
+    assert start.case_ref in err
+    assert len(delivered) == len(store.packets(start.case_ref))
+    assert {r["case_ref"] for r in delivered} == {start.case_ref}
+    assert {r["step"] for r in delivered} == set(status.steps_done)
+    assert any(r.get("event") == "reminder sent" and r.get("party") == Party.DTV.value
+               for r in records)
+    # ...and holds no name, address, place, date of birth, V-nummer or relaas.
+    assert f.leaked(err) == []
+    for person in start.persons:
+        assert person.date_of_birth.strftime("%d-%m-%Y") not in err
+        assert person.date_of_birth.strftime("%Y%m%d") not in err
+
+
+def test_drop_personal_fields_masks_personal_keys_and_keeps_the_message() -> None:
+    event = {"event": "packet delivered", "case_ref": "KB-2026-ABCDEF1234", "step": 3,
+             **{key: f"{f.CHILD.name} {f.V_NUMBERS[0]}" for key in PERSONAL_KEYS
+                if key != "event"}}
+    masked = drop_personal_fields(None, "info", dict(event))
+    assert masked["event"] == "packet delivered"
+    assert masked["case_ref"] == "KB-2026-ABCDEF1234" and masked["step"] == 3
+    assert f.leaked(json.dumps(masked)) == []
+    assert all(masked[key] == "[removed]" for key in PERSONAL_KEYS if key != "event")
+
+
+def test_personal_keyword_in_a_log_call_is_masked(
+    restore_logging: None, capfd: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(json=True)
+    log = structlog.get_logger("kbflow.test")
+    log.info("case opened", case_ref="KB-2026-ABCDEF1234", name=f.CHILD.name,
+             date_of_birth=f.CHILD.date_of_birth.isoformat(), v_number=f.V_NUMBERS[0],
+             relaas=f.RELAAS.concerns)
+    logging.getLogger("temporalio.test").warning("activity for %s", "KB-2026-ABCDEF1234")
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines] == ["case opened", "activity for KB-2026-ABCDEF1234"]
+    assert lines[0]["case_ref"] == "KB-2026-ABCDEF1234"
+    assert f.leaked(err) == []
