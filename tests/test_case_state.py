@@ -396,7 +396,12 @@ def test_event_models_refuse_bad_bodies_without_echoing_them() -> None:
     ({"case_ref": "KB-2026-FENNA1"}, "opaque"),
     ({"case_ref": "KB-2026-X20170614"}, "opaque"),
     ({"case_ref": "KB-2026-A0000000011"}, "opaque"),
-], ids=["reporter", "no-child", "name-in-ref", "birthdate-in-ref", "v-number-in-ref"])
+    # The same person twice: the processing log keys entries by a pseudonym of name and
+    # date of birth, so a repeated person would wedge delivery (see test_case_workflow.py).
+    ({"persons": (f.CHILD, f.PARENT, f.CHILD.model_copy(update={"address": "Elders 1"}))},
+     "persons"),
+], ids=["reporter", "no-child", "name-in-ref", "birthdate-in-ref", "v-number-in-ref",
+        "person-twice"])
 def test_case_start_refusals(changes: dict[str, Any], reason: str) -> None:
     from pydantic import ValidationError
 

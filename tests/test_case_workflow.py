@@ -11,6 +11,7 @@ advanced explicitly (``env.sleep``) between updates where a deadline matters.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 from collections import Counter
@@ -52,9 +53,38 @@ WORKFLOW_TASK_EVENTS = {
 }
 
 
+ACTIVITY_ENDS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+}
+
+
 def case_events(events: Sequence[HistoryEvent]) -> list[HistoryEvent]:
     """The history events that record the case, not the workflow tasks that ran it."""
     return [event for event in events if event.event_type not in WORKFLOW_TASK_EVENTS]
+
+
+async def settled(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    """Wait until the case is idle and return its history.
+
+    ``run()`` delivers the step-1 report in the background of the first updates, so a
+    test that compares before and after must start from an idle case: the last workflow
+    task done and every delivery scheduled so far finished. A condition wait (bounded),
+    not a wait for time to pass.
+    """
+    for _ in range(500):
+        events = list((await handle.fetch_history()).events)
+        scheduled = sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                        for e in events)
+        ended = sum(e.event_type in ACTIVITY_ENDS for e in events)
+        tasks = [e.event_type for e in events if e.event_type in WORKFLOW_TASK_EVENTS]
+        idle = tasks[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        if idle and scheduled == ended:
+            return events
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"case {handle.id} did not become idle")
 
 
 async def start_case(client: Client, task_queue: str,
@@ -104,6 +134,7 @@ async def test_branch_end_to_end(name: str, client: Client, task_queue: str, wor
     if branch.phase is Phase.CLOSED:
         assert outcomes[-1].end_state is branch.end_state
         assert await handle.result() == status  # the run ends with the closed case
+    await settled(handle)  # the step-1 report is delivered in the background
 
     # What each party received: exactly the flows of PROCESS.md §3, and nothing else.
     assert deliveries(store, ref) == Counter(branch.deliveries)
@@ -155,13 +186,16 @@ async def test_reply_deadline_reminds_then_escalates(
     assert wait.due is not None and wait.due - wait.since == reply_due
 
     await env.sleep(reply_due - HOUR)
+    await settled(handle)
     assert [r for r in store.reminders(ref) if r.event == awaited] == []
     await env.sleep(2 * HOUR)
+    await settled(handle)
     reminders = [r for r in store.reminders(ref) if r.event == awaited]
     assert [(r.party, r.step) for r in reminders if r.party is party] == [(party, step)]
     assert (await status_of(handle)).escalations == 0
 
     await env.sleep(ESCALATION_GRACE)
+    await settled(handle)
     timeline = await timeline_of(handle)
     assert any(e.kind == "reminder" and e.party is party and e.step is step for e in timeline)
     escalations = [e for e in timeline if e.kind == "escalation"]
@@ -289,8 +323,8 @@ async def test_refused_event_leaves_the_case_unchanged(
 ) -> None:
     handle = await start_case(client, task_queue)
     await send(handle, *before())
+    history = await settled(handle)
     status, timeline = await status_of(handle), await timeline_of(handle)
-    history = (await handle.fetch_history()).events
     packets = len(store.packets(ref_of(handle)))
 
     with pytest.raises(WorkflowUpdateFailedError) as error:
@@ -322,6 +356,7 @@ async def test_duplicate_event_has_one_effect(client: Client, task_queue: str, w
     event = f.residence_ind()
     first = await handle.execute_update(event.name, event.event, id="update-first",
                                         result_type=EventOutcome)
+    await settled(handle)
     packets, log = store.packets(ref), store.processing_log(ref)
     timeline = await timeline_of(handle)
     again = await handle.execute_update(event.name, event.event, id="update-second",
@@ -413,6 +448,21 @@ async def test_pseudonyms_are_stable_per_person_across_packets(store: OutboxStor
     persons = [Person.model_validate(p.model_dump(include=set(Person.model_fields)))
                for p in record.persons]
     assert by_packet["p-1"] == [store.pseudonymise(person) for person in persons]
+
+
+async def test_persons_sharing_a_pseudonym_do_not_wedge_delivery(store: OutboxStore) -> None:
+    # Two persons with the same name and date of birth (a person listed twice, or twins
+    # reported under one placeholder name) get the same pseudonymous subject id.
+    twice = (f.CHILD, f.PARENT, f.CHILD.model_copy(update={"address": "Elders 1"}))
+    record = CaseRecord.model_validate({**f.full_record().model_dump(), "persons": twice})
+    packet = _packet(record, Step.ANNOUNCE_INVESTIGATION, Party.RVDK, Party.IND)
+    activities = DeliveryActivities(store)
+    # An error here is retried by Temporal for ever: every packet of the case stays stuck.
+    receipt = await ActivityEnvironment().run(activities.deliver_packet, packet)
+    assert receipt.delivered
+    assert store.packets(record.case_ref) == [packet]
+    subjects = [entry.data_subject_id for entry in store.processing_log(record.case_ref)]
+    assert sorted(subjects) == sorted({store.pseudonymise(p) for p in packet.persons})
 
 
 async def test_a_reminder_is_sent_once(store: OutboxStore) -> None:
