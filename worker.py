@@ -14,11 +14,13 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.common import HeaderCodecBehavior
 from temporalio.worker import Worker
 
 from activities.delivery import DeliveryActivities
 from activities.outbox_store import OutboxStore
+from encryption.codec import encrypted_data_converter
+from encryption.keys import KeyStore
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
@@ -29,12 +31,17 @@ log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-async def connect(settings: Settings) -> Client:
-    """A Temporal client with kbflow's data converter, for the worker, the CLI and tests."""
+async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
+    """A Temporal client with kbflow's encrypting data converter (``encryption.codec``),
+    for the worker and the CLI; headers go through the codec too.
+
+    ``keys`` defaults to the key store in the data dir.
+    """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_data_converter(keys or KeyStore.open(settings.data_dir)),
+        header_codec_behavior=HeaderCodecBehavior.CODEC,
     )
 
 

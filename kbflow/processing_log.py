@@ -40,8 +40,13 @@ class ProcessingLogEntry(BaseModel):
 
 
 def entries_for(packet: Packet, pseudonymise: Pseudonymise) -> list[ProcessingLogEntry]:
-    """The log entries a delivered packet owes: one per data subject in its body."""
+    """The log entries a delivered packet owes: one per data subject in its body (LDV).
+
+    Persons with the same pseudonym (listed twice, or same name and date of birth) are one
+    data subject and get one entry.
+    """
     items = tuple(sorted(packet.body))
+    subjects = dict.fromkeys(pseudonymise(person) for person in packet.persons)
     return [
         ProcessingLogEntry(
             packet_id=packet.packet_id,
@@ -50,11 +55,11 @@ def entries_for(packet: Packet, pseudonymise: Pseudonymise) -> list[ProcessingLo
             sender=packet.sender,
             recipient=packet.recipient,
             processing_activity_id=packet.processing_activity_id,
-            data_subject_id=pseudonymise(person),
+            data_subject_id=subject_id,
             purpose=packet.purpose,
             legal_basis=packet.legal_basis,
             items=items,
             at=packet.created_at,
         )
-        for person in packet.persons
+        for subject_id in subjects
     ]

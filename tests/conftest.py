@@ -13,20 +13,27 @@ import pytest
 import pytest_asyncio
 from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.outbox_store import OutboxStore
+from encryption.codec import encrypted_data_converter
+from encryption.keys import KeyStore
 from kbflow.settings import installed_binary
 from worker import build_worker
 
 
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
+    """The session's key store (master key and per-case data keys)."""
+    return KeyStore.open(tmp_path_factory.mktemp("keys"))
+
+
 @pytest_asyncio.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_data_converter(keys),
         test_server_existing_path=str(installed_binary("temporal-test-server")),
     )
     yield environment

@@ -22,13 +22,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from kbflow.settings import Settings, installed_binary
-from worker import build_worker
+from worker import build_worker, connect
 
 KBFLOW = Path(sys.executable).parent / "kbflow"
 #: Upper bound for one CLI call; a healthy call takes about a second.
@@ -39,7 +38,6 @@ CLI_TIMEOUT = 120
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(installed_binary("temporal")),
-        data_converter=pydantic_data_converter,
     )
     yield environment
     await environment.shutdown()
@@ -98,9 +96,13 @@ async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path:
                                                           item.body))
         for index, item in enumerate(scenario.events)
     }
-    store = OutboxStore(Settings(data_dir=cli.data_dir).outbox_path)
+    settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
+                        namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
+    store = OutboxStore(settings.outbox_path)
+    # The worker shares the CLI's data dir, so its key store: both encrypt alike.
+    client = await connect(settings)
 
-    async with build_worker(dev_server.client, task_queue, store):
+    async with build_worker(client, task_queue, store):
         started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
         assert started.returncode == 0, started.stderr
         match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)

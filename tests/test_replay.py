@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from encryption.codec import encrypted_data_converter
+from encryption.keys import KeyStore
 from kbflow.scenario import example_files
 from workflows.case_workflow import CaseWorkflow
 
@@ -22,8 +23,8 @@ def test_every_example_has_a_recorded_history() -> None:
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+async def test_history_replays(path: Path, keys: KeyStore) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[CaseWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[CaseWorkflow], data_converter=encrypted_data_converter(keys))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

@@ -1,0 +1,265 @@
+"""Envelope encryption keys: master keys wrap one data key per case.
+
+A case's data key (AES-256) encrypts everything of that case: its Temporal payloads and its
+outbox packets. The data key is stored only wrapped (AES-256-GCM) by a master key, with the
+master key's id beside it, so a master key can rotate by rewrapping the data keys — history
+is never rewritten. Destroying a case's data key (crypto-shredding) makes the case's
+history, packets and every backup of them unreadable, while other cases stay readable.
+
+Master keys come from ``KBFLOW_MASTER_KEYS`` (``id:64-hex[,id:64-hex…]``, the first is
+current) or, for development, from ``<data dir>/master.keys`` (created, mode 0600, one
+``id:hex`` per line, the last is current). Keys never enter Temporal history or logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
+#: Scope of payloads that belong to no case (no workflow id in the serialization context).
+SYSTEM_SCOPE = "kbflow-system"
+#: How long a process trusts a cached data key before asking the store again (seconds):
+#: bounds how long another process may still decrypt a case after it was erased.
+CACHE_SECONDS = 5.0
+
+
+class KeyUnavailable(LookupError):
+    """A data key cannot be had: unknown, or destroyed by erasure. The message names the
+    key id (random, not personal) and the reason."""
+
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """Master keys by id; ``current`` wraps new data keys."""
+
+    keys: dict[str, bytes]
+    current: str
+
+    @classmethod
+    def parse(cls, text: str, *, current_first: bool) -> MasterKeys:
+        """Parse ``id:hex`` entries separated by commas or newlines.
+
+        Raises:
+            ValueError: an entry is not ``id:64 hex characters``.
+        """
+        keys: dict[str, bytes] = {}
+        order: list[str] = []
+        for entry in text.replace(",", "\n").split():
+            key_id, _, hex_key = entry.partition(":")
+            try:
+                key = bytes.fromhex(hex_key)
+            except ValueError:
+                key = b""
+            if not key_id or len(key) != 32:
+                raise ValueError("master keys: each entry must be id:64 hex characters")
+            keys[key_id] = key
+            order.append(key_id)
+        if not order:
+            raise ValueError("master keys: none given")
+        return cls(keys=keys, current=order[0] if current_first else order[-1])
+
+    @classmethod
+    def load(cls, data_dir: Path) -> MasterKeys:
+        """From ``KBFLOW_MASTER_KEYS``, else from (or new in) ``<data_dir>/master.keys``."""
+        configured = os.environ.get(MASTER_KEYS_ENV)
+        if configured:
+            return cls.parse(configured, current_first=True)
+        path = data_dir / "master.keys"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as key_file:
+                key_file.write(f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
+        return cls.parse(path.read_text(), current_first=False)
+
+    @staticmethod
+    def add_to_file(data_dir: Path) -> str:
+        """Append a new master key to ``<data_dir>/master.keys``, making it current."""
+        key_id = f"mk-{secrets.token_hex(4)}"
+        path = data_dir / "master.keys"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a") as key_file:
+            key_file.write(f"{key_id}:{secrets.token_hex(32)}\n")
+        return key_id
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS data_keys (
+    key_id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL UNIQUE,
+    master_key_id TEXT,
+    wrapped BLOB,
+    created_at TEXT NOT NULL,
+    destroyed_at TEXT
+);
+"""
+
+
+class KeyStore:
+    """Data keys in a SQLite file, wrapped by master keys. Thread-safe; several processes
+    (worker, CLI, codec server) may share the file."""
+
+    def __init__(self, path: Path, master_keys: MasterKeys) -> None:
+        self.path = path
+        self.master_keys = master_keys
+        self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
+        self._by_scope: dict[str, str] = {}
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> KeyStore:
+        """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys."""
+        return cls(data_dir / "keys.sqlite3", MasterKeys.load(data_dir))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA secure_delete=ON")  # a destroyed key's bytes are overwritten
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def _wrap(self, key_id: str, key: bytes) -> tuple[str, bytes]:
+        master_id = self.master_keys.current
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self.master_keys.keys[master_id]).encrypt(nonce, key, key_id.encode())
+        return master_id, nonce + sealed
+
+    def _unwrap(self, key_id: str, master_id: str, wrapped: bytes) -> bytes:
+        master = self.master_keys.keys.get(master_id)
+        if master is None:
+            raise KeyUnavailable(f"data key {key_id}: master key {master_id} is not configured")
+        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], key_id.encode())
+
+    def _remember(self, key_id: str, scope: str, key: bytes) -> None:
+        with self._lock:
+            self._cache[key_id] = (time.monotonic(), scope, key)
+            self._by_scope[scope] = key_id
+
+    def _cached(self, key_id: str) -> bytes | None:
+        with self._lock:
+            hit = self._cache.get(key_id)
+            if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
+                return hit[2]
+        return None
+
+    def key_for_scope(self, scope: str) -> tuple[str, bytes]:
+        """The data key of ``scope`` (a workflow id), created on first use.
+
+        Returns:
+            ``(key_id, key)``; the key id goes into payload metadata.
+
+        Raises:
+            KeyUnavailable: the scope's key was destroyed (the case was erased).
+        """
+        with self._lock:
+            key_id = self._by_scope.get(scope)
+        if key_id is not None:
+            key = self._cached(key_id)
+            if key is not None:
+                return key_id, key
+        with self._connect() as db:
+            row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
+                             "WHERE scope = ?", (scope,)).fetchone()
+            if row is None:
+                key_id, key = f"dk-{secrets.token_hex(12)}", AESGCM.generate_key(256)
+                master_id, wrapped = self._wrap(key_id, key)
+                db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                           (key_id, scope, master_id, wrapped,
+                            dt.datetime.now(dt.UTC).isoformat()))
+                row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
+                                 "WHERE scope = ?", (scope,)).fetchone()
+        key_id, master_id, wrapped = row
+        if wrapped is None:
+            raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
+        key = self._unwrap(key_id, master_id, wrapped)
+        self._remember(key_id, scope, key)
+        return key_id, key
+
+    def key(self, key_id: str) -> bytes:
+        """The data key with ``key_id``.
+
+        Raises:
+            KeyUnavailable: unknown, or destroyed (the case was erased).
+        """
+        cached = self._cached(key_id)
+        if cached is not None:
+            return cached
+        with self._connect() as db:
+            row = db.execute("SELECT scope, master_key_id, wrapped FROM data_keys "
+                             "WHERE key_id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise KeyUnavailable(f"data key {key_id}: unknown")
+        scope, master_id, wrapped = row
+        if wrapped is None:
+            raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
+        key = self._unwrap(key_id, master_id, wrapped)
+        self._remember(key_id, scope, key)
+        return key
+
+    def is_destroyed(self, scope: str) -> bool:
+        """Whether ``scope``'s data key was destroyed."""
+        with self._connect() as db:
+            row = db.execute("SELECT wrapped FROM data_keys WHERE scope = ?",
+                             (scope,)).fetchone()
+        return row is not None and row[0] is None
+
+    def destroy(self, scope: str) -> bool:
+        """Crypto-shred ``scope``: destroy its data key for good.
+
+        Returns:
+            True if a key was destroyed now; False if there was none or it was gone already.
+        """
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE data_keys SET wrapped = NULL, master_key_id = NULL, destroyed_at = ? "
+                "WHERE scope = ? AND wrapped IS NOT NULL",
+                (dt.datetime.now(dt.UTC).isoformat(), scope),
+            )
+        checkpoint = sqlite3.connect(self.path, timeout=30)
+        try:  # move the overwrite from the WAL into the file, and empty the WAL
+            checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            checkpoint.close()
+        with self._lock:
+            key_id = self._by_scope.pop(scope, None)
+            if key_id is not None:
+                self._cache.pop(key_id, None)
+        return cursor.rowcount == 1
+
+    def rewrap(self) -> int:
+        """Rewrap every live data key with the current master key (master-key rotation).
+
+        Returns:
+            How many data keys were rewrapped.
+        """
+        count = 0
+        with self._connect() as db:
+            rows = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
+                              "WHERE wrapped IS NOT NULL").fetchall()
+            for key_id, master_id, wrapped in rows:
+                if master_id == self.master_keys.current:
+                    continue
+                new_master, new_wrapped = self._wrap(key_id, self._unwrap(key_id, master_id,
+                                                                           wrapped))
+                db.execute("UPDATE data_keys SET master_key_id = ?, wrapped = ? "
+                           "WHERE key_id = ?", (new_master, new_wrapped, key_id))
+                count += 1
+        return count

@@ -1,0 +1,85 @@
+"""Per-party key pairs; packets sealed to their recipient (PROCESS.md §2 "secure sharing").
+
+A packet in a party's outbox is a NaCl sealed box (X25519 + XSalsa20-Poly1305, PyNaCl) to
+that party's public key: only the holder of the party's private key opens it, so no party
+reads another's packets. kbflow itself needs only the public keys.
+
+Keys live in ``KBFLOW_PARTY_KEYS_DIR`` (default ``<data dir>/party-keys``): ``<PARTY>.pub``
+(public, hex) and, for development and the demo, ``<PARTY>.key`` (private, hex, mode 0600),
+created on first use. In production each party keeps its ``.key`` to itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nacl.public import PrivateKey, PublicKey, SealedBox
+
+from kbflow.process import Party
+
+PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
+
+
+class PartyKeyMissing(LookupError):
+    """A party's key is not available here; the message names the party and the file."""
+
+
+class PartyKeys:
+    """The parties' key pairs in a folder."""
+
+    def __init__(self, folder: Path, *, create_missing: bool = True) -> None:
+        self.folder = folder
+        self.create_missing = create_missing
+
+    @classmethod
+    def open(cls, data_dir: Path) -> PartyKeys:
+        """The folder from ``KBFLOW_PARTY_KEYS_DIR``, else ``<data_dir>/party-keys``."""
+        configured = os.environ.get(PARTY_KEYS_ENV)
+        return cls(Path(configured) if configured else data_dir / "party-keys")
+
+    def _create(self, party: Party) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        private = PrivateKey.generate()
+        path = self.folder / f"{party.value}.key"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as key_file:
+            key_file.write(bytes(private).hex())
+        (self.folder / f"{party.value}.pub").write_text(bytes(private.public_key).hex())
+
+    def public_key(self, party: Party) -> PublicKey:
+        """``party``'s public key (created with its private key if missing and allowed).
+
+        Raises:
+            PartyKeyMissing: no public key and creation not allowed.
+        """
+        path = self.folder / f"{party.value}.pub"
+        if not path.exists():
+            if not self.create_missing:
+                raise PartyKeyMissing(f"{party.value}: no public key at {path}")
+            self._create(party)
+        return PublicKey(bytes.fromhex(path.read_text().strip()))
+
+    def private_key(self, party: Party) -> PrivateKey:
+        """``party``'s private key.
+
+        Raises:
+            PartyKeyMissing: this machine does not hold it.
+        """
+        path = self.folder / f"{party.value}.key"
+        if not path.exists():
+            raise PartyKeyMissing(f"{party.value}: no private key at {path}")
+        return PrivateKey(bytes.fromhex(path.read_text().strip()))
+
+    def seal(self, party: Party, plaintext: bytes) -> bytes:
+        """Encrypt ``plaintext`` so that only ``party`` can read it."""
+        return SealedBox(self.public_key(party)).encrypt(plaintext)
+
+    def unseal(self, party: Party, sealed: bytes) -> bytes:
+        """Open a box sealed to ``party``.
+
+        Raises:
+            PartyKeyMissing: this machine does not hold ``party``'s private key.
+            nacl.exceptions.CryptoError: the box was not sealed to ``party``.
+        """
+        return SealedBox(self.private_key(party)).decrypt(sealed)
