@@ -396,8 +396,9 @@ def test_event_models_refuse_bad_bodies_without_echoing_them() -> None:
     ({"case_ref": "KB-2026-FENNA1"}, "opaque"),
     ({"case_ref": "KB-2026-X20170614"}, "opaque"),
     ({"case_ref": "KB-2026-A0000000011"}, "opaque"),
-    # The same person twice: the processing log keys entries by a pseudonym of name and
-    # date of birth, so a repeated person would wedge delivery (see test_case_workflow.py).
+    # Two persons with the same name and date of birth: the processing log's pseudonym is a
+    # keyed hash of exactly those, so it could not tell them apart (one data subject for
+    # two people, or one person listed twice): the report must distinguish them.
     ({"persons": (f.CHILD, f.PARENT, f.CHILD.model_copy(update={"address": "Elders 1"}))},
      "persons"),
 ], ids=["reporter", "no-child", "name-in-ref", "birthdate-in-ref", "v-number-in-ref",
