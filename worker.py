@@ -65,8 +65,9 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None."""
-    client = await connect(settings)
-    store = OutboxStore(settings.outbox_path)
+    keys = KeyStore.open(settings.data_dir)  # one instance: codec and outbox shred alike
+    client = await connect(settings, keys)
+    store = OutboxStore(settings.outbox_path, keys=keys)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,24 +1,38 @@
-"""The outbox store: each party's delivered packets, reminders, and the processing log,
-in one SQLite file (``Settings.outbox_path``).
+"""The outbox store: each party's delivered packets, reminders, erasures and the
+processing log, in one SQLite file (``Settings.outbox_path``).
+
+A packet rests encrypted twice (PROCESS.md §2 "secure sharing"): sealed to its recipient's
+public key (``encryption.sealed``), so no other party can read it, and that under the
+case's data key (``encryption.keys``), so destroying the key erases it everywhere,
+backups included. Only ids, step, parties and time stay readable, to route and list.
 
 A packet and its processing-log entries are written in one transaction, keyed by the
-packet id: delivering the same packet twice changes nothing (PROCESS.md §2 accountability,
-issue "activities are idempotent").
+packet id: delivering the same packet twice changes nothing. The processing log holds no
+personal values and outlives erasure.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.exceptions import CryptoError
+from pydantic import BaseModel, ConfigDict
+
 from activities.pseudonyms import Pseudonymiser
+from encryption.keys import KeyStore, KeyUnavailable
+from encryption.sealed import PartyKeyMissing, PartyKeys
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.processing_log import ProcessingLogEntry, Pseudonymise, entries_for
+from kbflow.settings import workflow_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -28,7 +42,8 @@ CREATE TABLE IF NOT EXISTS packets (
     sender TEXT NOT NULL,
     recipient TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    packet_json TEXT NOT NULL
+    key_id TEXT NOT NULL,
+    ciphertext BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS packets_by_recipient ON packets (recipient, case_ref);
 CREATE INDEX IF NOT EXISTS packets_by_case ON packets (case_ref, step);
@@ -40,6 +55,10 @@ CREATE TABLE IF NOT EXISTS processing_log (
     PRIMARY KEY (packet_id, data_subject_id)
 );
 CREATE INDEX IF NOT EXISTS log_by_subject ON processing_log (data_subject_id);
+CREATE TABLE IF NOT EXISTS erasures (
+    case_ref TEXT PRIMARY KEY,
+    erasure_json TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reminders (
     notice_id TEXT PRIMARY KEY,
     case_ref TEXT NOT NULL,
@@ -49,15 +68,43 @@ CREATE TABLE IF NOT EXISTS reminders (
 """
 
 
+class PacketUnreadable(LookupError):
+    """A stored packet cannot be read here: its case was erased, or this machine lacks the
+    recipient's private key. The message names the packet id, the party and the reason."""
+
+
+class Erasure(BaseModel):
+    """The record that a case's personal data was erased (no personal data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    case_ref: str
+    at: dt.datetime
+    reason: str
+    requested_by: str
+    packets_removed: int
+    key_destroyed: bool
+
+
 class OutboxStore:
-    """Outboxes, reminders and the processing log in one SQLite file.
+    """Outboxes, reminders, erasures and the processing log in one SQLite file.
+
+    Args:
+        path: the SQLite file; keys default to the files beside it (dev) or the
+            environment (``encryption.keys``, ``encryption.sealed``).
+        pseudonymise: data-subject ids for the processing log.
+        keys: the case data keys (shared with the payload codec).
+        party_keys: the parties' key pairs (public keys suffice to deliver).
 
     Safe to share between threads: every call opens its own connection.
     """
 
-    def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None) -> None:
+    def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None, *,
+                 keys: KeyStore | None = None, party_keys: PartyKeys | None = None) -> None:
         self.path = path
         self.pseudonymise = pseudonymise or Pseudonymiser.from_env_or_file(path.parent)
+        self.keys = keys or KeyStore.open(path.parent)
+        self.party_keys = party_keys or PartyKeys.open(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
@@ -67,6 +114,7 @@ class OutboxStore:
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not freed
             with db:  # one transaction: commit on success, roll back on error
                 yield db
         finally:
@@ -78,12 +126,12 @@ class OutboxStore:
         Returns:
             True if delivered now, False if this packet id was delivered before.
         """
+        key_id, ciphertext = self._encrypt(packet)
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO packets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO packets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (packet.packet_id, packet.case_ref, int(packet.step), packet.sender.value,
-                 packet.recipient.value, packet.created_at.isoformat(),
-                 packet.model_dump_json()),
+                 packet.recipient.value, packet.created_at.isoformat(), key_id, ciphertext),
             )
             if cursor.rowcount == 0:
                 return False
@@ -104,9 +152,34 @@ class OutboxStore:
             )
             return cursor.rowcount == 1
 
+    def _encrypt(self, packet: Packet) -> tuple[str, bytes]:
+        sealed = self.party_keys.seal(packet.recipient, packet.model_dump_json().encode())
+        key_id, key = self.keys.key_for_scope(workflow_id(packet.case_ref))
+        nonce = secrets.token_bytes(12)
+        return key_id, nonce + AESGCM(key).encrypt(nonce, sealed, packet.packet_id.encode())
+
+    def _decrypt(self, packet_id: str, recipient: Party, key_id: str, ciphertext: bytes
+                 ) -> Packet:
+        try:
+            key = self.keys.key(key_id)
+            sealed = AESGCM(key).decrypt(ciphertext[:12], ciphertext[12:], packet_id.encode())
+            plain = self.party_keys.unseal(recipient, sealed)
+        except (KeyUnavailable, PartyKeyMissing) as error:
+            raise PacketUnreadable(f"packet {packet_id} to {recipient.value}: {error}") from None
+        except (InvalidTag, CryptoError):
+            raise PacketUnreadable(f"packet {packet_id} to {recipient.value}: "
+                                   "authentication failed") from None
+        return Packet.model_validate_json(plain)
+
     def packets(self, case_ref: str | None = None, party: Party | None = None) -> list[Packet]:
-        """Delivered packets, oldest first, optionally of one case and/or one recipient."""
-        query = "SELECT packet_json FROM packets WHERE 1=1"
+        """Delivered packets, decrypted, oldest first, optionally of one case and/or one
+        recipient.
+
+        Raises:
+            PacketUnreadable: a packet's case key is destroyed, or this machine lacks the
+                private key of its recipient (ask for one ``party`` then).
+        """
+        query = "SELECT packet_id, recipient, key_id, ciphertext FROM packets WHERE 1=1"
         params: list[str] = []
         if case_ref is not None:
             query += " AND case_ref = ?"
@@ -117,7 +190,38 @@ class OutboxStore:
         query += " ORDER BY created_at, step, rowid"
         with self._connect() as db:
             rows = db.execute(query, params).fetchall()
-        return [Packet.model_validate(json.loads(row[0])) for row in rows]
+        return [self._decrypt(packet_id, Party(recipient), key_id, ciphertext)
+                for packet_id, recipient, key_id, ciphertext in rows]
+
+    def inbox(self, party: Party) -> list[Packet]:
+        """Every packet ``party`` received, opened with ``party``'s private key only."""
+        return self.packets(party=party)
+
+    def erase(self, case_ref: str, *, reason: str, requested_by: str,
+              at: dt.datetime) -> Erasure:
+        """Crypto-shred a case: destroy its data key and remove its packets and reminders;
+        record the erasure. The processing log stays (it holds no personal values).
+        Idempotent: a second call returns the first record.
+        """
+        key_destroyed = self.keys.destroy(workflow_id(case_ref))
+        with self._connect() as db:
+            row = db.execute("SELECT erasure_json FROM erasures WHERE case_ref = ?",
+                             (case_ref,)).fetchone()
+            if row is not None:
+                return Erasure.model_validate_json(row[0])
+            removed = db.execute("DELETE FROM packets WHERE case_ref = ?", (case_ref,)).rowcount
+            db.execute("DELETE FROM reminders WHERE case_ref = ?", (case_ref,))
+            erasure = Erasure(case_ref=case_ref, at=at, reason=reason,
+                              requested_by=requested_by, packets_removed=removed,
+                              key_destroyed=key_destroyed)
+            db.execute("INSERT INTO erasures VALUES (?, ?)", (case_ref, erasure.model_dump_json()))
+        return erasure
+
+    def erasures(self) -> list[Erasure]:
+        """Every erasure on record, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT erasure_json FROM erasures ORDER BY rowid").fetchall()
+        return [Erasure.model_validate_json(row[0]) for row in rows]
 
     def reminders(self, case_ref: str) -> list[Reminder]:
         """Reminders sent for a case, oldest first."""
