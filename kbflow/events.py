@@ -96,6 +96,10 @@ class CaseStart(BaseModel):
     reporter: Party = Field(description="VT, or COA / AVIM / IND for an urgent report")
     relaas: Relaas
     weighing: Weighing = Field(description="The reporter's weighing for its disclosure")
+    retention_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="Days the case's personal data is kept after it closes "
+                    "(default: kbflow.process.RETENTION_AFTER_CLOSE)")
 
     @model_validator(mode="after")
     def _check(self) -> CaseStart:
@@ -103,6 +107,13 @@ class CaseStart(BaseModel):
             raise ValueError("reporter: only VT, COA, AVIM or IND report in step 1")
         if not any(p.role is Role.CHILD for p in self.persons):
             raise ValueError("persons: a case concerns at least one child")
+        identities = {(" ".join(p.name.casefold().split()), p.date_of_birth)
+                      for p in self.persons}
+        if len(identities) != len(self.persons):
+            # The processing log's data-subject id is a keyed hash of name and date of
+            # birth: two persons sharing both would be one data subject there.
+            raise ValueError("persons: two persons share a name and date of birth; "
+                             "list each person once and tell them apart")
         suffix = self.case_ref.split("-", 2)[2]
         for person in self.persons:
             if any(fragment in suffix for fragment in _person_fragments(person)):
@@ -283,6 +294,18 @@ class WarmHandover(AgencyEvent):
     """Step 12: DT&V starts the warm handover (no VV, transferable, no custody termination)."""
 
     handover_progress: LongText
+
+
+class ErasureRequest(BaseModel):
+    """An operator's request to erase a case now (GDPR art. 17, or retention ended early).
+
+    Not an agency event: it discloses nothing and is accepted in any phase.
+    """
+
+    model_config = PERSONAL
+
+    requested_by: ShortText = Field(description="Function or staff id (not a name)")
+    reason: ShortText = Field(description="Why, without personal data, e.g. 'art. 17 request'")
 
 
 @dataclass(frozen=True)
