@@ -107,6 +107,27 @@ async def timeline_of(handle: WorkflowHandle[Any, Any]) -> list[TimelineEntry]:
     return await handle.query(CaseWorkflow.timeline)
 
 
+async def sleep_past(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
+                     moment: dt.datetime) -> None:
+    """Skip case time to an hour past ``moment`` and let the case settle."""
+    await env.sleep(moment + HOUR - await env.get_current_time())
+    await settled(handle)
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+async def finished(handle: WorkflowHandle[Any, Any], status: CaseStatus) -> CaseStatus:
+    """Let the run end (the server skips any time left) and check it ends with the case
+    as it closed. Read timelines and the store before: a run may crypto-shred its case on
+    the way out."""
+    final = await handle.result()
+    assert (final.phase, final.end_state, final.steps_done, final.closed_at) == (
+        status.phase, status.end_state, status.steps_done, status.closed_at)
+    return final
+
+
 def deliveries(store: OutboxStore, case_ref: str) -> Counter:
     return Counter((int(p.step), p.sender, p.recipient) for p in store.packets(case_ref))
 
@@ -127,14 +148,11 @@ async def test_branch_end_to_end(name: str, client: Client, task_queue: str, wor
     outcomes = await send(handle, *branch.events)
     assert not any(outcome.duplicate for outcome in outcomes)
 
+    await settled(handle)  # the step-1 report is delivered in the background
     status = await status_of(handle)
     assert status.phase is branch.phase
     assert status.end_state is branch.end_state
     assert status.steps_done == branch.steps_done
-    if branch.phase is Phase.CLOSED:
-        assert outcomes[-1].end_state is branch.end_state
-        assert await handle.result() == status  # the run ends with the closed case
-    await settled(handle)  # the step-1 report is delivered in the background
 
     # What each party received: exactly the flows of PROCESS.md §3, and nothing else.
     assert deliveries(store, ref) == Counter(branch.deliveries)
@@ -153,6 +171,10 @@ async def test_branch_end_to_end(name: str, client: Client, task_queue: str, wor
     # One processing-log entry per data subject per delivered packet.
     log = store.processing_log(ref)
     assert len(log) == len(store.packets(ref)) * len(f.PERSONS)
+
+    if branch.phase is Phase.CLOSED:
+        assert outcomes[-1].end_state is branch.end_state
+        await finished(handle, status)
 
 
 # ---- deadlines --------------------------------------------------------------------------
@@ -232,16 +254,21 @@ async def test_ots_runs_out_without_extension(
     await send(handle, *f.to_ots(months=12))
     ends_on = (await status_of(handle)).ots_ends_on
     assert ends_on is not None
-    status = await handle.result()  # the server skips the year
+    await sleep_past(env, handle, midnight(ends_on) - dt.timedelta(days=1))
+    assert (await status_of(handle)).phase is Phase.OTS  # the day before, it still runs
+    await sleep_past(env, handle, midnight(ends_on))  # the server skips the year
+    status = await status_of(handle)
     assert status.phase is Phase.CLOSED
     assert status.end_state is EndState.OTS_ENDED
-    assert status.closed_at is not None and status.closed_at.date() == ends_on
+    assert status.closed_at is not None
+    assert dt.timedelta(0) <= status.closed_at - midnight(ends_on) < dt.timedelta(minutes=1)
     timeline = await timeline_of(handle)
     assert any(e.kind == "timer" and "extension question" in e.detail for e in timeline)
     # The RvdK was asked about the extension, reminded, and it was escalated.
     assert [(r.party, r.event) for r in store.reminders(ref_of(handle))] == [
         (Party.RVDK, "extension_ruling")]
     assert status.escalations == 1
+    await finished(handle, status)  # and the run completes
 
 
 async def test_years_of_ots_with_an_extension(
@@ -271,17 +298,22 @@ async def test_years_of_ots_with_an_extension(
     assert (status.ots_ends_on.year - first_end.year) * 12 + (
         status.ots_ends_on.month - first_end.month) == 12
 
-    final = await handle.result()  # another year, skipped
+    await sleep_past(env, handle, midnight(first_end))
+    assert (await status_of(handle)).phase is Phase.OTS  # the first end date has passed
+    await sleep_past(env, handle, midnight(status.ots_ends_on))  # another year, skipped
+    final = await status_of(handle)
     assert final.end_state is EndState.OTS_ENDED
     assert final.ots_ends_on == status.ots_ends_on
-    assert final.closed_at is not None and final.closed_at.date() == status.ots_ends_on
+    assert final.closed_at is not None
+    assert dt.timedelta(0) <= final.closed_at - midnight(status.ots_ends_on) < (
+        dt.timedelta(minutes=1))
     assert final.steps_done == (1, 2, 3, 5, 6, 10, 11)
-    now = await env.get_current_time()
-    assert now - start > dt.timedelta(days=365)
+    assert await env.get_current_time() - start > dt.timedelta(days=365)
     timeline = await timeline_of(handle)
     questions = [e for e in timeline if e.kind == "timer" and "extension question" in e.detail]
     assert len(questions) == 2  # once per end date
     assert deliveries(store, ref_of(handle))[(6, Party.RVDK, Party.IND)] == 2
+    await finished(handle, final)
 
 
 # ---- refusals through the client ------------------------------------------------------
@@ -388,11 +420,12 @@ async def test_worker_restart_mid_case_loses_nothing(
         await send(handle, f.residence_dtv(), f.decision(),
                    f.result(CourtRequest.CUSTODY_TERMINATION),
                    f.ruling(Measure.CUSTODY_TERMINATION))
-        status = await handle.result()
-        timeline = await timeline_of(handle)  # a closed case is queried by replay
+        await settled(handle)
+        status, timeline = await status_of(handle), await timeline_of(handle)
+        assert deliveries(store, ref) == Counter(f.S1 + f.S2 + f.S3 + f.S5 + f.S6)
+        await finished(handle, status)
     assert status.end_state is EndState.CUSTODY_TERMINATED
     assert status.steps_done == (1, 2, 3, 5, 6)
-    assert deliveries(store, ref) == Counter(f.S1 + f.S2 + f.S3 + f.S5 + f.S6)
     assert timeline[: len(before)] == before
     assert [e.detail for e in timeline if e.kind == "event"] == [
         "case reported", "announce_investigation", "residence_information",

@@ -69,16 +69,17 @@ async def test_a_whole_case_logs_no_personal_data(
     for ev in [f.availability(False), f.advice_request(), f.advice(), f.rejection(),
                f.handover()]:
         await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
+    packets = store.packets(start.case_ref)  # before the run ends (it may erase them)
+    assert store.reminders(start.case_ref)  # the reminder path ran
     status = await handle.result()
     assert status.end_state is not None
-    assert store.reminders(start.case_ref)  # the reminder path ran
 
     err = capfd.readouterr().err
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     delivered = [r for r in records if r.get("event") == "packet delivered"]
     # The log is there and says what happened (so this test can fail)...
     assert start.case_ref in err
-    assert len(delivered) == len(store.packets(start.case_ref))
+    assert len(delivered) == len(packets)
     assert {r["case_ref"] for r in delivered} == {start.case_ref}
     assert {r["step"] for r in delivered} == set(status.steps_done)
     assert any(r.get("event") == "reminder sent" and r.get("party") == Party.DTV.value
