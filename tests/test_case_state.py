@@ -210,6 +210,29 @@ def test_refused_extension_keeps_the_end_date_and_says_so() -> None:
                          case.now, case.ids)
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["extended", "refused"])
+def test_one_extension_ruling_per_ots_period(first: bool) -> None:
+    # BW 1:260: each extension is at most a year. A second ruling on the same period (the
+    # ruling passed on twice under two keys) would stack another year on the first, or
+    # overturn a refusal, without the judge extending the new period.
+    case = started(*f.to_ots(months=12), f.extension(first, months=12))
+    snapshot = case.snapshot()
+    with pytest.raises(EventRefused, match="out of order"):
+        case.state.apply("extension_ruling", f.extension(True, months=12).event,
+                         case.now + TICK, case.ids)
+    assert case.snapshot() == snapshot
+
+
+def test_the_extended_period_gets_its_own_extension_ruling() -> None:
+    case = started(*f.to_ots(months=12))
+    first_end = case.state.ots_ends_on
+    assert first_end is not None
+    case.send(f.extension(True, months=12))
+    case.at(midnight(first_end))  # the extended period runs
+    case.send(f.extension(True, months=6))
+    assert case.state.ots_ends_on == add_months(first_end, 18)
+
+
 @pytest.mark.parametrize("prefix", ["announced", "investigating", "awaiting_ruling", "ots"])
 def test_step_4_any_time_after_step_2(prefix: str) -> None:
     events = {
