@@ -57,7 +57,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[CaseWorkflow],
-        activities=[activities.deliver_packet, activities.send_reminder],
+        activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
     )

@@ -8,7 +8,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from activities.outbox_store import OutboxStore
+from activities.outbox_store import Erasure, OutboxStore
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 
@@ -22,6 +22,16 @@ class DeliveryReceipt(BaseModel):
 
     packet_id: str
     delivered: bool  # False: this packet id was already in the outbox (a retry)
+
+
+class ErasureOrder(BaseModel):
+    """What to erase and why (no personal data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    case_ref: str
+    reason: str
+    requested_by: str
 
 
 class DeliveryActivities:
@@ -51,3 +61,14 @@ class DeliveryActivities:
         log.info("reminder sent", case_ref=reminder.case_ref, party=reminder.party.value,
                  awaited_event=reminder.event, workflow_id=activity.info().workflow_id)
         return sent
+
+    @activity.defn
+    async def erase_case(self, order: ErasureOrder) -> Erasure:
+        """Crypto-shred a case: destroy its data key (its Temporal history and every backup
+        become unreadable), remove its packets, record the erasure. Idempotent."""
+        erasure = await asyncio.to_thread(
+            self.store.erase, order.case_ref, reason=order.reason,
+            requested_by=order.requested_by, at=activity.info().current_attempt_scheduled_time)
+        log.info("case erased", case_ref=order.case_ref, packets_removed=erasure.packets_removed,
+                 key_destroyed=erasure.key_destroyed, workflow_id=activity.info().workflow_id)
+        return erasure

@@ -67,6 +67,7 @@ class EndState(StrEnum):
     CUSTODY_TERMINATED = "custody_terminated"
     OTS_ENDED = "ots_ended"
     HANDED_OVER = "handed_over"
+    ERASED = "erased"  # erased on request while still open
 
 
 class Awaited(BaseModel):
@@ -91,7 +92,8 @@ class Awaited(BaseModel):
         return None if self.due is None else self.due + ESCALATION_GRACE
 
 
-TimelineKind = Literal["event", "packet", "reminder", "escalation", "timer", "closed"]
+TimelineKind = Literal[
+    "event", "packet", "reminder", "escalation", "timer", "closed", "erasure"]
 
 
 class TimelineEntry(BaseModel):
@@ -156,6 +158,7 @@ class CaseStatus(BaseModel):
     ots_ends_on: dt.date | None
     escalations: int
     closed_at: dt.datetime | None
+    erased_at: dt.datetime | None = None
 
 
 class _Seen(BaseModel):
@@ -203,6 +206,8 @@ class CaseState(BaseModel):
     extension_cycle: Literal["none", "extended", "requested", "advised"] = "none"
     ots_ends_on: dt.date | None = None
     extension_question_raised: bool = False
+    extension_ruled_for: dt.date | None = None  # the OTS end date an extension was ruled on
+    erased_at: dt.datetime | None = None
 
     # ---- step 1 -------------------------------------------------------------------------
     @classmethod
@@ -354,7 +359,17 @@ class CaseState(BaseModel):
             ots_ends_on=self.ots_ends_on,
             escalations=sum(1 for entry in self.timeline if entry.kind == "escalation"),
             closed_at=self.closed_at,
+            erased_at=self.erased_at,
         )
+
+    # ---- erasure ------------------------------------------------------------------------
+    def erase(self, now: dt.datetime, reason: str) -> None:
+        """Record the case's erasure; an open case closes as ``erased``. Its record stays in
+        memory only until the run ends: the data key, history and packets are shredded."""
+        if self.phase is not Phase.CLOSED:
+            self._close(EndState.ERASED, now)
+        self.erased_at = now
+        self._log(now, "erasure", reason)
 
     # ---- helpers ------------------------------------------------------------------------
     def _log(self, now: dt.datetime, kind: TimelineKind, detail: str, step: Step | None = None,
@@ -450,6 +465,16 @@ def _court_ruling_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -
     return None
 
 
+def _extension_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
+    if state.phase is not Phase.OTS:
+        return f"the case is {state.phase.value}; expected ots"
+    ruled = state.extension_ruled_for
+    if ruled is not None and now < _midnight(ruled):
+        # BW 1:260: one extension (of at most a year) per OTS period
+        return f"the extension of the OTS period ending {ruled} is ruled on already"
+    return None
+
+
 def _cycle(attr: str, *allowed: str) -> Rule:
     def rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
         if state.phase is not Phase.OTS:
@@ -483,7 +508,7 @@ _RULES: dict[str, Rule] = {
     "advice_availability": _awaited("advice_availability"),
     "advice_request": _cycle("advice_cycle", "no_advice"),
     "advice": _awaited("advice"),
-    "extension_ruling": _in_phase(Phase.OTS),
+    "extension_ruling": _extension_rule,
     "extension_advice_request": _cycle("extension_cycle", "extended"),
     "extension_advice": _awaited("extension_advice"),
     "warm_handover": _handover_rule,
@@ -578,6 +603,7 @@ def _extension_ruling(state: CaseState, event: AgencyEvent, now: dt.datetime,
                          ots_ends_on=ends_on, summary=event.summary)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)
+    state.extension_ruled_for = state.ots_ends_on
     if event.extended:
         state.ots_ends_on = ends_on
         state.extension_question_raised = False

@@ -6,7 +6,15 @@ Run after adding an example, never to make a failing replay test pass::
 
 Each example runs on the time-skipping test server; a case still open after its events
 then has its years of case time skipped (reminders, escalations, the extension question,
-the OTS end) so that the recorded history covers the timers too.
+the OTS end, the retention period, the erasure) so that the recorded history covers the
+timers too.
+
+Payloads are encrypted with the test keys in tests/histories/keys/ (fictional data, a key
+made for these fixtures only). The recorder never destroys a key at erasure, so that the
+replay test can still decode the histories; everything else is as in production.
+
+tests/histories/before-retention/ holds histories recorded before the retention patch
+(``RETENTION_PATCH``); they are never re-recorded.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
+from encryption.codec import encrypted_data_converter
+from encryption.keys import KeyStore, MasterKeys
 from kbflow.case import EventOutcome
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import installed_binary, workflow_id
@@ -29,9 +38,24 @@ from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+KEYS_DIR = HISTORIES_DIR / "keys"
 #: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
-#: ruling; the longest example extends once).
-SKIP_STEP, SKIP_LIMIT = timedelta(days=90), timedelta(days=3 * 365)
+#: ruling, the longest example extends once, then a year of retention).
+SKIP_STEP, SKIP_LIMIT = timedelta(days=90), timedelta(days=5 * 365)
+
+
+class KeepingKeyStore(KeyStore):
+    """The fixtures' key store: erasure keeps the key, so the histories stay replayable."""
+
+    def destroy(self, scope: str) -> bool:
+        return False
+
+
+def fixture_keys() -> KeyStore:
+    """The key store the committed histories were encrypted with."""
+    return KeepingKeyStore(KEYS_DIR / "keys.sqlite3",
+                           MasterKeys.parse((KEYS_DIR / "master.keys").read_text(),
+                                            current_first=False))
 
 
 async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
@@ -54,13 +78,14 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
 
 
 async def main() -> None:
+    keys = fixture_keys()
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_data_converter(keys),
         test_server_existing_path=str(installed_binary("temporal-test-server")),
     )
     task_queue = f"kbflow-record-{uuid.uuid4()}"
     with tempfile.TemporaryDirectory() as data_dir:
-        store = OutboxStore(Path(data_dir) / "outbox.sqlite3")
+        store = OutboxStore(Path(data_dir) / "outbox.sqlite3", keys=keys)
         async with build_worker(env.client, task_queue, store):
             HISTORIES_DIR.mkdir(exist_ok=True)
             for number, path in enumerate(example_files(), start=1):

@@ -1,30 +1,59 @@
-"""Replay every committed history (tests/histories/, recorded from the examples by
-tests/record_histories.py) against today's CaseWorkflow with the worker's data converter.
+"""Replay every committed history against today's CaseWorkflow with the worker's data
+converter (and the fixtures' keys), so that a change which would break running cases fails.
 
-A change that would break running cases fails here: guard it with ``workflow.patched``.
+- tests/histories/*.json: recorded from the examples by tests/record_histories.py, with
+  encrypted payloads, running through retention and erasure.
+- tests/histories/before-retention/*.json: recorded before ``RETENTION_PATCH``; cases that
+  ended when they closed. They prove the patch keeps old runs replayable.
+
+Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from encryption.codec import encrypted_data_converter
-from encryption.keys import KeyStore
-from kbflow.scenario import example_files
+from encryption.codec import ENCODING, encrypted_data_converter
+from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
+from tests.record_histories import HISTORIES_DIR, fixture_keys
 from workflows.case_workflow import CaseWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+CURRENT = sorted(HISTORIES_DIR.glob("*.json"))
+BEFORE_RETENTION = sorted((HISTORIES_DIR / "before-retention").glob("*.json"))
+ALL = CURRENT + BEFORE_RETENTION
 
 
-def test_every_example_has_a_recorded_history() -> None:
-    assert {path.stem for path in HISTORIES} >= {path.stem for path in example_files()}
+def test_every_example_has_recorded_histories() -> None:
+    examples = {path.stem for path in example_files()}
+    assert {path.stem for path in CURRENT} == examples
+    assert {path.stem for path in BEFORE_RETENTION} == examples
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays(path: Path, keys: KeyStore) -> None:
+@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[CaseWorkflow], data_converter=encrypted_data_converter(keys))
+    replayer = Replayer(workflows=[CaseWorkflow],
+                        data_converter=encrypted_data_converter(fixture_keys()))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+@pytest.mark.parametrize("path", CURRENT, ids=[p.stem for p in CURRENT])
+def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
+    names = [person["name"] for person in scenario.case["persons"]]
+    assert names and not any(name in text for name in names)
+    assert base64.b64encode(ENCODING).decode() in text  # metadata values are base64
+    markers = [event["markerRecordedEventAttributes"]
+               for event in json.loads(text)["events"] if "markerRecordedEventAttributes" in event]
+    assert any(marker["markerName"] == "core_patch" for marker in markers)
+
+
+@pytest.mark.parametrize("path", BEFORE_RETENTION, ids=[p.stem for p in BEFORE_RETENTION])
+def test_old_histories_predate_the_patch(path: Path) -> None:
+    assert '"markerName": "core_patch"' not in path.read_text(encoding="utf-8")

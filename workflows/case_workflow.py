@@ -1,9 +1,11 @@
-"""``CaseWorkflow``: one run per case, from the step-1 report until the case closes.
+"""``CaseWorkflow``: one run per case, from the step-1 report until its data is erased.
 
 Orchestration only (PROCESS.md §3): the rules live in ``kbflow.case.CaseState``. This
 module waits for agency events (Temporal updates with validators), delivers the packets
 each event yields (activities), and sleeps on durable timers (reply deadlines, the OTS
-extension question and end date).
+extension question and end date, the retention period after closing). When retention
+ends, or an operator sends the ``erase`` update, the case is crypto-shredded and the run
+ends.
 
 Agency events arrive as updates named after ``kbflow.events.EVENTS`` (one dynamic
 handler): a malformed, out-of-order or wrong-sender event is refused by the validator,
@@ -24,7 +26,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.delivery import DeliveryActivities
+    from activities.delivery import DeliveryActivities, ErasureOrder
+    from activities.outbox_store import Erasure
     from kbflow.case import (
         Awaited,
         CaseState,
@@ -35,11 +38,15 @@ with workflow.unsafe.imports_passed_through():
         Reminder,
         TimelineEntry,
     )
-    from kbflow.events import EVENTS, AgencyEvent, CaseStart
+    from kbflow.events import EVENTS, AgencyEvent, CaseStart, ErasureRequest
     from kbflow.packets import Packet
+    from kbflow.process import RETENTION_AFTER_CLOSE
 
 DELIVERY_TIMEOUT = timedelta(seconds=30)
 DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+#: workflow.patched id of the retention timer and erasure after a case closes. Runs whose
+#: history predates it (tests/histories/before-retention/) end when the case closes.
+RETENTION_PATCH = "retention-then-erasure"
 
 
 def _describe(errors: ValidationError) -> str:
@@ -58,24 +65,52 @@ class CaseWorkflow:
     def __init__(self, start: CaseStart) -> None:
         self._state, self._pending = CaseState.start(start, workflow.now(), self._new_id)
         self._changes = 0
+        self._retention = (RETENTION_AFTER_CLOSE if start.retention_days is None
+                           else timedelta(days=start.retention_days))
+        self._erasure_request: ErasureRequest | None = None
+        self._erasure: Erasure | None = None
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
-        """Deliver the report (step 1), then wait on events and timers until the case closes.
+        """Deliver the report (step 1), wait on events and timers until the case closes,
+        keep it for the retention period, then erase it.
 
         Returns:
-            The final ``CaseStatus``.
+            The final ``CaseStatus`` (no personal data; readable after erasure).
         """
         packets, self._pending = self._pending, []
         await self._deliver(packets)
-        while self._state.phase is not Phase.CLOSED:
+        while self._state.phase is not Phase.CLOSED and self._erasure_request is None:
             self._show_details()
             await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
                 await self._remind(reminder)
+        if workflow.patched(RETENTION_PATCH):
+            await self._keep_then_erase()
         self._show_details()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.status()
+
+    async def _keep_then_erase(self) -> None:
+        """Keep a closed case for its retention period (GDPR art. 5(1)(e)), or until an
+        ``erase`` update, then crypto-shred it."""
+        if self._erasure_request is None:
+            closed_at = self._state.closed_at or workflow.now()
+            self._show_details()
+            while self._erasure_request is None and workflow.now() < closed_at + self._retention:
+                await self._wait_for_event_until(closed_at + self._retention)
+        request = self._erasure_request or ErasureRequest(
+            requested_by="kbflow retention timer",
+            reason=f"retention of {self._retention.days} days after closing ended")
+        self._state.erase(workflow.now(), request.reason)
+        self._erasure = await workflow.execute_activity_method(
+            DeliveryActivities.erase_case,
+            ErasureOrder(case_ref=self._state.record.case_ref, reason=request.reason,
+                         requested_by=request.requested_by),
+            start_to_close_timeout=DELIVERY_TIMEOUT,
+            retry_policy=DELIVERY_RETRY,
+            summary="erase: destroy the case key, remove its packets",
+        )
 
     # ---- agency events ----------------------------------------------------------------
     @workflow.update(dynamic=True, description="An agency event; see kbflow.events.EVENTS")
@@ -100,6 +135,27 @@ class CaseWorkflow:
     def validate_event(self, name: str, args: Sequence[RawValue]) -> None:
         """Refuse a malformed, unknown, wrong-sender, out-of-order or unweighed event."""
         self._state.check(name, self._decode(name, args), workflow.now())
+
+    @workflow.update
+    async def erase(self, request: ErasureRequest) -> Erasure:
+        """Erase the case now (an open case closes as ``erased``): destroy its data key,
+        remove its packets, record the erasure; the run then ends.
+
+        Returns:
+            The erasure record (no personal data).
+        """
+        if self._erasure_request is None:
+            self._erasure_request = request
+            self._changes += 1
+        await workflow.wait_condition(lambda: self._erasure is not None)
+        assert self._erasure is not None
+        return self._erasure
+
+    @erase.validator
+    def validate_erase(self, request: ErasureRequest) -> None:
+        """Refuse an erasure once the case is erased already."""
+        if self._state.erased_at is not None:
+            raise EventRefused("erase: the case is erased already")
 
     # ---- queries ----------------------------------------------------------------------
     @workflow.query
@@ -178,6 +234,10 @@ class CaseWorkflow:
         lines = [f"phase: {state.phase.value}"]
         if state.end_state is not None:
             lines.append(f"end state: {state.end_state.value}")
+        if state.erased_at is not None:
+            lines.append(f"erased: {state.erased_at:%Y-%m-%d}")
+        elif state.closed_at is not None:
+            lines.append(f"personal data kept until {state.closed_at + self._retention:%Y-%m-%d}")
         lines += [
             f"awaiting {w.party.value}: {w.event}"
             + (f" (due {w.due:%Y-%m-%d})" if w.due else "")
