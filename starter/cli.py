@@ -36,6 +36,8 @@ from starter.cases import (
 )
 from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
+from starter.master_keys import KeyAdminError, rotate_master_key
+from starter.master_keys import rewrap as rewrap_data_keys
 from worker import run_worker
 
 
@@ -312,6 +314,41 @@ def _print_demo(report: DemoReport) -> None:
         typer.echo(f"Browse the cases: run `kbflow server`, then open {report.workflows_url}")
     else:
         typer.echo(f"Browse the cases: {report.workflows_url}")
+
+
+@app.command("rotate-master-key")
+def rotate_master_key_command() -> None:
+    """Add a new master key and rewrap every case's data key with it.
+
+    For master keys in the data dir (master.keys). With KBFLOW_MASTER_KEYS set it
+    refuses: put the new key first in that list in your secret store, restart kbflow's
+    processes, then run `kbflow rewrap`. Only the wrapped data keys change; no payload,
+    packet or history is rewritten. Restart running workers and codec servers afterwards:
+    they learn new master keys only when they start.
+    """
+    settings = Settings.from_env()
+    try:
+        rotation = rotate_master_key(settings.data_dir)
+    except KeyAdminError as error:
+        _fail(str(error))
+    typer.echo(f"new master key {rotation.master_key_id} is current; "
+               f"rewrapped {rotation.rewrapped} data key(s)")
+    typer.echo("restart running workers and codec servers so that they load it", err=True)
+
+
+@app.command()
+def rewrap() -> None:
+    """Rewrap every case's data key with the current master key.
+
+    Run it after putting a new master key first in KBFLOW_MASTER_KEYS and restarting
+    kbflow's processes. Keys already under the current master key are left alone.
+    """
+    settings = Settings.from_env()
+    try:
+        count = rewrap_data_keys(settings.data_dir)
+    except KeyAdminError as error:
+        _fail(str(error))
+    typer.echo(f"rewrapped {count} data key(s)")
 
 
 def _run_sync(check: Callable[[], _T]) -> _T:
