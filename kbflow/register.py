@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from kbflow.process import (
     ITEM_MEANINGS,
@@ -26,7 +26,8 @@ SECURITY_MEASURES = (
     "per-case data key (AES-256-GCM) over all workflow payloads, wrapped by a rotating "
     "master key; crypto-shredding after retention",
     "each packet sealed to its recipient's public key (X25519, NaCl sealed box)",
-    "remote codec with token authentication and CORS limited to the Temporal UI",
+    "remote codec with token authentication (the token kept out of logs) and CORS limited "
+    "to the Temporal UI; without the token the UI shows ciphertext",
     "processing log with pseudonymous data-subject ids and item names only",
     "per-case weighing (necessity, proportionality, subsidiarity) before a party's first "
     "disclosure",
@@ -34,26 +35,31 @@ SECURITY_MEASURES = (
 
 
 class RegisterEntry(BaseModel):
-    """One processing activity: ``controller`` discloses to ``recipients`` in ``step``."""
+    """One processing activity: ``controller`` discloses to ``recipients`` in ``step``.
 
-    model_config = ConfigDict(frozen=True)
+    The fields answer GDPR art. 30(1) (a)-(g); ``processing_activity_id`` is what every
+    processing-log entry of this activity points to.
+    """
 
-    processing_activity_id: str
-    version: int
-    step: int
-    step_title: str
-    seed_name: str
-    controller: str
-    purpose: str
-    legal_basis: str
-    data_subjects: tuple[str, ...]
-    data_categories: tuple[str, ...]
-    recipients: tuple[str, ...]
-    systems: tuple[str, ...]
-    channel: str
-    transfers_outside_eea: str
-    retention: str
-    security_measures: tuple[str, ...]
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    processing_activity_id: str = Field(description="LDV dpl.core.processing_activity_id")
+    version: int = Field(description="Bumped on a relevant change (a new id)")
+    step: int = Field(description="Step of PROCESS.md §3")
+    step_title: str = Field(description="The step's heading, in English")
+    seed_name: str = Field(description="The step's heading in the Dutch seed")
+    controller: str = Field(description="Art. 30(1)(a): the disclosing party, code and name")
+    purpose: str = Field(description="Art. 30(1)(b)")
+    legal_basis: str = Field(description="GDPR art. 6(1) ground and national law")
+    data_subjects: tuple[str, ...] = Field(description="Art. 30(1)(c): categories of subjects")
+    data_categories: tuple[str, ...] = Field(description="Art. 30(1)(c): categories of data")
+    recipients: tuple[str, ...] = Field(
+        description="Art. 30(1)(d): the actual recipients, code and name")
+    systems: tuple[str, ...] = Field(description="Systems of the step (SYSTEEM column)")
+    channel: str = Field(description="How the disclosure travels (always a secure channel)")
+    transfers_outside_eea: str = Field(description="Art. 30(1)(e)")
+    retention: str = Field(description="Art. 30(1)(f): time limit for erasure")
+    security_measures: tuple[str, ...] = Field(description="Art. 30(1)(g), art. 32")
 
 
 def register(retention: timedelta = RETENTION_AFTER_CLOSE) -> list[RegisterEntry]:
@@ -61,7 +67,8 @@ def register(retention: timedelta = RETENTION_AFTER_CLOSE) -> list[RegisterEntry
     entries = []
     for spec in PROCESS_TABLE.values():
         for flow in spec.flows:
-            categories = ["name, address, place of residence (NAW)", "date of birth"]
+            categories = ["name, address, place of residence (NAW)", "date of birth",
+                          "role in the case (child, parent, carer)"]
             categories += [f"{item.value}: {ITEM_MEANINGS[item]}" for item in sorted(flow.items)]
             entries.append(RegisterEntry(
                 processing_activity_id=processing_activity_id(spec.step, flow.sender),

@@ -1,15 +1,18 @@
 """``kbflow``: the command line (installed as the ``kbflow`` script).
 
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
-agency event), ``status``, ``packets`` (a case's outboxes) and ``demo`` (every example,
-end to end). Configuration comes from the environment (``kbflow.settings``). Failures
-print one line on stderr and exit with code 1; nothing prints a personal value except
-``packets --json``, which shows the packets as delivered.
+agency event), ``status``, ``packets`` (a case's outboxes), ``demo`` (every example, end
+to end); ``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
+``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
+``disclosures`` (GDPR art. 15). Configuration comes from the environment
+(``kbflow.settings``). Failures print one line on stderr and exit with code 1; nothing
+prints a personal value except ``packets --json``, which shows the packets as delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -20,11 +23,16 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from activities.outbox_store import OutboxStore
+from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
+from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
+from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.logs import configure_logging
 from kbflow.process import Party
+from kbflow.register import register as processing_register
 from kbflow.settings import Settings, workflow_id
 from starter import inputs, render
 from starter.cases import (
@@ -408,6 +416,84 @@ def rewrap() -> None:
     except KeyAdminError as error:
         _fail(str(error))
     typer.echo(f"rewrapped {count} data key(s)")
+
+
+@app.command("register")
+def register_command(as_json: JsonOption = False) -> None:
+    """Print the register of processing activities (GDPR art. 30(1)).
+
+    One activity per step and disclosing party of the process table; its id is the
+    processing_activity_id every processing-log entry points to.
+    """
+    entries = processing_register()
+    if as_json:
+        _echo_json([entry.model_dump(mode="json") for entry in entries])
+        return
+    for line in render.register_lines(entries):
+        typer.echo(line)
+
+
+@app.command()
+def disclosures(
+    subject: Annotated[str | None, typer.Option(
+        help="The data subject's pseudonymous id (subj-…), as in the processing log.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(
+        help="The data subject's full name (with --date-of-birth).")] = None,
+    date_of_birth: Annotated[str | None, typer.Option(
+        metavar="YYYY-MM-DD", help="The data subject's date of birth (with --name).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a data subject's access request (GDPR art. 15) from the processing log.
+
+    Lists every disclosure of the subject's data: the organisation that received it, the
+    sender, step, purpose, legal basis, items, time and case ref, and how long the data
+    is kept. Give --subject, or --name and --date-of-birth (turned into the subject's
+    pseudonym with the worker's key). Prints item names, never personal values.
+    """
+    settings = Settings.from_env()
+    by_person = name is not None or date_of_birth is not None
+    if (subject is None) == (not by_person):
+        _fail("give --subject, or --name and --date-of-birth")
+    if not settings.outbox_path.is_file():
+        _fail(f"no processing log at {settings.outbox_path}; is KBFLOW_DATA_DIR the "
+              "worker's?")
+    if subject is not None:
+        if not SUBJECT_ID.match(subject):
+            _fail("--subject: must be subj- followed by 32 hex characters")
+        subject_id = subject
+    else:
+        subject_id = _subject_of(settings, name, date_of_birth)
+    log = OutboxStore(settings.outbox_path).processing_log()
+    answer = access_answer(subject_id, log)
+    if as_json:
+        _echo_json(answer.model_dump(mode="json"))
+        return
+    for line in render.disclosure_lines(answer):
+        typer.echo(line)
+
+
+def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None) -> str:
+    """The pseudonym of the person with ``name`` and ``date_of_birth``; errors never
+    repeat either."""
+    if name is None or date_of_birth is None:
+        _fail("--name and --date-of-birth go together")
+    try:
+        born = dt.date.fromisoformat(date_of_birth)
+    except ValueError:
+        _fail("--date-of-birth: must be a date, YYYY-MM-DD")
+    if not os.environ.get(PSEUDONYM_KEY_ENV) and not (
+            settings.data_dir / "pseudonym.key").is_file():
+        _fail(f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or use the worker's "
+              "KBFLOW_DATA_DIR")
+    try:
+        pseudonymise = Pseudonymiser.from_env_or_file(settings.data_dir)
+        return subject_id_of(name, born, pseudonymise)
+    except ValidationError:
+        _fail("--name: must be 1 to 200 characters")
+    except ValueError as error:  # a malformed KBFLOW_PSEUDONYM_KEY
+        _fail(str(error))
 
 
 def _run_sync(check: Callable[[], _T]) -> _T:

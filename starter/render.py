@@ -1,6 +1,6 @@
-"""Human-readable lines for statuses, outcomes, packets and the codec server. Item names,
-parties, steps and dates only: never an item's value (the values are in ``packets --json``
-output and the outbox)."""
+"""Human-readable lines for statuses, outcomes, packets, the register (art. 30), access
+answers (art. 15) and the codec server. Item names, parties, steps and dates only: never
+an item's value (the values are in ``packets --json`` output and the outbox)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 from encryption.codec_server import TOKEN_ENV
 from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
+from kbflow.disclosures import AccessAnswer
 from kbflow.packets import Packet
 from kbflow.process import Party
+from kbflow.register import RegisterEntry
 
 ARROW = "->"
 
@@ -86,6 +88,72 @@ def received_lines(packets: Iterable[Packet]) -> list[str]:
             label = party.value if index == 0 else ""
             lines.append(f"{label:<5} step {int(packet.step):>2} from {packet.sender.value:<5} "
                          f"{item_names(packet)}")
+    return lines
+
+
+# ---- accountability and keys ----------------------------------------------------------------
+
+
+def register_lines(entries: Sequence[RegisterEntry]) -> list[str]:
+    """The register of processing activities (GDPR art. 30(1)): what every activity shares
+    first, then one block per activity."""
+    if not entries:
+        return ["register of processing activities: empty"]
+    first = entries[0]
+    lines = [
+        f"Register of processing activities (GDPR art. 30(1)): {len(entries)} activities, "
+        "one per step and disclosing party (PROCESS.md §3)",
+        "data subjects (all activities):",
+        *(f"  - {subject}" for subject in first.data_subjects),
+        f"transfers outside the EEA: {first.transfers_outside_eea}",
+        f"erasure: {first.retention}",
+        "security measures (all activities):",
+        *(f"  - {measure}" for measure in first.security_measures),
+    ]
+    for entry in entries:
+        lines += [
+            "",
+            entry.processing_activity_id,
+            f"  step {entry.step}: {entry.step_title} ({entry.seed_name})",
+            f"  controller:  {entry.controller}",
+            f"  recipients:  {', '.join(entry.recipients)}",
+            f"  purpose:     {entry.purpose}",
+            f"  legal basis: {entry.legal_basis}",
+            "  data:",
+            *(f"    - {category}" for category in entry.data_categories),
+            f"  systems:     {', '.join(entry.systems)}; channel: {entry.channel}",
+        ]
+        if entry.data_subjects != first.data_subjects:
+            lines.append(f"  data subjects: {'; '.join(entry.data_subjects)}")
+    return lines
+
+
+def disclosure_lines(answer: AccessAnswer) -> list[str]:
+    """An art. 15 answer: per disclosure the recipient organisation, step, purpose, legal
+    basis, items, time and case ref. Organisations, item names and pseudonyms only."""
+    count = len(answer.disclosures)
+    lines = [f"data subject: {answer.data_subject_id}",
+             f"disclosures: {count}" if count else
+             "disclosures: none recorded in this processing log"]
+    if count:
+        names = ", ".join(f"{o.name} ({o.code.value})" for o in answer.recipients)
+        lines.append(f"recipients: {names}")
+    for disclosure in answer.disclosures:
+        lines += [
+            "",
+            f"{disclosure.at:%Y-%m-%d %H:%M:%S %Z}  case {disclosure.case_ref}  "
+            f"step {disclosure.step}: {disclosure.step_title}",
+            f"  to:          {disclosure.recipient.name} ({disclosure.recipient.code.value})",
+            f"  from:        {disclosure.sender.name} ({disclosure.sender.code.value})",
+            f"  purpose:     {disclosure.purpose}",
+            f"  legal basis: {disclosure.legal_basis}",
+            "  items:       " + "; ".join(
+                f"{item} ({meaning})"
+                for item, meaning in zip(disclosure.items, disclosure.data_categories,
+                                         strict=True)),
+            f"  activity:    {disclosure.processing_activity_id}",
+        ]
+    lines += ["", f"storage: {answer.storage_period}"]
     return lines
 
 
