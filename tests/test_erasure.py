@@ -1,0 +1,101 @@
+"""Retention and crypto-shredding (GDPR art. 5(1)(e), art. 17) on the time-skipping server.
+
+After erasure a case's Temporal history still exists but cannot be decoded, its packets
+are gone, and the erasure is on record; every other case stays readable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.outbox_store import Erasure, OutboxStore
+from encryption.codec import CaseCodec
+from encryption.keys import KeyStore, KeyUnavailable
+from kbflow.case import EndState, Phase
+from kbflow.events import CaseStart, ErasureRequest
+from kbflow.process import RETENTION_AFTER_CLOSE
+from kbflow.settings import workflow_id
+from tests import factories as f
+from tests.test_case_workflow import send, settled, start_case, status_of
+from workflows.case_workflow import CaseWorkflow
+
+REQUEST = ErasureRequest(requested_by="RvdK-privacy-01", reason="art. 17 request")
+
+
+async def start_payload(handle: WorkflowHandle[Any, Any]) -> Payload:
+    """The workflow input as stored in Temporal (still encoded)."""
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    return started.input.payloads[0]
+
+
+async def test_erase_one_case_leaves_the_other_readable(
+    client: Client, task_queue: str, worker: Worker, store: OutboxStore, keys: KeyStore
+) -> None:
+    erased = await start_case(client, task_queue)
+    kept = await start_case(client, task_queue)
+    for handle in (erased, kept):
+        await send(handle, f.announce(), f.residence_ind())
+        await settled(handle)
+    erased_ref, kept_ref = (h.id.removeprefix("kb-case-") for h in (erased, kept))
+    assert store.packets(erased_ref) and store.packets(kept_ref)
+
+    erasure = await erased.execute_update(CaseWorkflow.erase, REQUEST)
+    assert isinstance(erasure, Erasure)
+    assert erasure.key_destroyed and erasure.packets_removed == 4  # steps 1, 2 (x2), 3
+    final = await erased.result()  # readable: written after erasure under the system key
+    assert final.phase is Phase.CLOSED and final.end_state is EndState.ERASED
+    assert final.erased_at is not None
+
+    codec = CaseCodec(keys)
+    with pytest.raises(KeyUnavailable, match="destroyed"):
+        await codec.decode([await start_payload(erased)])
+    assert store.packets(erased_ref) == []
+    assert [e.case_ref for e in store.erasures()] == [erased_ref]
+    assert store.processing_log(erased_ref)  # accountability outlives the data
+    assert keys.is_destroyed(workflow_id(erased_ref))
+
+    decoded = await codec.decode([await start_payload(kept)])
+    assert f.CHILD.name.encode() in decoded[0].data
+    assert {int(p.step) for p in store.packets(kept_ref)} == {1, 2, 3}
+    assert (await status_of(kept)).phase is Phase.ANNOUNCED
+
+
+@pytest.mark.parametrize("retention_days", [None, 30])
+async def test_a_closed_case_is_erased_when_retention_ends(
+    retention_days: int | None, env: WorkflowEnvironment, client: Client, task_queue: str,
+    worker: Worker, store: OutboxStore, keys: KeyStore,
+) -> None:
+    retention = (RETENTION_AFTER_CLOSE if retention_days is None
+                 else dt.timedelta(days=retention_days))
+    start = CaseStart.model_validate({**f.case_start().model_dump(),
+                                      "retention_days": retention_days})
+    handle = await start_case(client, task_queue, start)
+    ref = start.case_ref
+    await send(handle, f.announce(), f.residence_ind(known=False),
+               f.residence_dtv(known=False), f.decision(investigate=False))
+    await settled(handle)
+    status = await status_of(handle)
+    assert status.end_state is EndState.NO_INVESTIGATION and status.closed_at is not None
+
+    await env.sleep(status.closed_at + retention - await env.get_current_time()
+                    - dt.timedelta(hours=1))
+    assert (await status_of(handle)).erased_at is None  # an hour before: still kept
+    assert store.packets(ref)
+
+    final = await handle.result()  # the server skips the last hour
+    assert final.end_state is EndState.NO_INVESTIGATION  # how it ended stays known
+    assert final.erased_at is not None and final.closed_at is not None
+    assert final.erased_at - final.closed_at >= retention
+    assert store.packets(ref) == []
+    [erasure] = store.erasures()
+    assert erasure.requested_by == "kbflow retention timer"
+    assert f"{retention.days} days" in erasure.reason
+    assert keys.is_destroyed(workflow_id(ref))
