@@ -230,13 +230,18 @@ class OutboxStore:
                               "ORDER BY rowid", (case_ref,)).fetchall()
         return [Reminder.model_validate_json(row[0]) for row in rows]
 
-    def processing_log(self, case_ref: str | None = None) -> list[ProcessingLogEntry]:
-        """Processing-log entries, optionally of one case."""
-        query = "SELECT entry_json FROM processing_log"
-        params: tuple[str, ...] = ()
+    def processing_log(self, case_ref: str | None = None,
+                       data_subject_id: str | None = None) -> list[ProcessingLogEntry]:
+        """Processing-log entries, oldest first, optionally of one case and/or one data
+        subject (pseudonym)."""
+        query = "SELECT entry_json FROM processing_log WHERE 1=1"
+        params: list[str] = []
         if case_ref is not None:
-            query += " WHERE case_ref = ?"
-            params = (case_ref,)
+            query += " AND case_ref = ?"
+            params.append(case_ref)
+        if data_subject_id is not None:
+            query += " AND data_subject_id = ?"
+            params.append(data_subject_id)
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY rowid", params).fetchall()
         return [ProcessingLogEntry.model_validate_json(row[0]) for row in rows]

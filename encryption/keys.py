@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +110,13 @@ class KeyStore:
     """Data keys in a SQLite file, wrapped by master keys. Thread-safe; several processes
     (worker, CLI, codec server) may share the file."""
 
-    def __init__(self, path: Path, master_keys: MasterKeys) -> None:
+    def __init__(self, path: Path, master_keys: MasterKeys,
+                 reload_master_keys: Callable[[], MasterKeys] | None = None) -> None:
         self.path = path
         self.master_keys = master_keys
+        # A running process meets a master key id it does not know after a rotation by
+        # another process: it reloads the master keys once instead of failing.
+        self._reload_master_keys = reload_master_keys
         self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
         self._by_scope: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -123,7 +127,8 @@ class KeyStore:
     @classmethod
     def open(cls, data_dir: Path) -> KeyStore:
         """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys."""
-        return cls(data_dir / "keys.sqlite3", MasterKeys.load(data_dir))
+        return cls(data_dir / "keys.sqlite3", MasterKeys.load(data_dir),
+                   reload_master_keys=lambda: MasterKeys.load(data_dir))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -144,6 +149,9 @@ class KeyStore:
 
     def _unwrap(self, key_id: str, master_id: str, wrapped: bytes) -> bytes:
         master = self.master_keys.keys.get(master_id)
+        if master is None and self._reload_master_keys is not None:
+            self.master_keys = self._reload_master_keys()
+            master = self.master_keys.keys.get(master_id)
         if master is None:
             raise KeyUnavailable(f"data key {key_id}: master key {master_id} is not configured")
         return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], key_id.encode())

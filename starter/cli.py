@@ -390,8 +390,8 @@ def rotate_master_key_command() -> None:
     For master keys in the data dir (master.keys). With KBFLOW_MASTER_KEYS set it
     refuses: put the new key first in that list in your secret store, restart kbflow's
     processes, then run `kbflow rewrap`. Only the wrapped data keys change; no payload,
-    packet or history is rewritten. Restart running workers and codec servers afterwards:
-    they learn new master keys only when they start.
+    packet or history is rewritten. Running workers and codec servers reload master.keys
+    when they meet the new key id.
     """
     settings = Settings.from_env()
     try:
@@ -400,7 +400,6 @@ def rotate_master_key_command() -> None:
         _fail(str(error))
     typer.echo(f"new master key {rotation.master_key_id} is current; "
                f"rewrapped {rotation.rewrapped} data key(s)")
-    typer.echo("restart running workers and codec servers so that they load it", err=True)
 
 
 @app.command()
@@ -465,7 +464,7 @@ def disclosures(
         subject_id = subject
     else:
         subject_id = _subject_of(settings, name, date_of_birth)
-    log = OutboxStore(settings.outbox_path).processing_log()
+    log = OutboxStore(settings.outbox_path).processing_log(data_subject_id=subject_id)
     answer = access_answer(subject_id, log)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))

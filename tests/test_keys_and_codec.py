@@ -19,6 +19,7 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+import encryption.keys as keys_module
 from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.keys import SYSTEM_SCOPE, KeyStore, KeyUnavailable, MasterKeys
 from kbflow.settings import workflow_id
@@ -238,3 +239,14 @@ def test_a_destroyed_key_leaves_no_bytes_on_disk(tmp_path: Path, keys: KeyStore)
     keys.destroy(CASE_A)
     assert wrapped_a not in on_disk()  # secure_delete + checkpoint: overwritten, WAL empty
     assert wrapped_b in on_disk()
+
+
+def test_a_running_process_follows_a_master_key_rotation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keys_module, "CACHE_SECONDS", 0.0)  # every lookup reads the store
+    running = KeyStore.open(tmp_path)  # e.g. a worker, started before the rotation
+    key_id, key = running.key_for_scope("kb-case-KB-2026-ROTATE01")
+    MasterKeys.add_to_file(tmp_path)
+    assert KeyStore.open(tmp_path).rewrap() == 1  # the rotation, by another process
+    assert running.key(key_id) == key  # reloads the master keys instead of failing
