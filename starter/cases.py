@@ -15,14 +15,17 @@ from temporalio.client import (
     RPCTimeoutOrCancelledError,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.outbox_store import Erasure
+from encryption.keys import KeyUnavailable
 from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
-from kbflow.events import AgencyEvent, CaseStart
+from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.settings import Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
@@ -106,6 +109,39 @@ async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent
         raise await _case_error(client, case_ref, error, timeout) from None
 
 
+async def erase_running_case(client: Client, case_ref: str, request: ErasureRequest,
+                             timeout: timedelta = EVENT_TIMEOUT) -> Erasure | None:
+    """Ask a running case to erase itself (the ``erase`` update).
+
+    Returns:
+        The erasure record, or None if no run of the case is open (closed earlier,
+        terminated, or unknown): the caller erases the stored data directly then.
+
+    Raises:
+        CaseError: the case refused, or no worker answered within ``timeout``.
+    """
+    handle = client.get_workflow_handle(workflow_id(case_ref))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise await _case_error(client, case_ref, error, timeout) from None
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    try:
+        async with asyncio.timeout(timeout.total_seconds()):
+            return await handle.execute_update(CaseWorkflow.erase, request)
+    except WorkflowUpdateFailedError as failed:
+        cause = failed.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise EventRefusedError(f"refused: {reason}") from None
+    except (TimeoutError, RPCTimeoutOrCancelledError):
+        raise _no_worker(case_ref, timeout) from None
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error, timeout) from None
+
+
 async def case_status(client: Client, case_ref: str,
                       timeout: timedelta = QUERY_TIMEOUT) -> CaseStatus:
     """The case's ``status`` query.
@@ -123,6 +159,8 @@ async def case_status(client: Client, case_ref: str,
         return await handle.query(CaseWorkflow.status, rpc_timeout=timeout)
     except RPCError as error:
         raise await _case_error(client, case_ref, error, timeout) from None
+    except KeyUnavailable:
+        raise CaseError(f"case {case_ref}: erased; its history can no longer be read") from None
 
 
 async def case_timeline(client: Client, case_ref: str,
@@ -137,6 +175,11 @@ async def case_timeline(client: Client, case_ref: str,
         return await handle.query(CaseWorkflow.timeline, rpc_timeout=timeout)
     except RPCError as error:
         raise await _case_error(client, case_ref, error, timeout) from None
+    except WorkflowQueryFailedError:  # a closed case is queried by replay: not after erasure
+        raise CaseError(f"case {case_ref}: its history can no longer be read "
+                        "(erased, or a worker failed to replay it)") from None
+    except KeyUnavailable:
+        raise CaseError(f"case {case_ref}: erased; its history can no longer be read") from None
 
 
 async def _case_error(client: Client, case_ref: str, error: RPCError,

@@ -25,11 +25,12 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
-from activities.outbox_store import OutboxStore
+from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
+from kbflow.events import ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
@@ -39,6 +40,7 @@ from starter.cases import (
     CaseError,
     case_status,
     case_timeline,
+    erase_running_case,
     open_client,
     send_event,
     start_case,
@@ -266,10 +268,17 @@ def packets(
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     store = OutboxStore(settings.outbox_path)
-    if not store.packets(case_ref):
-        _fail(f"case {case_ref}: no packets in {settings.outbox_path} (unknown case, or a "
-              "worker with another KBFLOW_DATA_DIR)")
-    found = store.packets(case_ref, party)
+    erased = [e for e in store.erasures() if e.case_ref == case_ref]
+    if erased:
+        _fail(f"case {case_ref}: erased on {erased[0].at:%Y-%m-%d} ({erased[0].reason}); "
+              "its packets are gone")
+    try:
+        if not store.packets(case_ref):
+            _fail(f"case {case_ref}: no packets in {settings.outbox_path} (unknown case, or "
+                  "a worker with another KBFLOW_DATA_DIR)")
+        found = store.packets(case_ref, party)
+    except PacketUnreadable as error:
+        _fail(f"{error}; with only some parties' keys here, ask for one --party")
     if as_json:
         _echo_json([packet.model_dump(mode="json") for packet in found])
         return
@@ -277,6 +286,75 @@ def packets(
     typer.echo(f"case {case_ref}: {len(found)} packet(s){who}")
     for packet in found:
         typer.echo(render.packet_line(packet))
+
+
+@app.command()
+def inbox(
+    party: Annotated[Party, typer.Argument(
+        case_sensitive=False, metavar="PARTY", help="The receiving party, e.g. IND.")],
+    case_ref: Annotated[str | None, typer.Option(
+        "--case", help="Only packets of this case.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read PARTY's inbox: every packet delivered to it, opened with PARTY's private key.
+
+    Packets rest sealed to their recipient (and under their case's key): only PARTY's
+    private key opens them, so no party reads another's. The key is looked up in
+    KBFLOW_PARTY_KEYS_DIR (default KBFLOW_DATA_DIR/party-keys). --json shows bodies.
+    """
+    settings = Settings.from_env()
+    if case_ref is not None:
+        _run_sync(lambda: inputs.check_case_ref(case_ref))
+    if not settings.outbox_path.is_file():
+        _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
+    try:
+        found = OutboxStore(settings.outbox_path).inbox(party)
+    except PacketUnreadable as error:
+        _fail(str(error))
+    if case_ref is not None:
+        found = [packet for packet in found if packet.case_ref == case_ref]
+    if as_json:
+        _echo_json([packet.model_dump(mode="json") for packet in found])
+        return
+    typer.echo(f"inbox of {party.value}: {len(found)} packet(s)")
+    for packet in found:
+        typer.echo(f"{packet.case_ref}  {render.packet_line(packet)}")
+
+
+@app.command()
+def erase(
+    case_ref: CaseRefArgument,
+    requested_by: Annotated[str, typer.Option(
+        help="Function or staff id of who asks (not a name).")],
+    reason: Annotated[str, typer.Option(
+        help="Why, without personal data, e.g. 'art. 17 request'.")],
+) -> None:
+    """Erase a case now (crypto-shredding): destroy its data key, so its Temporal history
+    and every backup become unreadable, remove its packets, and record the erasure.
+
+    A running case erases itself (the workflow's `erase` update; an open case closes as
+    `erased`). For a case whose run has ended, the stored data is erased directly. The
+    processing log stays: it holds no personal values.
+    """
+    settings = Settings.from_env()
+    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    try:
+        request = ErasureRequest(requested_by=requested_by, reason=reason)
+    except ValidationError as error:
+        _fail(inputs.describe(error))
+
+    async def work() -> Erasure | None:
+        client = await open_client(settings)
+        return await erase_running_case(client, case_ref, request)
+
+    erasure = _run(work)
+    if erasure is None:  # no open run: erase what rests in the data dir
+        erasure = OutboxStore(settings.outbox_path).erase(
+            case_ref, reason=request.reason, requested_by=request.requested_by,
+            at=dt.datetime.now(dt.UTC))
+    typer.echo(f"erased case {case_ref} on {erasure.at:%Y-%m-%d %H:%M} UTC: data key "
+               f"{'destroyed' if erasure.key_destroyed else 'already gone'}, "
+               f"{erasure.packets_removed} packet(s) removed; reason: {erasure.reason}")
 
 
 @app.command()

@@ -25,6 +25,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
+from encryption.keys import KeyStore
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from kbflow.settings import Settings, installed_binary
 from worker import build_worker, connect
@@ -226,3 +227,51 @@ async def test_cli_without_temporal_says_so(tmp_path: Path, command: list[str]) 
                                    capture_output=True, text=True, timeout=CLI_TIMEOUT,
                                    check=False)
     assert "cannot reach Temporal at 127.0.0.1:1" in _one_line_error(done)
+
+
+async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
+                                                tmp_path: Path) -> None:
+    task_queue = f"kbflow-cli-{uuid.uuid4()}"
+    cli = _cli(dev_server, tmp_path / "data", task_queue)
+    scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
+    settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
+                        namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
+    keys = KeyStore.open(settings.data_dir)  # one key store for codec and outbox, as in
+    client = await connect(settings, keys)  # worker.run_worker: erasure reaches both
+    async with build_worker(client, task_queue, OutboxStore(settings.outbox_path, keys=keys)):
+        started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
+        assert started.returncode == 0, started.stderr
+        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)
+        assert match, started.stdout
+        ref = match.group(1)
+        for index, item in enumerate(scenario.events[:3]):  # steps 2 and 3
+            sent = await cli("event", ref, item.event,
+                             str(_write(tmp_path / f"{index}.json", item.body)))
+            assert sent.returncode == 0, sent.stderr
+
+        # Each party opens its own inbox with its own private key, and only that.
+        to_rvdk = await cli.json("inbox", "RVDK", "--case", ref)
+        assert sorted((p["step"], p["sender"]) for p in to_rvdk) == [
+            (1, "VT"), (3, "DTV"), (3, "IND")]
+        assert {p["recipient"] for p in to_rvdk} == {"RVDK"}
+        (cli.data_dir / "party-keys" / "DTV.key").unlink()  # DT&V's key is not on this host
+        no_key = _one_line_error(await cli("inbox", "DTV"))
+        assert "DTV" in no_key and "no private key" in no_key
+        assert len(await cli.json("inbox", "IND", "--case", ref)) == 1
+
+        erased = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
+                           "--reason", "art. 17 request")
+        assert erased.returncode == 0, erased.stderr
+        assert "data key destroyed" in erased.stdout and "5 packet(s) removed" in erased.stdout
+        status = await cli.json("status", ref)
+
+    assert status["phase"] == "closed" and status["end_state"] == "erased"
+    assert status["erased_at"] is not None
+    gone = _one_line_error(await cli("packets", ref))
+    assert "erased on" in gone and "art. 17 request" in gone
+    assert await cli.json("inbox", "RVDK", "--case", ref) == []
+    # The run has ended: a second erasure works on the data dir and is idempotent: it
+    # shows the erasure on record.
+    again = await cli("erase", ref, "--requested-by", "RvdK-privacy-01", "--reason", "again")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == erased.stdout
