@@ -14,6 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
+from encryption.secret_files import read_or_create_secret
 from kbflow.items import Person
 
 KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
@@ -45,10 +46,5 @@ class Pseudonymiser:
                 return cls(bytes.fromhex(configured))
             except ValueError:
                 raise ValueError(f"{KEY_ENV}: must be 64 hex characters") from None
-        path = data_dir / "pseudonym.key"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as key_file:
-                key_file.write(secrets.token_hex(32))
-        return cls(bytes.fromhex(path.read_text().strip()))
+        key = read_or_create_secret(data_dir / "pseudonym.key", lambda: secrets.token_hex(32))
+        return cls(bytes.fromhex(key))

@@ -37,6 +37,7 @@ from temporalio.api.common.v1 import Payload
 
 from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.keys import KeyStore, KeyUnavailable
+from encryption.secret_files import read_or_create_secret
 
 TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 DEFAULT_UI_ORIGIN = "http://localhost:8233"
@@ -82,13 +83,7 @@ def load_token(data_dir: Path) -> str:
     configured = os.environ.get(TOKEN_ENV)
     if configured:
         return configured
-    path = data_dir / "codec.token"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as token_file:
-            token_file.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return read_or_create_secret(data_dir / "codec.token", lambda: secrets.token_urlsafe(32))
 
 
 def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:

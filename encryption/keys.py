@@ -26,6 +26,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from encryption.secret_files import append_secret_line, read_or_create_secret
+
 MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 #: Scope of payloads that belong to no case (no workflow id in the serialization context).
 SYSTEM_SCOPE = "kbflow-system"
@@ -75,22 +77,16 @@ class MasterKeys:
         configured = os.environ.get(MASTER_KEYS_ENV)
         if configured:
             return cls.parse(configured, current_first=True)
-        path = data_dir / "master.keys"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as key_file:
-                key_file.write(f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
-        return cls.parse(path.read_text(), current_first=False)
+        text = read_or_create_secret(
+            data_dir / "master.keys",
+            lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
+        return cls.parse(text, current_first=False)
 
     @staticmethod
     def add_to_file(data_dir: Path) -> str:
         """Append a new master key to ``<data_dir>/master.keys``, making it current."""
         key_id = f"mk-{secrets.token_hex(4)}"
-        path = data_dir / "master.keys"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(descriptor, "a") as key_file:
-            key_file.write(f"{key_id}:{secrets.token_hex(32)}\n")
+        append_secret_line(data_dir / "master.keys", f"{key_id}:{secrets.token_hex(32)}")
         return key_id
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from encryption.secret_files import read_or_create_secret
 from kbflow.process import Party
 
 PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
@@ -39,12 +40,8 @@ class PartyKeys:
         return cls(Path(configured) if configured else data_dir / "party-keys")
 
     def _create(self, party: Party) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        private = PrivateKey.generate()
-        path = self.folder / f"{party.value}.key"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as key_file:
-            key_file.write(bytes(private).hex())
+        private = PrivateKey(bytes.fromhex(read_or_create_secret(
+            self.folder / f"{party.value}.key", lambda: bytes(PrivateKey.generate()).hex())))
         (self.folder / f"{party.value}.pub").write_text(bytes(private.public_key).hex())
 
     def public_key(self, party: Party) -> PublicKey:
