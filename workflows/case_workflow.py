@@ -69,6 +69,7 @@ class CaseWorkflow:
                            else timedelta(days=start.retention_days))
         self._erasure_request: ErasureRequest | None = None
         self._erasure: Erasure | None = None
+        self._deliveries_in_flight = 0
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
@@ -102,6 +103,9 @@ class CaseWorkflow:
         request = self._erasure_request or ErasureRequest(
             requested_by="kbflow retention timer",
             reason=f"retention of {self._retention.days} days after closing ended")
+        # Packets of events accepted before the request are delivered first: after the
+        # key is destroyed they could not be encrypted any more.
+        await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
         self._state.erase(workflow.now(), request.reason)
         self._erasure = await workflow.execute_activity_method(
             DeliveryActivities.erase_case,
@@ -133,7 +137,10 @@ class CaseWorkflow:
 
     @on_event.validator
     def validate_event(self, name: str, args: Sequence[RawValue]) -> None:
-        """Refuse a malformed, unknown, wrong-sender, out-of-order or unweighed event."""
+        """Refuse a malformed, unknown, wrong-sender, out-of-order or unweighed event, and
+        every event once the case is to be erased."""
+        if self._erasure_request is not None:
+            raise EventRefused("the case is being erased; no event is accepted")
         self._state.check(name, self._decode(name, args), workflow.now())
 
     @workflow.update
@@ -208,6 +215,13 @@ class CaseWorkflow:
         return event
 
     async def _deliver(self, packets: list[Packet]) -> None:
+        self._deliveries_in_flight += 1
+        try:
+            await self._deliver_all(packets)
+        finally:
+            self._deliveries_in_flight -= 1
+
+    async def _deliver_all(self, packets: list[Packet]) -> None:
         await asyncio.gather(*(
             workflow.execute_activity_method(
                 DeliveryActivities.deliver_packet,
