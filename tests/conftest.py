@@ -61,29 +61,38 @@ async def worker(client: Client, task_queue: str, store: OutboxStore) -> AsyncIt
     running = build_worker(client, task_queue, store)
     async with running:
         yield running
+        # While the worker still runs: its cases end cleanly, with no task left half done.
+        await terminate_open_workflows(client)
+
+
+async def terminate_open_workflows(client: Client) -> None:
+    """Terminate every open workflow on the test server, and check that none is left.
+
+    The session's server skips time for every workflow at once: an open case whose worker
+    is gone gets a workflow task nobody polls when its next timer fires, and the server then
+    never skips time again (``env.sleep`` and ``handle.result()`` time out). So no test may
+    leave a running case behind.
+    """
+    request = ListOpenWorkflowExecutionsRequest(namespace=client.namespace,
+                                                maximum_page_size=1000)
+    for _ in range(3):
+        response = await client.workflow_service.list_open_workflow_executions(request)
+        if not response.executions:
+            return
+        for execution in response.executions:
+            handle = client.get_workflow_handle(execution.execution.workflow_id,
+                                                run_id=execution.execution.run_id)
+            with contextlib.suppress(RPCError):  # it may have ended meanwhile
+                await handle.terminate(reason="test finished")
+    response = await client.workflow_service.list_open_workflow_executions(request)
+    assert not response.executions, "open workflows left after the test"
 
 
 @pytest_asyncio.fixture(autouse=True)
 async def _no_open_workflows_left(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """After a test that used the time-skipping server, terminate the workflows it left open.
-
-    The session's server skips time for every workflow at once: an open case whose worker
-    is gone gets a workflow task nobody polls when its next timer fires, and the server then
-    never skips time again (``env.sleep`` and ``handle.result()`` hang). So no test may leave
-    a running case behind.
-    """
+    """After a test that used the time-skipping server, terminate what it left open (tests
+    that run their own workers; the ``worker`` fixture cleans up before it stops)."""
     yield
-    if "env" not in request.fixturenames:
-        return
-    environment: WorkflowEnvironment = request.getfixturevalue("env")
-    service = environment.client.workflow_service
-    response = await service.list_open_workflow_executions(
-        ListOpenWorkflowExecutionsRequest(namespace=environment.client.namespace,
-                                          maximum_page_size=1000)
-    )
-    for execution in response.executions:
-        handle = environment.client.get_workflow_handle(
-            execution.execution.workflow_id, run_id=execution.execution.run_id
-        )
-        with contextlib.suppress(RPCError):
-            await handle.terminate(reason="test finished")
+    if "env" in request.fixturenames:
+        environment: WorkflowEnvironment = request.getfixturevalue("env")
+        await terminate_open_workflows(environment.client)
