@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from encryption.keys import KeyStore
+from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from kbflow.settings import Settings, installed_binary
 from worker import build_worker, connect
@@ -216,6 +217,15 @@ async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path
     assert len({case["case_ref"] for case in cases}) == len(cases)
     covered = {step for case in cases for step in case["steps"]}
     assert covered == set(range(1, 13))
+
+    # Every packet of every example holds only what PROCESS.md §5 allows its flow.
+    for case in cases:
+        for packet in await cli.json("packets", case["case_ref"]):
+            flow = PROCESS_TABLE[Step(packet["step"])].flow_of(Party(packet["sender"]))
+            assert Party(packet["recipient"]) in flow.recipients
+            allowed = {"persons"} | {item.value for item in flow.items}
+            assert "persons" in packet["body"]
+            assert set(packet["body"]) <= allowed, (case["title"], packet["step"])
 
 
 @pytest.mark.parametrize("command", [["start", "{case}"], ["status", "KB-2026-AAAA1111"]])
