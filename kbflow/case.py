@@ -471,7 +471,7 @@ def _extension_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> s
     ruled = state.extension_ruled_for
     if ruled is not None and now < _midnight(ruled):
         # BW 1:260: one extension (of at most a year) per OTS period
-        return f"the extension of the OTS period ending {ruled} is ruled on already"
+        return "the extension of the current OTS period is ruled on already"
     return None
 
 
