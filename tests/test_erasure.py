@@ -85,9 +85,10 @@ async def test_a_closed_case_is_erased_when_retention_ends(
     status = await status_of(handle)
     assert status.end_state is EndState.NO_INVESTIGATION and status.closed_at is not None
 
-    await env.sleep(status.closed_at + retention - await env.get_current_time()
-                    - dt.timedelta(hours=1))
-    assert (await status_of(handle)).erased_at is None  # an hour before: still kept
+    if retention_days is not None:  # short enough to skip to an hour before, and look
+        await env.sleep(status.closed_at + retention - await env.get_current_time()
+                        - dt.timedelta(hours=1))
+        assert (await status_of(handle)).erased_at is None  # an hour before: still kept
     assert store.packets(ref)
 
     final = await handle.result()  # the server skips the last hour
