@@ -75,7 +75,7 @@ class JsonPayload(BaseModel):
 class Payloads(BaseModel):
     """Body of a codec request and response."""
 
-    payloads: list[JsonPayload]
+    payloads: list[JsonPayload] = Field(default_factory=list)  # "{}" is an empty list
 
 
 def load_token(data_dir: Path) -> str:

@@ -218,6 +218,12 @@ class KeyStore:
         self._remember(key_id, scope, key)
         return key
 
+    def has_key(self, scope: str) -> bool:
+        """Whether ``scope`` ever had a data key (live or destroyed)."""
+        with self._connect() as db:
+            row = db.execute("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)).fetchone()
+        return row is not None
+
     def is_destroyed(self, scope: str) -> bool:
         """Whether ``scope``'s data key was destroyed."""
         with self._connect() as db:

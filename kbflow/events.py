@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
@@ -37,8 +38,10 @@ from kbflow.process import OTS_MAX_MONTHS, PROCESS_TABLE, Item, Party, Step, rep
 
 #: An opaque case reference: ``KB-<year>-<6 to 12 capitals or digits>``. It is the workflow
 #: id's suffix, which Temporal never encrypts, so it must say nothing about a person.
-CaseRef = Annotated[str, StringConstraints(pattern=r"^KB-\d{4}-[0-9A-Z]{6,12}$")]
+CaseRef = Annotated[str, StringConstraints(pattern=r"^KB-[0-9]{4}-[0-9A-Z]{6,12}$")]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,80}$")]
+#: A function or staff id such as ``RvdK-privacy-01``: no spaces, so not a full name.
+StaffId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{2,40}$")]
 
 
 class Weighing(BaseModel):
@@ -73,12 +76,20 @@ class PersonInput(Person):
 
 
 def _person_fragments(person: PersonInput) -> list[str]:
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", person.name.upper()) if len(p) >= 3]
-    parts.append(person.date_of_birth.strftime("%Y%m%d"))
-    parts.append(person.date_of_birth.strftime("%d%m%Y"))
+    """Words of the name, address and place, the date of birth in common digit forms, and
+    the V-nummer: what an opaque case ref must not contain."""
+    text = f"{person.name} {person.address} {person.place_of_residence}".upper()
+    parts = [p for p in re.split(r"[^0-9A-Z]+", text) if len(p) >= 3 and not p.isdigit()]
+    parts += [person.date_of_birth.strftime(form)
+              for form in ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%y%m%d", "%d%m%y")]
     if person.v_number:
         parts.append(person.v_number)
     return parts
+
+
+def _reveals(suffix: str, fragment: str) -> bool:
+    # "VERZINSEL" reveals the street "VERZINSELLAAN"; short suffix pieces do not count.
+    return fragment in suffix or (len(suffix) >= 5 and suffix in fragment)
 
 
 class CaseStart(BaseModel):
@@ -115,11 +126,14 @@ class CaseStart(BaseModel):
             raise ValueError("persons: two persons share a name and date of birth; "
                              "list each person once and tell them apart")
         suffix = self.case_ref.split("-", 2)[2]
+        if suffix.isdigit():
+            raise ValueError("case_ref: must be opaque; digits only could be a V-nummer or a "
+                             "date, mix in capitals")
         for person in self.persons:
-            if any(fragment in suffix for fragment in _person_fragments(person)):
+            if any(_reveals(suffix, fragment) for fragment in _person_fragments(person)):
                 raise ValueError(
                     "case_ref: must be opaque; it contains part of a person's name, "
-                    "date of birth or V-nummer"
+                    "address, place, date of birth or V-nummer"
                 )
         return self
 
@@ -296,16 +310,27 @@ class WarmHandover(AgencyEvent):
     handover_progress: LongText
 
 
+class ErasureReason(StrEnum):
+    """Why a case is erased: a fixed list, so that no free text (a name, a date of birth)
+    lands in the erasure record, which outlives the case."""
+
+    ART_17_REQUEST = "art-17-request"  # the data subject's right to erasure
+    ART_21_OBJECTION = "art-21-objection"  # a successful objection
+    UNLAWFUL_PROCESSING = "unlawful-processing"  # art. 17(1)(d)
+    COURT_ORDER = "court-order"
+    RETENTION_ENDED = "retention-ended"  # the retention timer
+
+
 class ErasureRequest(BaseModel):
-    """An operator's request to erase a case now (GDPR art. 17, or retention ended early).
+    """An operator's request to erase a case now (GDPR art. 17 and others).
 
     Not an agency event: it discloses nothing and is accepted in any phase.
     """
 
     model_config = PERSONAL
 
-    requested_by: ShortText = Field(description="Function or staff id (not a name)")
-    reason: ShortText = Field(description="Why, without personal data, e.g. 'art. 17 request'")
+    requested_by: StaffId = Field(description="Function or staff id, no spaces (not a name)")
+    reason: ErasureReason = Field(description="Why, from a fixed list")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ PERSONAL = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 #: A V-nummer is the ten-digit aliens-chain person number.
-VNumber = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
+VNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
 
 
 class Role(StrEnum):

@@ -8,6 +8,7 @@ workflow's reason, which names the rule and never a personal value), no worker a
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 
 from temporalio.client import (
@@ -23,8 +24,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.outbox_store import Erasure
-from encryption.keys import KeyUnavailable
-from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
+from encryption.keys import MASTER_KEYS_ENV, KeyUnavailable
+from kbflow.case import CaseStatus, EventOutcome, TimelineEntry, event_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.settings import Settings, workflow_id
 from worker import connect
@@ -44,14 +45,24 @@ class EventRefusedError(CaseError):
     """The case refused an event; the message is the workflow's reason."""
 
 
-async def open_client(settings: Settings) -> Client:
-    """kbflow's Temporal client for ``settings``.
+async def open_client(settings: Settings, *, create_keys: bool = False) -> Client:
+    """kbflow's Temporal client for ``settings``, encrypting with the data dir's keys.
+
+    Only the demo (``create_keys``) may create keys: any other command with a wrong
+    KBFLOW_DATA_DIR would encrypt under a fresh master key that no worker knows.
 
     Raises:
-        CaseError: Temporal does not answer on TEMPORAL_ADDRESS.
+        CaseError: no keys in the data dir, malformed master keys, or Temporal does not
+            answer on TEMPORAL_ADDRESS.
     """
+    keys_file = settings.data_dir / "master.keys"
+    if not create_keys and not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
+        raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
+                        f"(or set {MASTER_KEYS_ENV})")
     try:
         return await connect(settings)
+    except ValueError as error:  # malformed KBFLOW_MASTER_KEYS or master.keys
+        raise CaseError(str(error)) from None
     except RuntimeError:
         raise CaseError(
             f"cannot reach Temporal at {settings.temporal_address} (namespace "
@@ -78,6 +89,16 @@ async def start_case(client: Client, settings: Settings, start: CaseStart) -> Wo
                         "leave out --case-ref to get a fresh one") from None
 
 
+def update_id(name: str, body: AgencyEvent) -> str:
+    """The update id of an event: its idempotency key plus a digest of its content.
+
+    Temporal answers a repeated update id with the first result without asking the
+    workflow, so the id must change with the content: a true repeat then gets the first
+    outcome, while a reused key with another body reaches the validator and is refused.
+    """
+    return f"{body.idempotency_key}-{event_digest(name, body)[:16]}"
+
+
 async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent,
                      timeout: timedelta = EVENT_TIMEOUT) -> EventOutcome:
     """Send event ``name`` to the case as an update, with the body's idempotency key as
@@ -93,7 +114,7 @@ async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent
         # The client polls for the update's result until it has one, however long that
         # takes; the deadline bounds the whole wait, not one poll.
         async with asyncio.timeout(timeout.total_seconds()):
-            return await handle.execute_update(name, body, id=body.idempotency_key,
+            return await handle.execute_update(name, body, id=update_id(name, body),
                                                result_type=EventOutcome)
     except WorkflowUpdateFailedError as failed:
         cause = failed.cause
@@ -107,6 +128,8 @@ async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent
         raise _no_worker(case_ref, timeout) from None
     except RPCError as error:
         raise await _case_error(client, case_ref, error, timeout) from None
+    except KeyUnavailable:  # the first outcome of a repeat, under a destroyed key
+        raise CaseError(f"case {case_ref}: erased; no event is accepted") from None
 
 
 async def erase_running_case(client: Client, case_ref: str, request: ErasureRequest,

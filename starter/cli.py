@@ -29,8 +29,9 @@ from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
+from encryption.keys import KeyStore
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
-from kbflow.events import ErasureRequest
+from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
@@ -188,6 +189,9 @@ def start(
 
     async def work() -> None:
         client = await open_client(settings)
+        if KeyStore.open(settings.data_dir).is_destroyed(workflow_id(case.case_ref)):
+            raise CaseError(f"case {case.case_ref}: this ref belonged to an erased case; "
+                            "leave out --case-ref to get a fresh one")
         await start_case(client, settings, case)
 
     _run(work)
@@ -326,8 +330,7 @@ def erase(
     case_ref: CaseRefArgument,
     requested_by: Annotated[str, typer.Option(
         help="Function or staff id of who asks (not a name).")],
-    reason: Annotated[str, typer.Option(
-        help="Why, without personal data, e.g. 'art. 17 request'.")],
+    reason: Annotated[ErasureReason, typer.Option(help="Why, from a fixed list.")],
 ) -> None:
     """Erase a case now (crypto-shredding): destroy its data key, so its Temporal history
     and every backup become unreadable, remove its packets, and record the erasure.
@@ -342,6 +345,12 @@ def erase(
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:
         _fail(inputs.describe(error))
+    store = OutboxStore(settings.outbox_path)
+    for earlier in store.erasures():
+        if earlier.case_ref == case_ref:
+            typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
+                       f"UTC ({earlier.reason}); nothing left to erase")
+            return
 
     async def work() -> Erasure | None:
         client = await open_client(settings)
@@ -349,9 +358,10 @@ def erase(
 
     erasure = _run(work)
     if erasure is None:  # no open run: erase what rests in the data dir
-        erasure = OutboxStore(settings.outbox_path).erase(
-            case_ref, reason=request.reason, requested_by=request.requested_by,
-            at=dt.datetime.now(dt.UTC))
+        if not store.keys.has_key(workflow_id(case_ref)):
+            _fail(f"case {case_ref}: unknown case (no run, no data in {settings.data_dir})")
+        erasure = store.erase(case_ref, reason=request.reason.value,
+                              requested_by=request.requested_by, at=dt.datetime.now(dt.UTC))
     typer.echo(f"erased case {case_ref} on {erasure.at:%Y-%m-%d %H:%M} UTC: data key "
                f"{'destroyed' if erasure.key_destroyed else 'already gone'}, "
                f"{erasure.packets_removed} packet(s) removed; reason: {erasure.reason}")

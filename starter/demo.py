@@ -104,7 +104,7 @@ async def run_demo(settings: Settings, ui_port: int, note: Note) -> DemoReport:
             server = SpawnedDevServer(config, log_path)
             stack.callback(_stop_server, server, note)  # exit stack: stopped last
             await server.wait_ready(settings)
-        client = await open_client(settings)
+        client = await open_client(settings, create_keys=True)
         started_worker = started_server or not await _other_worker_polls(client, settings)
         if started_worker:
             note(f"running a worker in-process on task queue {settings.task_queue}")

@@ -47,7 +47,8 @@ def open_existing(data_dir: Path) -> KeyStore:
         raise KeyAdminError(f"no master keys: set {MASTER_KEYS_ENV} or use the worker's "
                             f"KBFLOW_DATA_DIR ({keys_file} is missing)")
     try:
-        return KeyStore(path, MasterKeys.load(data_dir))
+        return KeyStore(path, MasterKeys.load(data_dir),
+                        reload_master_keys=lambda: MasterKeys.load(data_dir))
     except ValueError as error:  # a malformed KBFLOW_MASTER_KEYS or master.keys
         raise KeyAdminError(str(error)) from None
 

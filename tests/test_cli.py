@@ -66,6 +66,7 @@ class Cli:
 
 
 def _cli(dev_server: WorkflowEnvironment, data_dir: Path, task_queue: str) -> Cli:
+    KeyStore.open(data_dir)  # the worker's data dir: its keys exist before the CLI runs
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
@@ -124,6 +125,12 @@ async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path:
         repeat = await cli("event", ref, *map(str, bodies["rvdk-ruling-0003"]))
         assert repeat.returncode == 0, repeat.stderr
         assert repeat.stdout == sent.stdout
+        # The same key with another body is refused, not answered with the first outcome.
+        name, path = bodies["rvdk-ruling-0003"]
+        changed = {**json.loads(path.read_text()), "summary": "Another dictum."}
+        reused = _one_line_error(await cli("event", ref, name,
+                                           str(_write(tmp_path / "changed.json", changed))))
+        assert "idempotency_key" in reused and "different event" in reused
 
         before = await cli.json("status", ref)
         # Out of order: IND asks for an advice before asking whether one exists (step 8
@@ -231,6 +238,7 @@ async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path
 @pytest.mark.parametrize("command", [["start", "{case}"], ["status", "KB-2026-AAAA1111"]])
 async def test_cli_without_temporal_says_so(tmp_path: Path, command: list[str]) -> None:
     case = _write(tmp_path / "case.json", Scenario.load(example_files()[0]).case)
+    KeyStore.open(tmp_path)
     env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", "KBFLOW_DATA_DIR": str(tmp_path)}
     args = [arg.format(case=case) for arg in command]
     done = await asyncio.to_thread(subprocess.run, [str(KBFLOW), *args], env=env,
@@ -270,7 +278,7 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
         assert len(await cli.json("inbox", "IND", "--case", ref)) == 1
 
         erased = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
-                           "--reason", "art. 17 request")
+                           "--reason", "art-17-request")
         assert erased.returncode == 0, erased.stderr
         assert "data key destroyed" in erased.stdout and "5 packet(s) removed" in erased.stdout
         status = await cli.json("status", ref)
@@ -278,10 +286,31 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
     assert status["phase"] == "closed" and status["end_state"] == "erased"
     assert status["erased_at"] is not None
     gone = _one_line_error(await cli("packets", ref))
-    assert "erased on" in gone and "art. 17 request" in gone
+    assert "erased on" in gone and "art-17-request" in gone
     assert await cli.json("inbox", "RVDK", "--case", ref) == []
-    # The run has ended: a second erasure works on the data dir and is idempotent: it
-    # shows the erasure on record.
-    again = await cli("erase", ref, "--requested-by", "RvdK-privacy-01", "--reason", "again")
+    # A second erasure finds the first on record; a name is no staff id; an unknown case
+    # is not "erased"; an erased case's ref is never reused.
+    again = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
+                      "--reason", "court-order")
     assert again.returncode == 0, again.stderr
-    assert again.stdout == erased.stdout
+    assert "erased already" in again.stdout and "art-17-request" in again.stdout
+    named = _one_line_error(await cli("erase", ref, "--requested-by", "Fenna Fictief",
+                                      "--reason", "art-17-request"))
+    assert "requested_by" in named and "Fenna" not in named
+    unknown = _one_line_error(await cli("erase", "KB-2026-NOCASE01", "--requested-by",
+                                        "RvdK-privacy-01", "--reason", "art-17-request"))
+    assert "unknown case" in unknown
+    reused = _one_line_error(await cli("start", str(tmp_path / "case.json"),
+                                       "--case-ref", ref))
+    assert "erased case" in reused
+
+
+async def test_cli_outside_the_workers_data_dir_refuses(tmp_path: Path) -> None:
+    case = _write(tmp_path / "case.json", Scenario.load(example_files()[0]).case)
+    elsewhere = tmp_path / "elsewhere"
+    env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", "KBFLOW_DATA_DIR": str(elsewhere)}
+    done = await asyncio.to_thread(subprocess.run, [str(KBFLOW), "start", str(case)], env=env,
+                                   capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                                   check=False)
+    assert "no master keys" in _one_line_error(done)
+    assert not (elsewhere / "master.keys").exists()  # no fresh key nobody else knows

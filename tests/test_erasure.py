@@ -19,14 +19,14 @@ from activities.outbox_store import Erasure, OutboxStore
 from encryption.codec import CaseCodec
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow.case import EndState, Phase
-from kbflow.events import CaseStart, ErasureRequest
+from kbflow.events import CaseStart, ErasureReason, ErasureRequest
 from kbflow.process import RETENTION_AFTER_CLOSE
 from kbflow.settings import workflow_id
 from tests import factories as f
 from tests.test_case_workflow import send, settled, start_case, status_of
 from workflows.case_workflow import CaseWorkflow
 
-REQUEST = ErasureRequest(requested_by="RvdK-privacy-01", reason="art. 17 request")
+REQUEST = ErasureRequest(requested_by="RvdK-privacy-01", reason=ErasureReason.ART_17_REQUEST)
 
 
 async def start_payload(handle: WorkflowHandle[Any, Any]) -> Payload:
@@ -97,6 +97,7 @@ async def test_a_closed_case_is_erased_when_retention_ends(
     assert final.erased_at - final.closed_at >= retention
     assert store.packets(ref) == []
     [erasure] = store.erasures()
-    assert erasure.requested_by == "kbflow retention timer"
+    assert erasure.requested_by == "kbflow-retention-timer"
+    assert erasure.reason.startswith("retention-ended")
     assert f"{retention.days} days" in erasure.reason
     assert keys.is_destroyed(workflow_id(ref))

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Reminder,
         TimelineEntry,
     )
-    from kbflow.events import EVENTS, AgencyEvent, CaseStart, ErasureRequest
+    from kbflow.events import EVENTS, AgencyEvent, CaseStart, ErasureReason, ErasureRequest
     from kbflow.packets import Packet
     from kbflow.process import RETENTION_AFTER_CLOSE
 
@@ -101,15 +101,17 @@ class CaseWorkflow:
             while self._erasure_request is None and workflow.now() < closed_at + self._retention:
                 await self._wait_for_event_until(closed_at + self._retention)
         request = self._erasure_request or ErasureRequest(
-            requested_by="kbflow retention timer",
-            reason=f"retention of {self._retention.days} days after closing ended")
+            requested_by="kbflow-retention-timer", reason=ErasureReason.RETENTION_ENDED)
+        reason = request.reason.value
+        if request.reason is ErasureReason.RETENTION_ENDED:
+            reason += f" ({self._retention.days} days after closing)"
         # Packets of events accepted before the request are delivered first: after the
         # key is destroyed they could not be encrypted any more.
         await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
-        self._state.erase(workflow.now(), request.reason)
+        self._state.erase(workflow.now(), reason)
         self._erasure = await workflow.execute_activity_method(
             DeliveryActivities.erase_case,
-            ErasureOrder(case_ref=self._state.record.case_ref, reason=request.reason,
+            ErasureOrder(case_ref=self._state.record.case_ref, reason=reason,
                          requested_by=request.requested_by),
             start_to_close_timeout=DELIVERY_TIMEOUT,
             retry_policy=DELIVERY_RETRY,
