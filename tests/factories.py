@@ -141,8 +141,9 @@ def new_key(prefix: str = "evt") -> str:
 
 
 def new_case_ref() -> str:
-    """A fresh opaque case reference, ``KB-2026-<10 hex capitals>``."""
-    return f"KB-2026-{uuid.uuid4().hex[:10].upper()}"
+    """A fresh opaque case reference, ``KB-2026-T<9 hex capitals>`` (the letter: a suffix of
+    digits only is refused, it could be a V-nummer or a date)."""
+    return f"KB-2026-T{uuid.uuid4().hex[:9].upper()}"
 
 
 class Ids:
