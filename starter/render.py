@@ -56,6 +56,8 @@ def status_lines(status: CaseStatus, timeline: list[TimelineEntry] | None) -> li
         lines.append(f"OTS ends on: {status.ots_ends_on.isoformat()}")
     if status.closed_at:
         lines.append(f"closed at: {status.closed_at:%Y-%m-%d %H:%M:%S %Z}")
+    if status.erased_at:
+        lines.append(f"erased at: {status.erased_at:%Y-%m-%d %H:%M:%S %Z} (its data is gone)")
     lines.append(f"escalations: {status.escalations}")
     if status.awaiting:
         lines.append("awaiting:")
@@ -66,7 +68,8 @@ def status_lines(status: CaseStatus, timeline: list[TimelineEntry] | None) -> li
     else:
         lines.append("awaiting: nothing")
     if timeline is None:
-        lines.append("timeline: not available (no worker answered the query)")
+        lines.append("timeline: not available" + (
+            " (erased)" if status.erased_at else " (no worker answered the query)"))
     else:
         lines.append("timeline:")
         for entry in timeline:
