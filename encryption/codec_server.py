@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payload
 
@@ -105,6 +107,12 @@ def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:
         allow_credentials=True,
     )
     codec = CaseCodec(keys)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes the input; for /encode that is plaintext.
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     def origin_allowed(request: Request) -> None:
         origin = request.headers.get("origin")

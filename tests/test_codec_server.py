@@ -400,3 +400,18 @@ def test_kbflow_codec_server_needs_the_workers_key_store(tmp_path: Path) -> None
         f"error: no key store at {tmp_path / 'elsewhere' / 'keys.sqlite3'}; is "
         "KBFLOW_DATA_DIR the worker's?"]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_malformed_body_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from encryption.codec_server import create_app
+    from encryption.keys import KeyStore
+
+    client = TestClient(create_app(KeyStore.open(tmp_path), "t0ken", ["http://localhost:8233"]))
+    answer = client.post("/encode", json={"payloads": [{"data": 42, "secret": "Fenna Fictief"}]},
+                         headers={"Authorization": "Bearer t0ken"})
+    assert answer.status_code == 422
+    assert "Fenna" not in answer.text
+    empty = client.post("/decode", json={}, headers={"Authorization": "Bearer t0ken"})
+    assert empty.status_code == 200 and empty.json() == {"payloads": []}
