@@ -49,7 +49,7 @@ from kbflow.items import (
     Role,
     VvApplication,
 )
-from kbflow.process import Party
+from kbflow.process import Party, Step
 from kbflow.record import CaseRecord
 
 # ---- fictional people ------------------------------------------------------------------
@@ -462,3 +462,17 @@ def full_record() -> CaseRecord:
         transferability=TRANSFERABILITY,
         handover_progress=HANDOVER_PROGRESS,
     )
+
+
+#: Every wait on another party's reply: (id, events up to the question, the asked party,
+#: the awaited event, its step). Steps 3, 7, 9 and 11 have a reply deadline.
+REPLY_WAITS = [
+    ("step-3", lambda: [announce()], Party.DTV, "residence_information",
+     Step.RESIDENCE_INFORMATION),
+    ("step-7", lambda: [*to_ots(), availability_request()], Party.DTV,
+     "advice_availability", Step.ADVICE_AVAILABILITY),
+    ("step-9", lambda: [*to_ots(), availability_request(), availability(False),
+                        advice_request()], Party.DTV, "advice", Step.ADVICE),
+    ("step-11", lambda: [*to_ots(), extension(True), extension_advice_request()],
+     Party.DTV, "extension_advice", Step.EXTENSION_ADVICE),
+]

@@ -179,17 +179,7 @@ async def test_branch_end_to_end(name: str, client: Client, task_queue: str, wor
 
 # ---- deadlines --------------------------------------------------------------------------
 
-WAITS = [
-    # (id, events up to the question, the asked party, the awaited event, step)
-    ("step-3", lambda: [f.announce()], Party.DTV, "residence_information",
-     Step.RESIDENCE_INFORMATION),
-    ("step-7", lambda: [*f.to_ots(), f.availability_request()], Party.DTV,
-     "advice_availability", Step.ADVICE_AVAILABILITY),
-    ("step-9", lambda: [*f.to_ots(), f.availability_request(), f.availability(False),
-                        f.advice_request()], Party.DTV, "advice", Step.ADVICE),
-    ("step-11", lambda: [*f.to_ots(), f.extension(True), f.extension_advice_request()],
-     Party.DTV, "extension_advice", Step.EXTENSION_ADVICE),
-]
+WAITS = f.REPLY_WAITS
 
 
 @pytest.mark.parametrize(("events", "party", "awaited", "step"), [w[1:] for w in WAITS],
