@@ -413,6 +413,9 @@ def test_event_models_refuse_bad_bodies_without_echoing_them() -> None:
     assert not f.leaked(str(error.value))
 
 
+FULL_WIDTH_DIGITS = "".join(chr(0xFF10 + digit) for digit in range(10))  # Unicode \d, not 0-9
+
+
 @pytest.mark.parametrize(("changes", "reason"), [
     ({"reporter": Party.DTV}, "reporter"),
     ({"persons": (f.PARENT,)}, "at least one child"),
@@ -424,8 +427,15 @@ def test_event_models_refuse_bad_bodies_without_echoing_them() -> None:
     # two people, or one person listed twice): the report must distinguish them.
     ({"persons": (f.CHILD, f.PARENT, f.CHILD.model_copy(update={"address": "Elders 1"}))},
      "persons"),
+    ({"case_ref": "KB-2026-0000000031"}, "digits only"),
+    ({"case_ref": "KB-2026-X170614"}, "opaque"),  # the child's date of birth as YYMMDD
+    ({"case_ref": "KB-2026-VERZINSEL"}, "opaque"),  # the street
+    ({"persons": ({**f.CHILD.model_dump(), "v_number": FULL_WIDTH_DIGITS},
+                  f.PARENT.model_dump())},
+     "v_number"),  # full-width digits are no V-nummer
 ], ids=["reporter", "no-child", "name-in-ref", "birthdate-in-ref", "v-number-in-ref",
-        "person-twice"])
+        "person-twice", "digits-only-ref", "short-birthdate-in-ref", "street-in-ref",
+        "full-width-v-number"])
 def test_case_start_refusals(changes: dict[str, Any], reason: str) -> None:
     from pydantic import ValidationError
 
