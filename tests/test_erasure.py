@@ -7,24 +7,44 @@ are gone, and the erasure is on record; every other case stays readable.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.outbox_store import Erasure, OutboxStore
-from encryption.codec import CaseCodec
+from encryption.codec import CaseCodec, encrypted_data_converter
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow.case import EndState, Phase
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest
 from kbflow.process import RETENTION_AFTER_CLOSE
-from kbflow.settings import workflow_id
+from kbflow.settings import installed_binary, workflow_id
 from tests import factories as f
 from tests.test_case_workflow import send, settled, start_case, status_of
 from workflows.case_workflow import CaseWorkflow
+
+
+@pytest_asyncio.fixture
+async def own_env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own: after a case key is destroyed, the
+    session's shared server intermittently stopped skipping time for later tests."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=encrypted_data_converter(keys),
+        test_server_existing_path=str(installed_binary("temporal-test-server")),
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def client(own_env: WorkflowEnvironment) -> Client:
+    return own_env.client
+
 
 REQUEST = ErasureRequest(requested_by="RvdK-privacy-01", reason=ErasureReason.ART_17_REQUEST)
 
@@ -70,7 +90,7 @@ async def test_erase_one_case_leaves_the_other_readable(
 
 @pytest.mark.parametrize("retention_days", [None, 30])
 async def test_a_closed_case_is_erased_when_retention_ends(
-    retention_days: int | None, env: WorkflowEnvironment, client: Client, task_queue: str,
+    retention_days: int | None, own_env: WorkflowEnvironment, client: Client, task_queue: str,
     worker: Worker, store: OutboxStore, keys: KeyStore,
 ) -> None:
     retention = (RETENTION_AFTER_CLOSE if retention_days is None
@@ -86,7 +106,7 @@ async def test_a_closed_case_is_erased_when_retention_ends(
     assert status.end_state is EndState.NO_INVESTIGATION and status.closed_at is not None
 
     if retention_days is not None:  # short enough to skip to an hour before, and look
-        await env.sleep(status.closed_at + retention - await env.get_current_time()
+        await own_env.sleep(status.closed_at + retention - await own_env.get_current_time()
                         - dt.timedelta(hours=1))
         assert (await status_of(handle)).erased_at is None  # an hour before: still kept
     assert store.packets(ref)
