@@ -30,14 +30,23 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     return KeyStore.open(tmp_path_factory.mktemp("keys"))
 
 
-@pytest_asyncio.fixture(scope="session")
-async def env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
+@contextlib.asynccontextmanager
+async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server (the installed binary) with kbflow's converter."""
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=encrypted_data_converter(keys),
         test_server_existing_path=str(installed_binary("temporal-test-server")),
     )
-    yield environment
-    await environment.shutdown()
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
+    async with time_skipping_server(keys) as environment:
+        yield environment
 
 
 @pytest.fixture

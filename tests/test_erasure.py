@@ -18,13 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.outbox_store import Erasure, OutboxStore
-from encryption.codec import CaseCodec, encrypted_data_converter
+from encryption.codec import CaseCodec
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow.case import EndState, Phase
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest
 from kbflow.process import RETENTION_AFTER_CLOSE
-from kbflow.settings import installed_binary, workflow_id
+from kbflow.settings import workflow_id
 from tests import factories as f
+from tests.conftest import time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
 from workflows.case_workflow import CaseWorkflow
 
@@ -33,12 +34,8 @@ from workflows.case_workflow import CaseWorkflow
 async def own_env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of the test's own: after a case key is destroyed, the
     session's shared server intermittently stopped skipping time for later tests."""
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=encrypted_data_converter(keys),
-        test_server_existing_path=str(installed_binary("temporal-test-server")),
-    )
-    yield environment
-    await environment.shutdown()
+    async with time_skipping_server(keys) as environment:
+        yield environment
 
 
 @pytest.fixture
