@@ -1,9 +1,18 @@
-"""The case as a state machine: which event is allowed when, what it discloses, and what
-the case waits for until when. Pure and deterministic: time and ids come in as arguments,
-so ``workflows/case_workflow.py`` only orchestrates (PROCESS.md §3, §4).
+"""The case as a state machine: which event is allowed when, what it does, what it awaits
+next (PROCESS.md §3, §4). Pure and deterministic: time and ids come in as arguments, so
+``workflows/case_workflow.py`` only orchestrates.
 
-Reading order follows PROCESS.md §3: ``CaseState.start`` is step 1; ``_RULES`` lists
-every event with the phase it belongs to; ``_apply_<event>`` does the step.
+Read it top to bottom against PROCESS.md §3:
+
+1. the case's states: ``Phase`` and its typed sub-states (``VvStatus``, ``AdviceCycle``,
+   ``ExtensionCycle``);
+2. ``RULES``: one ``Rule`` per ``kbflow.events.Event``, in §3 order — its body model, the
+   step it discloses in (senders, recipients, items and reply deadline come from
+   ``kbflow.process.PROCESS_TABLE``), where it is allowed (``Allowed``), its named effect,
+   the sub-states it sets and what it awaits next (``Next``);
+3. ``CaseState``: ``start`` (step 1), ``check`` and ``apply`` (any event, by its rule),
+   ``fire_timers`` (reply deadlines, the extension question, the end of an OTS);
+4. the guards and effects the table names, in table order.
 """
 
 from __future__ import annotations
@@ -12,20 +21,31 @@ import calendar
 import datetime as dt
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kbflow.events import (
-    EVENTS,
+    Advice,
+    AdviceAvailability,
+    AdviceAvailabilityRequest,
+    AdviceRequest,
     AgencyEvent,
+    AnnounceInvestigation,
     ApplicationRejected,
     CaseStart,
     CourtRulingEvent,
+    Event,
+    ExtensionAdviceRequest,
     ExtensionRuling,
     InvestigationDecision,
     InvestigationResult,
+    RecordWeighing,
+    ResidenceInformation,
+    VNumberCorrection,
+    WarmHandover,
     Weighing,
 )
 from kbflow.items import CourtRequest, CourtRuling, Measure
@@ -34,8 +54,10 @@ from kbflow.process import (
     ESCALATION_GRACE,
     EXTENSION_QUESTION_LEAD,
     PROCESS_TABLE,
+    Item,
     Party,
     Step,
+    reporters,
 )
 from kbflow.record import CaseRecord
 
@@ -47,6 +69,9 @@ class EventRefused(ValueError):
     reason, never a personal value; the case is unchanged."""
 
 
+# ---- 1. states --------------------------------------------------------------------------
+
+
 class Phase(StrEnum):
     """Where a case stands in PROCESS.md §3."""
 
@@ -56,6 +81,41 @@ class Phase(StrEnum):
     AWAITING_RULING = "awaiting_ruling"  # a measure was requested; step 6 next
     OTS = "ots"  # an OTS runs: steps 7-12, extension rulings
     CLOSED = "closed"
+
+
+#: Every phase in which a case is open.
+OPEN = (Phase.REPORTED, Phase.ANNOUNCED, Phase.INVESTIGATING, Phase.AWAITING_RULING, Phase.OTS)
+
+
+class VvStatus(StrEnum):
+    """The residence-permit (VV) application as the case knows it (steps 4, 7, 12)."""
+
+    NONE = "none"  # none filed as far as the case knows
+    APPLIED = "applied"  # filed (step 7 asked about it): pending or granted
+    REJECTED = "rejected"  # rejected or withdrawn (step 4)
+
+
+class AdviceCycle(StrEnum):
+    """Steps 7-9 during an OTS: is there a DT&V advice, and was one asked for."""
+
+    NONE = "none"
+    ASKED = "asked"  # step 7 question sent
+    AVAILABLE = "available"  # step 7 answer: an advice exists
+    NO_ADVICE = "no_advice"  # step 7 answer: none; IND may ask for one (step 8)
+    REQUESTED = "requested"  # step 8 sent; DT&V advises (step 9)
+    ADVISED = "advised"  # step 9 done
+
+
+class ExtensionCycle(StrEnum):
+    """Steps 10-11 after an OTS is extended."""
+
+    NONE = "none"
+    EXTENDED = "extended"  # the judge extended the OTS; IND may ask for a new advice
+    REQUESTED = "requested"  # step 10 sent; DT&V advises (step 11)
+    ADVISED = "advised"  # step 11 done
+
+
+SubState = VvStatus | AdviceCycle | ExtensionCycle
 
 
 class EndState(StrEnum):
@@ -70,6 +130,135 @@ class EndState(StrEnum):
     ERASED = "erased"  # erased on request while still open
 
 
+# ---- 2. the rules -----------------------------------------------------------------------
+
+#: A named check beyond phase and sub-state: ``None`` when allowed, else the reason.
+Guard = Callable[["CaseState", AgencyEvent, dt.datetime], "str | None"]
+#: A named effect: changes the case and returns the packets to deliver.
+Effect = Callable[["CaseState", "Rule", AgencyEvent, dt.datetime, "NewId"], "list[Packet]"]
+NewId = Callable[[], str]
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Where an event is allowed: in one of ``phases``; if ``awaited``, only while the case
+    awaits it from its sender; with the sub-state in the given values; and if ``guard`` is
+    set, when it finds no reason against."""
+
+    phases: tuple[Phase, ...]
+    awaited: bool = False
+    advice_cycle: tuple[AdviceCycle, ...] = ()
+    extension_cycle: tuple[ExtensionCycle, ...] = ()
+    guard: Guard | None = None
+
+
+@dataclass(frozen=True)
+class Next:
+    """What an event awaits next: ``party`` should send ``event``; only if, after the
+    effect, the case is in phase or sub-state ``when`` (if given). Its deadline is the
+    step's ``reply_due`` in the process table."""
+
+    party: Party
+    event: Event
+    when: Phase | SubState | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the case rules: an event, its body model, the step it discloses in
+    (``None``: it discloses nothing), where it is allowed, its effect, the sub-states it
+    sets and what it awaits next. Who may send it: the step's senders in the process
+    table, unless ``only`` names them."""
+
+    event: Event
+    model: type[AgencyEvent]
+    step: Step | None
+    allowed: Allowed
+    effect: Effect
+    sets: tuple[SubState, ...] = ()
+    awaits: tuple[Next, ...] = ()
+    only: tuple[Party, ...] = ()
+
+    @property
+    def senders(self) -> tuple[Party, ...]:
+        """Who may send this event."""
+        if self.only:
+            return self.only
+        assert self.step is not None
+        return PROCESS_TABLE[self.step].senders
+
+
+# The guards and effects named in the table are defined in section 4 below; the table
+# refers to them by name so that "go to definition" leads from a row to its code.
+
+
+def _table() -> tuple[Rule, ...]:
+    S = Step
+    R, IND, DTV = Party.RVDK, Party.IND, Party.DTV
+    return (
+        Rule(Event.WEIGHING, RecordWeighing, None,
+             Allowed(OPEN), record_weighing,
+             only=(R, IND, DTV, Party.VT, Party.COA, Party.AVIM)),
+        # step 2: the RvdK announces; IND and DT&V reply (step 3), then the RvdK decides
+        Rule(Event.ANNOUNCE_INVESTIGATION, AnnounceInvestigation, S.ANNOUNCE_INVESTIGATION,
+             Allowed((Phase.REPORTED,)), announce_investigation,
+             awaits=(Next(IND, Event.RESIDENCE_INFORMATION),
+                     Next(DTV, Event.RESIDENCE_INFORMATION),
+                     Next(R, Event.INVESTIGATION_DECISION))),
+        Rule(Event.RESIDENCE_INFORMATION, ResidenceInformation, S.RESIDENCE_INFORMATION,
+             Allowed((Phase.ANNOUNCED,), awaited=True), disclose),
+        Rule(Event.INVESTIGATION_DECISION, InvestigationDecision, None,
+             Allowed((Phase.ANNOUNCED,), guard=step_3_replies_in), decide_investigation,
+             awaits=(Next(R, Event.INVESTIGATION_RESULT, when=Phase.INVESTIGATING),),
+             only=(R,)),
+        Rule(Event.APPLICATION_REJECTED, ApplicationRejected, S.REJECTION_OR_WITHDRAWAL,
+             Allowed((Phase.ANNOUNCED, Phase.INVESTIGATING, Phase.AWAITING_RULING,
+                      Phase.OTS)), disclose,
+             sets=(VvStatus.REJECTED,)),
+        Rule(Event.INVESTIGATION_RESULT, InvestigationResult, S.INVESTIGATION_RESULT,
+             Allowed((Phase.INVESTIGATING,)), report_investigation_result,
+             awaits=(Next(R, Event.COURT_RULING, when=Phase.AWAITING_RULING),)),
+        Rule(Event.COURT_RULING, CourtRulingEvent, S.COURT_RULING,
+             Allowed((Phase.AWAITING_RULING,), guard=rules_on_requested_measure),
+             pass_on_court_ruling),
+        # steps 7-9, during an OTS: is there an advice; if not, IND asks for one
+        Rule(Event.ADVICE_AVAILABILITY_REQUEST, AdviceAvailabilityRequest,
+             S.ADVICE_AVAILABILITY,
+             Allowed((Phase.OTS,), advice_cycle=(AdviceCycle.NONE,)), disclose,
+             sets=(VvStatus.APPLIED, AdviceCycle.ASKED),
+             awaits=(Next(DTV, Event.ADVICE_AVAILABILITY),), only=(IND,)),
+        Rule(Event.ADVICE_AVAILABILITY, AdviceAvailability, S.ADVICE_AVAILABILITY,
+             Allowed((Phase.OTS,), awaited=True), answer_advice_availability,
+             awaits=(Next(IND, Event.ADVICE_REQUEST, when=AdviceCycle.NO_ADVICE),),
+             only=(DTV,)),
+        Rule(Event.ADVICE_REQUEST, AdviceRequest, S.ADVICE_REQUEST,
+             Allowed((Phase.OTS,), advice_cycle=(AdviceCycle.NO_ADVICE,)), disclose,
+             sets=(AdviceCycle.REQUESTED,), awaits=(Next(DTV, Event.ADVICE),)),
+        Rule(Event.ADVICE, Advice, S.ADVICE,
+             Allowed((Phase.OTS,), awaited=True), disclose,
+             sets=(AdviceCycle.ADVISED,)),
+        # step 6 again, and steps 10-11: the OTS is extended (or not), IND asks again
+        Rule(Event.EXTENSION_RULING, ExtensionRuling, S.COURT_RULING,
+             Allowed((Phase.OTS,), guard=one_extension_per_period), pass_on_extension_ruling),
+        Rule(Event.EXTENSION_ADVICE_REQUEST, ExtensionAdviceRequest,
+             S.EXTENSION_ADVICE_REQUEST,
+             Allowed((Phase.OTS,), extension_cycle=(ExtensionCycle.EXTENDED,)), disclose,
+             sets=(ExtensionCycle.REQUESTED,), awaits=(Next(DTV, Event.EXTENSION_ADVICE),)),
+        Rule(Event.EXTENSION_ADVICE, Advice, S.EXTENSION_ADVICE,
+             Allowed((Phase.OTS,), awaited=True), disclose,
+             sets=(ExtensionCycle.ADVISED,)),
+        # step 12: no VV, so DT&V hands the case over; the case closes
+        Rule(Event.WARM_HANDOVER, WarmHandover, S.WARM_HANDOVER,
+             Allowed((Phase.OTS,), guard=no_vv_pending), hand_over),
+        # not a step: the aliens chain corrects a V-nummer on record
+        Rule(Event.V_NUMBER_CORRECTION, VNumberCorrection, None,
+             Allowed(OPEN), correct_v_number, only=(IND, DTV)),
+    )
+
+
+# ---- 3. the case --------------------------------------------------------------------------
+
+
 class Awaited(BaseModel):
     """Something the case waits for: ``party`` should send ``event`` (by ``due``, if set).
 
@@ -79,7 +268,7 @@ class Awaited(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     party: Party
-    event: str
+    event: Event
     step: Step | None
     since: dt.datetime
     due: dt.datetime | None = None
@@ -115,7 +304,7 @@ class Reminder(BaseModel):
 
     case_ref: str
     party: Party
-    event: str
+    event: Event
     step: Step | None
     due: dt.datetime
     notice_id: str
@@ -166,11 +355,16 @@ class _Seen(BaseModel):
     outcome: EventOutcome
 
 
-def _add_months(day: dt.date, months: int) -> dt.date:
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` plus ``months`` calendar months; a day past the target month's end is
+    clamped to its last day (31 January + 1 month = 28 or 29 February)."""
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
     return day.replace(year=year, month=month,
                        day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+_add_months = add_months  # the name earlier code and tests use
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -182,15 +376,27 @@ def event_digest(name: str, event: AgencyEvent) -> str:
     return hashlib.sha256(f"{name}\n{event.model_dump_json()}".encode()).hexdigest()
 
 
-NewId = Callable[[], str]
+def rule_of(name: str) -> Rule:
+    """The rule of the event named ``name``.
+
+    Raises:
+        EventRefused: no such event.
+    """
+    try:
+        return RULES[Event(name)]
+    except ValueError:
+        raise EventRefused(
+            f"event: unknown event '{name}'; known: {', '.join(RULES)}") from None
 
 
 class CaseState(BaseModel):
-    """One case's full state. Mutated only through ``start``, ``apply`` and ``fire_timers``."""
+    """One case's full state. Mutated only through ``start``, ``apply``, ``fire_timers``
+    and ``erase``."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     record: CaseRecord
+    reported_at: dt.datetime | None = None
     phase: Phase = Phase.REPORTED
     end_state: EndState | None = None
     closed_at: dt.datetime | None = None
@@ -199,11 +405,9 @@ class CaseState(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     seen: dict[str, _Seen] = Field(default_factory=dict)
     steps_done: list[int] = Field(default_factory=list)
-    vv_status: Literal["none", "applied", "rejected"] = "none"
-    advice_cycle: Literal["none", "asked", "available", "no_advice", "requested", "advised"] = (
-        "none"
-    )
-    extension_cycle: Literal["none", "extended", "requested", "advised"] = "none"
+    vv_status: VvStatus = VvStatus.NONE
+    advice_cycle: AdviceCycle = AdviceCycle.NONE
+    extension_cycle: ExtensionCycle = ExtensionCycle.NONE
     ots_ends_on: dt.date | None = None
     extension_question_raised: bool = False
     extension_ruled_for: dt.date | None = None  # the OTS end date an extension was ruled on
@@ -214,30 +418,30 @@ class CaseState(BaseModel):
     def start(
         cls, start: CaseStart, now: dt.datetime, new_id: NewId
     ) -> tuple[CaseState, list[Packet]]:
-        """Open a case with the step-1 report; returns the state and the report's packets."""
+        """Open a case with the step-1 report; returns the state and the report's packets.
+        The RvdK is then awaited to announce its investigation (step 2)."""
         record = CaseRecord.open(start)
-        state = cls(record=record, weighings={start.reporter: start.weighing})
+        state = cls(record=record, reported_at=now, weighings={start.reporter: start.weighing})
         state._log(now, "event", "case reported", Step.REPORT, start.reporter)
         packets = state._disclose(Step.REPORT, start.reporter, now, new_id)
-        state._await(Party.RVDK, "announce_investigation", now)
+        state._await(Next(Party.RVDK, Event.ANNOUNCE_INVESTIGATION), now)
         return state, packets
 
     # ---- events -------------------------------------------------------------------------
     def check(self, name: str, event: AgencyEvent, now: dt.datetime) -> EventOutcome | None:
-        """Whether ``event`` may be applied now.
+        """Whether ``event`` may be applied now, by its rule in ``RULES``.
 
         Returns:
             The earlier outcome if this is a repeat of an event already applied, else None.
 
         Raises:
             EventRefused: unknown event, closed case, wrong sender, reused idempotency key,
-                an item outside the sender's flow, no weighing on record, or out of order.
+                an item outside the sender's flow, no weighing on record, or out of order;
+                the message lists every reason found.
         """
-        spec = EVENTS.get(name)
-        if spec is None:
-            raise EventRefused(f"event: unknown event '{name}'; known: {', '.join(EVENTS)}")
-        if not isinstance(event, spec.model):
-            raise EventRefused(f"event: '{name}' needs a {spec.model.__name__} body")
+        rule = rule_of(name)
+        if not isinstance(event, rule.model):
+            raise EventRefused(f"event: '{name}' needs a {rule.model.__name__} body")
         seen = self.seen.get(event.idempotency_key)
         if seen is not None:
             if seen.digest != event_digest(name, event):
@@ -247,34 +451,73 @@ class CaseState(BaseModel):
             return seen.outcome
         if self.phase is Phase.CLOSED:
             raise EventRefused(f"case is closed ({self.end_state}); no event is accepted")
-        if event.sender not in spec.senders:
-            allowed = ", ".join(p.value for p in spec.senders)
+        if event.sender not in rule.senders:
+            allowed = ", ".join(p.value for p in rule.senders)
             raise EventRefused(f"sender: {event.sender.value} may not send '{name}' "
                                f"(allowed: {allowed})")
-        if spec.step is not None:
-            allowed_items = PROCESS_TABLE[spec.step].flow_of(event.sender).items
-            for item in event.item_values():
-                if item not in allowed_items:
-                    raise EventRefused(f"{item.value}: not part of step {int(spec.step)} "
-                                       f"from {event.sender.value} (PROCESS.md §5)")
-            for number in getattr(event, "v_number", None) or ():
-                if number.person >= len(self.record.persons):
-                    raise EventRefused("v_number.person: the case has no person with that index")
+        problems: list[str] = []
+        if rule.step is not None:
+            allowed_items = PROCESS_TABLE[rule.step].flow_of(event.sender).items
+            problems += [f"{item.value}: not part of step {int(rule.step)} from "
+                         f"{event.sender.value} (PROCESS.md §5)"
+                         for item in event.item_values() if item not in allowed_items]
             if event.sender not in self.weighings and event.weighing is None:
-                raise EventRefused(
-                    f"weighing: {event.sender.value} has no weighing on record for this case; "
-                    "send it with this event or as a 'weighing' event first (PROCESS.md §2)"
-                )
-        rule = _RULES[name]
-        reason = rule(self, event, now)
+                problems.append(
+                    f"weighing: {event.sender.value} has no weighing on record for this "
+                    "case; send it with this event or as a 'weighing' event first "
+                    "(PROCESS.md §2)")
+        for index, number in enumerate(getattr(event, "v_number", None) or ()):
+            if number.person >= len(self.record.persons):
+                problems.append(f"v_number[{index}].person: the case has no person "
+                                f"{number.person} (it has {len(self.record.persons)})")
+        if problems:
+            raise EventRefused("; ".join(problems))
+        reason = self._order_problem(rule, event, now)
         if reason:
             raise EventRefused(f"out of order: {reason}")
         return None
 
+    def admit(self, name: str, event: AgencyEvent, now: dt.datetime) -> EventOutcome | None:
+        """``check``, plus the rules for new events that a history recorded before them
+        need not meet (so ``apply`` does not re-check them when a history replays): a
+        V-nummer must not contradict the one on record, and a ruling carries its date,
+        neither in the future nor before the case's report. The workflow's update
+        validator and the CLI call this; ``apply`` calls ``check``.
+
+        Raises:
+            EventRefused: as ``check``, or for these rules (every reason listed).
+        """
+        earlier = self.check(name, event, now)
+        if earlier is not None:
+            return earlier
+        problems: list[str] = []
+        numbers = getattr(event, "v_number", None) or ()
+        listed: set[int] = set()
+        for index, number in enumerate(numbers):
+            if number.person in listed:
+                problems.append(f"v_number[{index}].person: person {number.person} is listed "
+                                "twice; give one V-nummer per person")
+            listed.add(number.person)
+        if not isinstance(event, VNumberCorrection):
+            contradictions = self.record.contradictions(numbers)
+            if contradictions:
+                problems += [*contradictions, "to correct a V-nummer on record, IND or DTV "
+                             "sends 'v_number_correction' first"]
+        if isinstance(event, CourtRulingEvent | ExtensionRuling):
+            problem = self._ruling_date_problem(event.ruled_on, now)
+            if problem:
+                problems.append(problem)
+        if problems:
+            raise EventRefused("; ".join(problems))
+        return None
+
     def apply(
-        self, name: str, event: AgencyEvent, now: dt.datetime, new_id: NewId
+        self, name: str, event: AgencyEvent, now: dt.datetime, new_id: NewId, *,
+        ruling_dates: bool = True,
     ) -> tuple[EventOutcome, list[Packet]]:
-        """Check and apply ``event``; returns its outcome and the packets to deliver.
+        """Check and apply ``event`` by its rule; returns its outcome and the packets to
+        deliver. ``ruling_dates``: an OTS runs from the ruling's ``ruled_on`` (False: from
+        ``now``, as histories recorded before ruling dates did).
 
         A repeat returns the first outcome and no packets. Raises ``EventRefused`` as
         ``check`` does, before changing anything.
@@ -282,12 +525,19 @@ class CaseState(BaseModel):
         earlier = self.check(name, event, now)
         if earlier is not None:
             return earlier.model_copy(update={"duplicate": True}), []
-        spec = EVENTS[name]
+        rule = rule_of(name)
         if event.weighing is not None:
             self.weighings[event.sender] = event.weighing
-        self._log(now, "event", name, spec.step, event.sender)
-        self._satisfy(event.sender, name)
-        packets = _APPLY[name](self, event, now, new_id)
+        self._log(now, "event", name, rule.step, event.sender)
+        self._satisfy(event.sender, rule.event)
+        self._ruling_dates = ruling_dates
+        packets = rule.effect(self, rule, event, now, new_id)
+        if self.phase is not Phase.CLOSED:
+            for sub_state in rule.sets:
+                self._set(sub_state)
+            for wait in rule.awaits:
+                if wait.when is None or self._is_in(wait.when):
+                    self._await(wait, now)
         outcome = EventOutcome(
             event=name,
             sender=event.sender,
@@ -338,10 +588,12 @@ class CaseState(BaseModel):
                           wait.party)
         if self.phase is Phase.OTS and self.ots_ends_on is not None:
             if not self.extension_question_raised and self._extension_question_at() <= now:
+                # The GI asks the judge; the RvdK passes the ruling on (step 6): reminded
+                # two weeks before the OTS ends, escalated one week before.
                 self.extension_question_raised = True
                 self._log(now, "timer", f"extension question: OTS ends {self.ots_ends_on}",
                           Step.COURT_RULING, Party.RVDK)
-                self._await(Party.RVDK, "extension_ruling", now,
+                self._await(Next(Party.RVDK, Event.EXTENSION_RULING), now,
                             due=_midnight(self.ots_ends_on) - 2 * ESCALATION_GRACE)
             if _midnight(self.ots_ends_on) <= now:
                 self._close(EndState.OTS_ENDED, now)
@@ -372,17 +624,60 @@ class CaseState(BaseModel):
         self._log(now, "erasure", reason)
 
     # ---- helpers ------------------------------------------------------------------------
+    _ruling_dates: bool = True
+
+    def _order_problem(self, rule: Rule, event: AgencyEvent, now: dt.datetime) -> str | None:
+        allowed = rule.allowed
+        if self.phase not in allowed.phases:
+            expected = " or ".join(p.value for p in allowed.phases)
+            return f"the case is {self.phase.value}; expected {expected}"
+        if allowed.awaited and not self._awaits(event.sender, rule.event):
+            return f"no '{rule.event}' is expected from {event.sender.value} now"
+        if allowed.advice_cycle and self.advice_cycle not in allowed.advice_cycle:
+            return f"advice cycle is '{self.advice_cycle}'"
+        if allowed.extension_cycle and self.extension_cycle not in allowed.extension_cycle:
+            return f"extension cycle is '{self.extension_cycle}'"
+        if allowed.guard is not None:
+            return allowed.guard(self, event, now)
+        return None
+
+    def _ruling_date_problem(self, ruled_on: dt.date | None, now: dt.datetime) -> str | None:
+        if ruled_on is None:
+            return "ruled_on: required, the date of the ruling (YYYY-MM-DD)"
+        if ruled_on > now.date():
+            return "ruled_on: in the future"
+        if self.reported_at is not None and ruled_on < self.reported_at.date():
+            return "ruled_on: before the case was reported"
+        return None
+
+    def _is_in(self, state: Phase | SubState) -> bool:
+        if isinstance(state, Phase):
+            return self.phase is state
+        if isinstance(state, VvStatus):
+            return self.vv_status is state
+        if isinstance(state, AdviceCycle):
+            return self.advice_cycle is state
+        return self.extension_cycle is state
+
+    def _set(self, sub_state: SubState) -> None:
+        if isinstance(sub_state, VvStatus):
+            self.vv_status = sub_state
+        elif isinstance(sub_state, AdviceCycle):
+            self.advice_cycle = sub_state
+        else:
+            self.extension_cycle = sub_state
+
     def _log(self, now: dt.datetime, kind: TimelineKind, detail: str, step: Step | None = None,
              party: Party | None = None) -> None:
         self.timeline.append(
             TimelineEntry(at=now, kind=kind, step=step, party=party, detail=detail)
         )
 
-    def _disclose(self, step: Step, sender: Party, now: dt.datetime, new_id: NewId,
-                  record: CaseRecord | None = None) -> list[Packet]:
+    def _disclose(self, step: Step, sender: Party, now: dt.datetime,
+                  new_id: NewId) -> list[Packet]:
         flow = PROCESS_TABLE[step].flow_of(sender)
         packets = [
-            project_packet(record or self.record, step, sender, recipient,
+            project_packet(self.record, step, sender, recipient,
                            packet_id=new_id(), created_at=now)
             for recipient in flow.recipients
         ]
@@ -390,23 +685,25 @@ class CaseState(BaseModel):
             items = ", ".join(sorted(item.value for item in packet.items)) or "NAW only"
             self._log(now, "packet", f"{items} to {packet.recipient.value}",
                       step, sender)
+            if Item.V_NUMBER in packet.items:
+                self.record = self.record.disclosed_v_numbers(
+                    self.record.value_of(Item.V_NUMBER, sender), packet.recipient)
         if int(step) not in self.steps_done:
             self.steps_done.append(int(step))
         return packets
 
-    def _await(self, party: Party, event: str, now: dt.datetime,
-               due: dt.datetime | None = None) -> None:
-        step = EVENTS[event].step
-        if due is None and step is not None and PROCESS_TABLE[step].reply_due is not None:
-            reply_due = PROCESS_TABLE[step].reply_due
-            assert reply_due is not None
+    def _await(self, wait: Next, now: dt.datetime, due: dt.datetime | None = None) -> None:
+        step = RULES[wait.event].step
+        reply_due = None if step is None else PROCESS_TABLE[step].reply_due
+        if due is None and reply_due is not None:
             due = now + reply_due
-        self.awaited.append(Awaited(party=party, event=event, step=step, since=now, due=due))
+        self.awaited.append(Awaited(party=wait.party, event=wait.event, step=step, since=now,
+                                    due=due))
 
-    def _awaits(self, party: Party, event: str) -> bool:
+    def _awaits(self, party: Party, event: Event) -> bool:
         return any(w.party is party and w.event == event for w in self.awaited)
 
-    def _satisfy(self, party: Party, event: str) -> None:
+    def _satisfy(self, party: Party, event: Event) -> None:
         self.awaited = [w for w in self.awaited if not (w.party is party and w.event == event)]
 
     def _close(self, end_state: EndState, now: dt.datetime) -> None:
@@ -421,42 +718,67 @@ class CaseState(BaseModel):
         return _midnight(self.ots_ends_on) - EXTENSION_QUESTION_LEAD
 
 
-# ---- order rules: None when allowed, else the reason --------------------------------------
-Rule = Callable[[CaseState, AgencyEvent, dt.datetime], str | None]
+# ---- 4. guards and effects, in table order ------------------------------------------------
 
 
-def _in_phase(*phases: Phase) -> Rule:
-    def rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-        if state.phase in phases:
-            return None
-        return f"the case is {state.phase.value}; expected {' or '.join(p.value for p in phases)}"
-
-    return rule
+def record_weighing(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+                    new_id: NewId) -> list[Packet]:
+    """weighing: the weighing is recorded (by ``apply``); nothing is disclosed."""
+    return []
 
 
-def _awaited(name: str) -> Rule:
-    def rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-        if state._awaits(event.sender, name):
-            return None
-        return f"no '{name}' is expected from {event.sender.value} now"
-
-    return rule
+def announce_investigation(state: CaseState, rule: Rule, event: AgencyEvent,
+                           now: dt.datetime, new_id: NewId) -> list[Packet]:
+    """Step 2: the case is announced; IND and DT&V get NAW + date of birth."""
+    state.phase = Phase.ANNOUNCED
+    return disclose(state, rule, event, now, new_id)
 
 
-def _decision_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-    if state.phase is not Phase.ANNOUNCED:
-        return f"the case is {state.phase.value}; expected announced"
+def disclose(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+             new_id: NewId) -> list[Packet]:
+    """The event's §5 items enter the record; the rule's step discloses them to the flow's
+    recipients (only what the flow allows, from what the sender knows)."""
+    assert rule.step is not None
+    state.record = state.record.merge(event)
+    return state._disclose(rule.step, event.sender, now, new_id)
+
+
+def step_3_replies_in(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
+    """The RvdK decides once both step-3 replies are in or escalated (kbflow choice, §4)."""
     for wait in state.awaited:
-        if wait.event == "residence_information" and not wait.escalated:
+        if wait.event is Event.RESIDENCE_INFORMATION and not wait.escalated:
             return (f"step 3 reply of {wait.party.value} is awaited until "
                     f"{wait.escalates_at:%Y-%m-%d}")
     return None
 
 
-def _court_ruling_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
+def decide_investigation(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+                         new_id: NewId) -> list[Packet]:
+    """The RvdK investigates, or the case closes (no investigation)."""
+    assert isinstance(event, InvestigationDecision)
+    if event.investigate:
+        state.phase = Phase.INVESTIGATING
+    else:
+        state._close(EndState.NO_INVESTIGATION, now)
+    return []
+
+
+def report_investigation_result(state: CaseState, rule: Rule, event: AgencyEvent,
+                                now: dt.datetime, new_id: NewId) -> list[Packet]:
+    """Step 5: the result is disclosed; a measure requested awaits the ruling, none closes."""
+    assert isinstance(event, InvestigationResult)
+    packets = disclose(state, rule, event, now, new_id)
+    if event.court_request is CourtRequest.NONE:
+        state._close(EndState.NO_MEASURE, now)
+    else:
+        state.phase = Phase.AWAITING_RULING
+    return packets
+
+
+def rules_on_requested_measure(state: CaseState, event: AgencyEvent,
+                               now: dt.datetime) -> str | None:
+    """The court rules on the measure the RvdK requested (step 5), or refuses it."""
     assert isinstance(event, CourtRulingEvent)
-    if state.phase is not Phase.AWAITING_RULING:
-        return f"the case is {state.phase.value}; expected awaiting_ruling"
     requested = state.record.court_request
     if event.measure is not Measure.REFUSED and (
         requested is None or event.measure.value != requested.value
@@ -465,120 +787,14 @@ def _court_ruling_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -
     return None
 
 
-def _extension_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-    if state.phase is not Phase.OTS:
-        return f"the case is {state.phase.value}; expected ots"
-    ruled = state.extension_ruled_for
-    if ruled is not None and now < _midnight(ruled):
-        # BW 1:260: one extension (of at most a year) per OTS period
-        return "the extension of the current OTS period is ruled on already"
-    return None
-
-
-def _cycle(attr: str, *allowed: str) -> Rule:
-    def rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-        if state.phase is not Phase.OTS:
-            return f"the case is {state.phase.value}; expected ots"
-        value = getattr(state, attr)
-        if value in allowed:
-            return None
-        return f"{attr.replace('_', ' ')} is '{value}'"
-
-    return rule
-
-
-def _handover_rule(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
-    if state.phase is not Phase.OTS:
-        return f"the case is {state.phase.value}; expected ots"
-    if state.vv_status == "applied":
-        return "a VV application is pending or granted; a warm handover needs no VV"
-    return None
-
-
-_RULES: dict[str, Rule] = {
-    "weighing": lambda state, event, now: None,
-    "announce_investigation": _in_phase(Phase.REPORTED),
-    "residence_information": _awaited("residence_information"),
-    "investigation_decision": _decision_rule,
-    "application_rejected": _in_phase(Phase.ANNOUNCED, Phase.INVESTIGATING,
-                                      Phase.AWAITING_RULING, Phase.OTS),
-    "investigation_result": _in_phase(Phase.INVESTIGATING),
-    "court_ruling": _court_ruling_rule,
-    "advice_availability_request": _cycle("advice_cycle", "none"),
-    "advice_availability": _awaited("advice_availability"),
-    "advice_request": _cycle("advice_cycle", "no_advice"),
-    "advice": _awaited("advice"),
-    "extension_ruling": _extension_rule,
-    "extension_advice_request": _cycle("extension_cycle", "extended"),
-    "extension_advice": _awaited("extension_advice"),
-    "warm_handover": _handover_rule,
-}
-
-
-# ---- transitions: update the record and phase, return the packets ------------------------
-Transition = Callable[[CaseState, AgencyEvent, dt.datetime, NewId], list[Packet]]
-
-
-def _record_weighing(state: CaseState, event: AgencyEvent, now: dt.datetime,
-                     new_id: NewId) -> list[Packet]:
-    return []
-
-
-def _announce(state: CaseState, event: AgencyEvent, now: dt.datetime,
-              new_id: NewId) -> list[Packet]:
-    state.phase = Phase.ANNOUNCED
-    for party in PROCESS_TABLE[Step.RESIDENCE_INFORMATION].senders:
-        state._await(party, "residence_information", now)
-    state._await(Party.RVDK, "investigation_decision", now)
-    return state._disclose(Step.ANNOUNCE_INVESTIGATION, event.sender, now, new_id)
-
-
-def _disclosing(step: Step, then: Callable[[CaseState, AgencyEvent, dt.datetime], None]
-                | None = None) -> Transition:
-    """A transition that merges the event's items into the record, then discloses them."""
-
-    def transition(state: CaseState, event: AgencyEvent, now: dt.datetime,
-                   new_id: NewId) -> list[Packet]:
-        state.record = state.record.merge(event)
-        packets = state._disclose(step, event.sender, now, new_id)
-        if then is not None:
-            then(state, event, now)
-        return packets
-
-    return transition
-
-
-def _decide(state: CaseState, event: AgencyEvent, now: dt.datetime,
-            new_id: NewId) -> list[Packet]:
-    assert isinstance(event, InvestigationDecision)
-    if event.investigate:
-        state.phase = Phase.INVESTIGATING
-        state._await(Party.RVDK, "investigation_result", now)
-    else:
-        state._close(EndState.NO_INVESTIGATION, now)
-    return []
-
-
-def _after_rejection(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
-    assert isinstance(event, ApplicationRejected)
-    state.vv_status = "rejected"
-
-
-def _after_result(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
-    assert isinstance(event, InvestigationResult)
-    if event.court_request is CourtRequest.NONE:
-        state._close(EndState.NO_MEASURE, now)
-    else:
-        state.phase = Phase.AWAITING_RULING
-        state._await(Party.RVDK, "court_ruling", now)
-
-
-def _court_ruling(state: CaseState, event: AgencyEvent, now: dt.datetime,
-                  new_id: NewId) -> list[Packet]:
+def pass_on_court_ruling(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+                         new_id: NewId) -> list[Packet]:
+    """Step 6: the ruling is disclosed. An OTS runs ``ots_months`` from the ruling's date;
+    a custody-terminating measure ends the KB process; a refusal closes the case."""
     assert isinstance(event, CourtRulingEvent)
-    today = now.date()
-    ends_on = None if event.ots_months is None else _add_months(today, event.ots_months)
-    ruling = CourtRuling(measure=event.measure, ruled_on=today, ots_ends_on=ends_on,
+    ruled_on = _ruling_date(state, event.ruled_on, now)
+    ends_on = None if event.ots_months is None else add_months(ruled_on, event.ots_months)
+    ruling = CourtRuling(measure=event.measure, ruled_on=ruled_on, ots_ends_on=ends_on,
                          summary=event.summary)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)
@@ -592,72 +808,80 @@ def _court_ruling(state: CaseState, event: AgencyEvent, now: dt.datetime,
     return packets
 
 
-def _extension_ruling(state: CaseState, event: AgencyEvent, now: dt.datetime,
-                      new_id: NewId) -> list[Packet]:
+def answer_advice_availability(state: CaseState, rule: Rule, event: AgencyEvent,
+                               now: dt.datetime, new_id: NewId) -> list[Packet]:
+    """Step 7 answer: an advice is available, or IND may ask for one (step 8)."""
+    packets = disclose(state, rule, event, now, new_id)
+    state.advice_cycle = (AdviceCycle.AVAILABLE if state.record.advice_available
+                          else AdviceCycle.NO_ADVICE)
+    return packets
+
+
+def one_extension_per_period(state: CaseState, event: AgencyEvent,
+                             now: dt.datetime) -> str | None:
+    """BW 1:260: one extension (of at most a year) per OTS period."""
+    ruled = state.extension_ruled_for
+    if ruled is not None and now < _midnight(ruled):
+        return "the extension of the current OTS period is ruled on already"
+    return None
+
+
+def pass_on_extension_ruling(state: CaseState, rule: Rule, event: AgencyEvent,
+                             now: dt.datetime, new_id: NewId) -> list[Packet]:
+    """Step 6 again: an extension runs ``ots_months`` from the current end date; a refusal
+    lets the OTS end on its end date."""
     assert isinstance(event, ExtensionRuling)
     assert state.ots_ends_on is not None
     ends_on = state.ots_ends_on
     if event.ots_months is not None:
-        ends_on = _add_months(ends_on, event.ots_months)
-    ruling = CourtRuling(measure=Measure.OTS, ruled_on=now.date(), extension=event.extended,
-                         ots_ends_on=ends_on, summary=event.summary)
+        ends_on = add_months(ends_on, event.ots_months)
+    ruling = CourtRuling(measure=Measure.OTS, ruled_on=_ruling_date(state, event.ruled_on, now),
+                         extension=event.extended, ots_ends_on=ends_on, summary=event.summary)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)
     state.extension_ruled_for = state.ots_ends_on
     if event.extended:
         state.ots_ends_on = ends_on
         state.extension_question_raised = False
-        state.extension_cycle = "extended"
+        state.extension_cycle = ExtensionCycle.EXTENDED
     else:
         state.extension_question_raised = True  # answered: the OTS ends on its end date
     return packets
 
 
-def _set(attr: str, value: str, then_await: tuple[Party, str] | None = None
-         ) -> Callable[[CaseState, AgencyEvent, dt.datetime], None]:
-    def then(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
-        setattr(state, attr, value)
-        if then_await is not None:
-            state._await(*then_await, now)
-
-    return then
+def no_vv_pending(state: CaseState, event: AgencyEvent, now: dt.datetime) -> str | None:
+    """Step 12 needs "geen VV": no application pending or granted."""
+    if state.vv_status is VvStatus.APPLIED:
+        return "a VV application is pending or granted; a warm handover needs no VV"
+    return None
 
 
-def _after_availability(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
-    if state.record.advice_available:
-        state.advice_cycle = "available"
-    else:
-        state.advice_cycle = "no_advice"
-        state._await(Party.IND, "advice_request", now)
-
-
-def _after_handover(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
+def hand_over(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+              new_id: NewId) -> list[Packet]:
+    """Step 12: the handover's progress is disclosed; the case closes as handed over."""
+    packets = disclose(state, rule, event, now, new_id)
     state._close(EndState.HANDED_OVER, now)
+    return packets
 
 
-def _ask_availability(state: CaseState, event: AgencyEvent, now: dt.datetime) -> None:
-    state.vv_status = "applied"
-    state.advice_cycle = "asked"
-    state._await(Party.DTV, "advice_availability", now)
+def correct_v_number(state: CaseState, rule: Rule, event: AgencyEvent, now: dt.datetime,
+                     new_id: NewId) -> list[Packet]:
+    """The corrected V-nummers replace those on record, with the sender as their source."""
+    assert isinstance(event, VNumberCorrection)
+    state.record = state.record.with_v_numbers(event.v_number, event.sender, correct=True)
+    return []
 
 
-_APPLY: dict[str, Transition] = {
-    "weighing": _record_weighing,
-    "announce_investigation": _announce,
-    "residence_information": _disclosing(Step.RESIDENCE_INFORMATION),
-    "investigation_decision": _decide,
-    "application_rejected": _disclosing(Step.REJECTION_OR_WITHDRAWAL, _after_rejection),
-    "investigation_result": _disclosing(Step.INVESTIGATION_RESULT, _after_result),
-    "court_ruling": _court_ruling,
-    "advice_availability_request": _disclosing(Step.ADVICE_AVAILABILITY, _ask_availability),
-    "advice_availability": _disclosing(Step.ADVICE_AVAILABILITY, _after_availability),
-    "advice_request": _disclosing(Step.ADVICE_REQUEST,
-                                  _set("advice_cycle", "requested", (Party.DTV, "advice"))),
-    "advice": _disclosing(Step.ADVICE, _set("advice_cycle", "advised")),
-    "extension_ruling": _extension_ruling,
-    "extension_advice_request": _disclosing(
-        Step.EXTENSION_ADVICE_REQUEST,
-        _set("extension_cycle", "requested", (Party.DTV, "extension_advice"))),
-    "extension_advice": _disclosing(Step.EXTENSION_ADVICE, _set("extension_cycle", "advised")),
-    "warm_handover": _disclosing(Step.WARM_HANDOVER, _after_handover),
-}
+def _ruling_date(state: CaseState, ruled_on: dt.date | None, now: dt.datetime) -> dt.date:
+    # Histories recorded before ruling dates (and their replays) count from ``now``.
+    if state._ruling_dates and ruled_on is not None:
+        return ruled_on
+    return now.date()
+
+
+#: The case rules, one per event, in PROCESS.md §3 order.
+RULES: dict[Event, Rule] = {rule.event: rule for rule in _table()}
+
+assert set(RULES) == set(Event), "every event has exactly one rule"
+assert all(rule.only or rule.step for rule in RULES.values())
+assert set(reporters()) <= set(RULES[Event.WEIGHING].senders)

@@ -1,7 +1,8 @@
 """What the agencies send kbflow: the case start and the events of PROCESS.md §3.
 
 A case starts with a ``CaseStart`` (step 1's report). Every later event is a Temporal
-update named after its key in ``EVENTS``; its body is that event's model. Every event
+update named after its ``Event``; its body is that event's model (``kbflow.case.RULES``
+pairs each event with its model and its rule). Every event
 names its ``sender`` and an ``idempotency_key`` (a repeat has exactly one effect), and may
 carry the sender's weighing (afweging, PROCESS.md §2).
 
@@ -13,28 +14,33 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from kbflow.items import (
+    BODY_MAX_BYTES,
     PERSONAL,
+    PERSONS_MAX,
+    Count,
     CourtRequest,
     DepartureProcedure,
+    DossierDocuments,
+    Flag,
     GiDetails,
+    Goals,
     LongText,
     Measure,
     Person,
-    PersonVNumber,
     Relaas,
     Role,
     ShortText,
     VNumber,
+    VNumbers,
     VvApplication,
 )
-from kbflow.process import OTS_MAX_MONTHS, PROCESS_TABLE, Item, Party, Step, reporters
+from kbflow.process import OTS_MAX_MONTHS, Item, Party, reporters
 
 #: An opaque case reference: ``KB-<year>-<6 to 12 capitals or digits>``. It is the workflow
 #: id's suffix, which Temporal never encrypts, so it must say nothing about a person.
@@ -53,9 +59,9 @@ class Weighing(BaseModel):
 
     model_config = PERSONAL
 
-    necessary: bool = Field(description="Sharing is necessary for the purpose")
-    proportionate: bool = Field(description="Sharing is proportionate to the purpose")
-    subsidiarity: bool = Field(description="The aim can't be reached by less intrusive means")
+    necessary: Flag = Field(description="Sharing is necessary for the purpose")
+    proportionate: Flag = Field(description="Sharing is proportionate to the purpose")
+    subsidiarity: Flag = Field(description="The aim can't be reached by less intrusive means")
     note: LongText = Field(description="Why; what was left out")
     by: ShortText = Field(description="Function or staff id of who weighed (not a name)")
 
@@ -103,7 +109,7 @@ class CaseStart(BaseModel):
     model_config = PERSONAL
 
     case_ref: CaseRef = Field(description="Opaque case reference, e.g. KB-2026-7Q4M2X")
-    persons: tuple[PersonInput, ...] = Field(min_length=1, max_length=20)
+    persons: tuple[PersonInput, ...] = Field(min_length=1, max_length=PERSONS_MAX)
     reporter: Party = Field(description="VT, or COA / AVIM / IND for an urgent report")
     relaas: Relaas
     weighing: Weighing = Field(description="The reporter's weighing for its disclosure")
@@ -138,13 +144,39 @@ class CaseStart(BaseModel):
         return self
 
 
+class Event(StrEnum):
+    """Every event kbflow accepts, by its Temporal update name, in PROCESS.md §3 order.
+
+    What each one may do, when, and what it awaits next is its rule in
+    ``kbflow.case.RULES``.
+    """
+
+    WEIGHING = "weighing"
+    ANNOUNCE_INVESTIGATION = "announce_investigation"
+    RESIDENCE_INFORMATION = "residence_information"
+    INVESTIGATION_DECISION = "investigation_decision"
+    APPLICATION_REJECTED = "application_rejected"
+    INVESTIGATION_RESULT = "investigation_result"
+    COURT_RULING = "court_ruling"
+    ADVICE_AVAILABILITY_REQUEST = "advice_availability_request"
+    ADVICE_AVAILABILITY = "advice_availability"
+    ADVICE_REQUEST = "advice_request"
+    ADVICE = "advice"
+    EXTENSION_RULING = "extension_ruling"
+    EXTENSION_ADVICE_REQUEST = "extension_advice_request"
+    EXTENSION_ADVICE = "extension_advice"
+    WARM_HANDOVER = "warm_handover"
+    V_NUMBER_CORRECTION = "v_number_correction"
+
+
 class AgencyEvent(BaseModel):
     """Fields every event has."""
 
     model_config = PERSONAL
 
     sender: Party = Field(description="Party code of the sender (PROCESS.md §1)")
-    idempotency_key: IdempotencyKey = Field(description="Unique per event; a repeat is a no-op")
+    idempotency_key: IdempotencyKey = Field(
+        description="Unique per event (8-80 of A-Z a-z 0-9 . _ : -); a repeat is a no-op")
     weighing: Weighing | None = Field(
         default=None, description="The sender's weighing, if not on record yet"
     )
@@ -157,6 +189,18 @@ class AgencyEvent(BaseModel):
             for name in type(self).model_fields
             if name in names and getattr(self, name) is not None
         }
+
+
+def body_size_problem(body: bytes | str, what: str = "body") -> str | None:
+    """Why a JSON event body or case start is too large, or ``None``.
+
+    ``body`` is the JSON as sent; the limit is ``kbflow.items.BODY_MAX_BYTES``.
+    """
+    size = len(body.encode() if isinstance(body, str) else body)
+    if size <= BODY_MAX_BYTES:
+        return None
+    return (f"{what}: {size} bytes of JSON, over the limit of {BODY_MAX_BYTES} bytes "
+            "(128 KiB) for one event body; send long documents by reference")
 
 
 class RecordWeighing(AgencyEvent):
@@ -175,12 +219,14 @@ class ResidenceInformation(AgencyEvent):
     A sender that does not know the family sends ``known_to_sender: false`` and nothing else.
     """
 
-    known_to_sender: bool
-    v_number: tuple[PersonVNumber, ...] | None = None
-    residence_status: ShortText | None = None
-    procedure_history: LongText | None = None
-    removal_date: dt.date | None = None
-    departure_procedure: DepartureProcedure | None = None
+    known_to_sender: Flag = Field(description="Whether the child / family is known to the sender")
+    v_number: VNumbers | None = Field(default=None, description="V-nummers the sender knows")
+    residence_status: ShortText | None = Field(default=None, description="IND: verblijfsstatus")
+    procedure_history: LongText | None = Field(
+        default=None, description="IND: proceduregeschiedenis")
+    removal_date: dt.date | None = Field(default=None, description="IND: uitzetdatum")
+    departure_procedure: DepartureProcedure | None = Field(
+        default=None, description="DT&V: state of the departure procedure")
 
     @model_validator(mode="after")
     def _unknown_sends_nothing(self) -> ResidenceInformation:
@@ -192,23 +238,25 @@ class ResidenceInformation(AgencyEvent):
 class InvestigationDecision(AgencyEvent):
     """The RvdK decides, after step 3, whether to investigate (no: the case closes)."""
 
-    investigate: bool
+    investigate: Flag = Field(description="true: investigate; false: the case closes")
 
 
 class ApplicationRejected(AgencyEvent):
     """Step 4: IND informs DT&V that an application was rejected or a right withdrawn."""
 
-    decision: Literal["rejection", "withdrawal"]
-    procedure_history: LongText
-    dossier_documents: tuple[ShortText, ...] = Field(min_length=1)
+    decision: Literal["rejection", "withdrawal"] = Field(
+        description="rejection of an application, or withdrawal of a residence right")
+    procedure_history: LongText = Field(description="The procedure history")
+    dossier_documents: DossierDocuments = Field(
+        description="References of the overdrachtsdossier's documents")
 
 
 class InvestigationResult(AgencyEvent):
     """Step 5: the RvdK reports its result and which measure it asks the court for."""
 
-    court_request: CourtRequest
-    goals: tuple[LongText, ...] | None = None
-    means: tuple[LongText, ...] | None = None
+    court_request: CourtRequest = Field(description="The measure asked for, or none")
+    goals: Goals | None = Field(default=None, description="Goals; required with a request")
+    means: Goals | None = Field(default=None, description="Means; required with a request")
 
     @model_validator(mode="after")
     def _goals_with_request(self) -> InvestigationResult:
@@ -217,20 +265,24 @@ class InvestigationResult(AgencyEvent):
         return self
 
 
-OtsMonths = Annotated[int, Field(ge=1, le=OTS_MAX_MONTHS)]
+OtsMonths = Annotated[Count, Field(ge=1, le=OTS_MAX_MONTHS)]
 
 
 class CourtRulingEvent(AgencyEvent):
     """Step 6: the RvdK passes on the court's ruling on the requested measure.
 
-    An OTS needs the GI and its length in months (at most 12, BW 1:260).
+    An OTS needs the GI and its length in months (at most 12, BW 1:260), counted from the
+    ruling's date ``ruled_on``.
     """
 
-    measure: Measure
+    measure: Measure = Field(description="What the court ordered")
+    ruled_on: dt.date | None = Field(
+        default=None, description="Date of the ruling (required; not in the future, not "
+                                  "before the case's report); the OTS runs from it")
     summary: LongText = Field(description="The ruling's operative part")
-    gi: GiDetails | None = None
-    goals: tuple[LongText, ...] | None = None
-    means: tuple[LongText, ...] | None = None
+    gi: GiDetails | None = Field(default=None, description="The GI; required for an OTS")
+    goals: Goals | None = Field(default=None, description="Goals in the order (OTS)")
+    means: Goals | None = Field(default=None, description="Means in the order (OTS)")
     ots_months: OtsMonths | None = Field(default=None, description="OTS length, 1-12 months")
 
     @model_validator(mode="after")
@@ -245,11 +297,15 @@ class CourtRulingEvent(AgencyEvent):
 class ExtensionRuling(AgencyEvent):
     """Step 6 again: the RvdK passes on the judge's ruling on extending the OTS."""
 
-    extended: bool
+    extended: Flag = Field(description="Whether the judge extended the OTS")
+    ruled_on: dt.date | None = Field(
+        default=None, description="Date of the ruling (required; not in the future, not "
+                                  "before the case's report)")
     summary: LongText = Field(description="The ruling's operative part")
-    goals: tuple[LongText, ...] | None = None
-    means: tuple[LongText, ...] | None = None
-    ots_months: OtsMonths | None = Field(default=None, description="Extension, 1-12 months")
+    goals: Goals | None = Field(default=None, description="Goals in the order")
+    means: Goals | None = Field(default=None, description="Means in the order")
+    ots_months: OtsMonths | None = Field(
+        default=None, description="Extension, 1-12 months from the current end date")
 
     @model_validator(mode="after")
     def _months_when_extended(self) -> ExtensionRuling:
@@ -265,14 +321,14 @@ class AdviceAvailabilityRequest(AgencyEvent):
 class AdviceAvailability(AgencyEvent):
     """Step 7, answer: DT&V tells IND whether an advice is available."""
 
-    advice_available: bool
+    advice_available: Flag = Field(description="Whether a DT&V advice exists")
 
 
 class AdviceRequest(AgencyEvent):
     """Step 8: IND asks DT&V for an advice; the court ruling of step 6 goes with it."""
 
-    vv_application: VvApplication
-    rvdk_report: LongText
+    vv_application: VvApplication = Field(description="Copy of the VV application")
+    rvdk_report: LongText = Field(description="The RvdK's report")
 
     @model_validator(mode="after")
     def _first_application(self) -> AdviceRequest:
@@ -284,16 +340,16 @@ class AdviceRequest(AgencyEvent):
 class Advice(AgencyEvent):
     """Step 9 and step 11: DT&V's advice to IND."""
 
-    return_perspective: LongText
-    transferability: LongText
+    return_perspective: LongText = Field(description="Advice on the perspective on return")
+    transferability: LongText = Field(description="Advice on transferability")
 
 
 class ExtensionAdviceRequest(AgencyEvent):
     """Step 10: after the OTS is extended, IND asks DT&V for a new advice."""
 
-    vv_application: VvApplication
-    gi_report: LongText | None = None
-    rvdk_report: LongText | None = None
+    vv_application: VvApplication = Field(description="Copy of the application to extend")
+    gi_report: LongText | None = Field(default=None, description="The GI's report")
+    rvdk_report: LongText | None = Field(default=None, description="The RvdK's report")
 
     @model_validator(mode="after")
     def _a_report(self) -> ExtensionAdviceRequest:
@@ -307,7 +363,19 @@ class ExtensionAdviceRequest(AgencyEvent):
 class WarmHandover(AgencyEvent):
     """Step 12: DT&V starts the warm handover (no VV, transferable, no custody termination)."""
 
-    handover_progress: LongText
+    handover_progress: LongText = Field(description="Progress of the handover")
+
+
+class VNumberCorrection(AgencyEvent):
+    """IND or DT&V corrects a V-nummer on record (kbflow choice, README "V-nummers").
+
+    The aliens chain keeps the V-nummers, so only its parties correct one. The corrected
+    number replaces the one on record for that person, with the sender as its source; it
+    is disclosed only through the table's own flows afterwards (it travels in no packet
+    of its own: the process table has no such flow).
+    """
+
+    v_number: VNumbers = Field(min_length=1, description="The correct V-nummers")
 
 
 class ErasureReason(StrEnum):
@@ -331,50 +399,3 @@ class ErasureRequest(BaseModel):
 
     requested_by: StaffId = Field(description="Function or staff id, no spaces (not a name)")
     reason: ErasureReason = Field(description="Why, from a fixed list")
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """An event kbflow accepts: its model, the step it discloses in (``None`` for events
-    that disclose nothing), and who may send it (default: the step's senders)."""
-
-    name: str
-    model: type[AgencyEvent]
-    step: Step | None
-    only_senders: tuple[Party, ...] = ()
-
-    @property
-    def senders(self) -> tuple[Party, ...]:
-        """Who may send this event."""
-        if self.only_senders:
-            return self.only_senders
-        assert self.step is not None
-        return PROCESS_TABLE[self.step].senders
-
-
-_CHAIN = (Party.RVDK, Party.IND, Party.DTV)
-
-#: Every event kbflow accepts, by update name.
-EVENTS: dict[str, EventSpec] = {
-    spec.name: spec
-    for spec in (
-        EventSpec("weighing", RecordWeighing, None, (*_CHAIN, Party.VT, Party.COA, Party.AVIM)),
-        EventSpec("announce_investigation", AnnounceInvestigation, Step.ANNOUNCE_INVESTIGATION),
-        EventSpec("residence_information", ResidenceInformation, Step.RESIDENCE_INFORMATION),
-        EventSpec("investigation_decision", InvestigationDecision, None, (Party.RVDK,)),
-        EventSpec("application_rejected", ApplicationRejected, Step.REJECTION_OR_WITHDRAWAL),
-        EventSpec("investigation_result", InvestigationResult, Step.INVESTIGATION_RESULT),
-        EventSpec("court_ruling", CourtRulingEvent, Step.COURT_RULING),
-        EventSpec("advice_availability_request", AdviceAvailabilityRequest,
-                  Step.ADVICE_AVAILABILITY, (Party.IND,)),
-        EventSpec("advice_availability", AdviceAvailability, Step.ADVICE_AVAILABILITY,
-                  (Party.DTV,)),
-        EventSpec("advice_request", AdviceRequest, Step.ADVICE_REQUEST),
-        EventSpec("advice", Advice, Step.ADVICE),
-        EventSpec("extension_ruling", ExtensionRuling, Step.COURT_RULING),
-        EventSpec("extension_advice_request", ExtensionAdviceRequest,
-                  Step.EXTENSION_ADVICE_REQUEST),
-        EventSpec("extension_advice", Advice, Step.EXTENSION_ADVICE),
-        EventSpec("warm_handover", WarmHandover, Step.WARM_HANDOVER),
-    )
-}

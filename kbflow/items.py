@@ -8,20 +8,73 @@ never the value.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 from kbflow.process import Item
 
 #: Frozen, closed, and silent about input values in errors.
 PERSONAL = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+# ---- limits -------------------------------------------------------------------------------
+# Every text and list has a maximum, and every event body a total size limit, so that the
+# largest valid event and the largest valid case stay far inside Temporal's limits (2 MB per
+# payload, 4 MB per gRPC message; README "Limits" shows the arithmetic and
+# tests/test_limits.py runs the largest of each on the test server).
+
+#: Characters of a short text (a name, an address, a status, a document reference).
+SHORT_TEXT_MAX = 200
+#: Characters of a long text (an account, a goal, a report, an advice).
+LONG_TEXT_MAX = 4000
+#: Persons in one case (the child, parents, carers, siblings).
+PERSONS_MAX = 20
+#: Goals, and means, of one investigation result or ruling.
+GOALS_MAX = 30
+#: Dossier documents listed in one overdrachtsdossier (references, not the documents).
+DOSSIER_DOCUMENTS_MAX = 200
+#: Bytes of one event body or case start as JSON (UTF-8): 128 KiB.
+BODY_MAX_BYTES = 128 * 1024
+
+#: Control characters other than tab, newline and carriage return (C0, DEL, C1): refused in
+#: texts (they carry no meaning in a report and would inflate its JSON sixfold).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _normal_text(text: str) -> str:
+    """Texts are normalised to Unicode NFC at the edge, so that a name typed in NFD (macOS,
+    some web forms) is the same name."""
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters (other than tab and line breaks)")
+    return unicodedata.normalize("NFC", text)
+
+
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=SHORT_TEXT_MAX),
+    AfterValidator(_normal_text),
+]
+LongText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=LONG_TEXT_MAX),
+    AfterValidator(_normal_text),
+]
 #: A V-nummer is the ten-digit aliens-chain person number.
 VNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
+#: JSON input is strict: ``"yes"`` is not a boolean and ``"3"`` is not an integer.
+Flag = StrictBool
+Count = StrictInt
 
 
 class Role(StrEnum):
@@ -49,7 +102,8 @@ class PersonVNumber(BaseModel):
 
     model_config = PERSONAL
 
-    person: int = Field(ge=0, description="Index into the packet's persons list")
+    person: Count = Field(ge=0, lt=PERSONS_MAX,
+                          description="Index into the case's persons list (0 is the first)")
     v_number: VNumber = Field(description="V-nummer, ten digits")
 
 
@@ -68,8 +122,8 @@ class DepartureProcedure(BaseModel):
 
     model_config = PERSONAL
 
-    travel_documents: bool = Field(description="Are there travel documents")
-    departure_feasible_short_term: bool = Field(description="Can departure happen soon")
+    travel_documents: Flag = Field(description="Are there travel documents")
+    departure_feasible_short_term: Flag = Field(description="Can departure happen soon")
 
 
 class CourtRequest(StrEnum):
@@ -104,7 +158,7 @@ class CourtRuling(BaseModel):
 
     measure: Measure = Field(description="What the court ordered")
     ruled_on: dt.date = Field(description="Date of the ruling")
-    extension: bool = Field(default=False, description="Whether this ruling extends an OTS")
+    extension: Flag = Field(default=False, description="Whether this ruling extends an OTS")
     ots_ends_on: dt.date | None = Field(default=None, description="End of the OTS, if one runs")
     summary: LongText = Field(description="The ruling's operative part (dictum)")
 
@@ -119,22 +173,31 @@ class VvApplication(BaseModel):
     document: LongText = Field(description="The application, or its reference in INDIGO")
 
 
+#: V-nummers of a case's persons: at most one per person.
+VNumbers = Annotated[tuple[PersonVNumber, ...], Field(max_length=PERSONS_MAX)]
+#: Goals (or means): 1 to ``GOALS_MAX`` long texts.
+Goals = Annotated[tuple[LongText, ...], Field(min_length=1, max_length=GOALS_MAX)]
+#: References of an overdrachtsdossier's documents: 1 to ``DOSSIER_DOCUMENTS_MAX``.
+DossierDocuments = Annotated[tuple[ShortText, ...],
+                             Field(min_length=1, max_length=DOSSIER_DOCUMENTS_MAX)]
+
+
 #: The value type of each item, read by the packet builder (kbflow/packets.py).
 ITEM_TYPES: dict[Item, Any] = {
     Item.RELAAS: Relaas,
-    Item.V_NUMBER: tuple[PersonVNumber, ...],
-    Item.KNOWN_TO_SENDER: bool,
+    Item.V_NUMBER: VNumbers,
+    Item.KNOWN_TO_SENDER: Flag,
     Item.RESIDENCE_STATUS: ShortText,
     Item.PROCEDURE_HISTORY: LongText,
     Item.REMOVAL_DATE: dt.date,
     Item.DEPARTURE_PROCEDURE: DepartureProcedure,
-    Item.DOSSIER_DOCUMENTS: tuple[ShortText, ...],
+    Item.DOSSIER_DOCUMENTS: DossierDocuments,
     Item.COURT_REQUEST: CourtRequest,
-    Item.GOALS: tuple[LongText, ...],
-    Item.MEANS: tuple[LongText, ...],
+    Item.GOALS: Goals,
+    Item.MEANS: Goals,
     Item.GI: GiDetails,
     Item.COURT_RULING: CourtRuling,
-    Item.ADVICE_AVAILABLE: bool,
+    Item.ADVICE_AVAILABLE: Flag,
     Item.VV_APPLICATION: VvApplication,
     Item.RVDK_REPORT: LongText,
     Item.GI_REPORT: LongText,

@@ -5,21 +5,26 @@ Shape::
     {"title": str, "expected_phase": Phase, "expected_end_state": EndState | null,
      "expected_steps": [int, ...],
      "case": CaseStart without case_ref,
-     "events": [{"event": name in kbflow.events.EVENTS, "body": event body}, ...]}
+     "events": [{"event": a kbflow.events.Event, "body": event body}, ...]}
+
+A ruling's ``ruled_on`` may be left out of a scenario: it is then the day the scenario is
+loaded, since a scenario's case is reported the day it runs and a ruling may be neither in
+the future nor before the report.
 
 The demo, the tests and the recorded replay histories all run these files.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kbflow.case import EndState, Phase
-from kbflow.events import EVENTS, AgencyEvent, CaseStart
+from kbflow.case import RULES, EndState, Phase
+from kbflow.events import AgencyEvent, CaseStart, Event
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
@@ -35,13 +40,19 @@ class ScenarioEvent(BaseModel):
     @field_validator("event")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in EVENTS:
-            raise ValueError(f"unknown event; known: {', '.join(EVENTS)}")
+        if name not in RULES:
+            raise ValueError(f"unknown event; known: {', '.join(RULES)}")
         return name
+
+    @model_validator(mode="after")
+    def _dated_today(self) -> ScenarioEvent:
+        if "ruled_on" in RULES[Event(self.event)].model.model_fields:
+            self.body.setdefault("ruled_on", dt.datetime.now(dt.UTC).date().isoformat())
+        return self
 
     def parsed(self) -> AgencyEvent:
         """The body validated as the event's model (raises pydantic.ValidationError)."""
-        return EVENTS[self.event].model.model_validate(self.body)
+        return RULES[Event(self.event)].model.model_validate(self.body)
 
 
 class Scenario(BaseModel):

@@ -203,7 +203,7 @@ def start(
 def event(
     case_ref: CaseRefArgument,
     event_name: Annotated[str, typer.Argument(
-        metavar="EVENT", help="Event name, a key of kbflow.events.EVENTS.")],
+        metavar="EVENT", help="Event name (`kbflow schema --help` lists them).")],
     body_file: Annotated[Path, typer.Argument(metavar="FILE", help="The event body (JSON).")],
 ) -> None:
     """Send an agency event to a case and show what it did.

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from kbflow.events import EVENTS, AgencyEvent, CaseRef, CaseStart
+from kbflow.case import RULES
+from kbflow.events import AgencyEvent, CaseRef, CaseStart, Event, body_size_problem
 from kbflow.scenario import Scenario
 
 #: Characters of a generated case ref's suffix (``CaseRef``: capitals and digits).
@@ -117,24 +118,29 @@ def case_start(document: dict[str, Any], case_ref: str | None = None,
 
 
 def event_name(name: str) -> str:
-    """``name`` if it is a key of ``kbflow.events.EVENTS``.
+    """``name`` if it names a ``kbflow.events.Event`` (a rule of ``kbflow.case.RULES``).
 
     Raises:
         InputError: it is not; the message lists the known events.
     """
-    if name not in EVENTS:
-        raise InputError(f"event: unknown event '{name}'; known: {', '.join(EVENTS)}")
+    if name not in RULES:
+        raise InputError(f"event: unknown event '{name}'; known: {', '.join(RULES)}")
     return name
 
 
 def event_body(name: str, document: dict[str, Any], source: str = "body") -> AgencyEvent:
-    """Validate ``document`` as the body of event ``name`` (``EVENTS[name].model``).
+    """Validate ``document`` as the body of event ``name`` (its rule's model) and check
+    its size as it will be sent (``kbflow.items.BODY_MAX_BYTES``).
 
     Raises:
         InputError: unknown event, or an invalid body (field and reason named).
     """
-    model = EVENTS[event_name(name)].model
-    return _validated(model, document, f"{source}: invalid {name} body ({model.__name__})")
+    model = RULES[Event(event_name(name))].model
+    body = _validated(model, document, f"{source}: invalid {name} body")
+    problem = body_size_problem(body.model_dump_json(), "body")
+    if problem:
+        raise InputError(f"{source}: {problem}")
+    return body
 
 
 def _validated(model: type[_M], document: dict[str, Any], context: str) -> _M:

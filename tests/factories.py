@@ -50,7 +50,7 @@ from kbflow.items import (
     VvApplication,
 )
 from kbflow.process import Party, Step
-from kbflow.record import CaseRecord
+from kbflow.record import CaseRecord, VNumberOnRecord
 
 # ---- fictional people ------------------------------------------------------------------
 
@@ -261,20 +261,26 @@ def result(request: CourtRequest = CourtRequest.OTS, key: str | None = None) -> 
         goals=GOALS if with_goals else None, means=MEANS if with_goals else None))
 
 
+def today() -> dt.date:
+    """Today in UTC: the date of a ruling sent now (never in the future of case time)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
 def ruling(measure: Measure = Measure.OTS, months: int | None = 12, key: str | None = None,
-           sender: Party = Party.RVDK) -> Ev:
+           sender: Party = Party.RVDK, ruled_on: dt.date | None = None) -> Ev:
     ots = measure is Measure.OTS
     return Ev("court_ruling", CourtRulingEvent(
         sender=sender, idempotency_key=key or new_key("ruling"), measure=measure,
-        summary=RULING_SUMMARY, gi=GI_DETAILS if ots else None,
+        ruled_on=ruled_on or today(), summary=RULING_SUMMARY, gi=GI_DETAILS if ots else None,
         goals=GOALS if ots else None, means=MEANS if ots else None,
         ots_months=months if ots else None))
 
 
-def extension(extended: bool = True, months: int = 12, key: str | None = None) -> Ev:
+def extension(extended: bool = True, months: int = 12, key: str | None = None,
+              ruled_on: dt.date | None = None) -> Ev:
     return Ev("extension_ruling", ExtensionRuling(
         sender=Party.RVDK, idempotency_key=key or new_key("extension"), extended=extended,
-        summary=RULING_SUMMARY, ots_months=months if extended else None))
+        ruled_on=ruled_on or today(), summary=RULING_SUMMARY, ots_months=months if extended else None))
 
 
 def availability_request(key: str | None = None) -> Ev:
@@ -432,14 +438,15 @@ def branch(name: str) -> Branch:
 
 def full_record() -> CaseRecord:
     """A case record with every §5 item known and every person carrying a V-nummer."""
-    persons = tuple(
-        person.model_copy(update={"v_number": V_NUMBERS[index]})
-        for index, person in enumerate((CHILD, PARENT, SIBLING))
-    )
+    persons = (CHILD, PARENT, SIBLING)
     return CaseRecord(
         case_ref=new_case_ref(),
         persons=persons,
         relaas=RELAAS,
+        v_numbers=tuple(
+            VNumberOnRecord(person=index, v_number=V_NUMBERS[index], given_by=Party.IND,
+                            known_to=frozenset(Party))
+            for index in range(len(persons))),
         known_to={Party.IND: True, Party.DTV: True},
         residence_status=RESIDENCE_STATUS,
         procedure_history=PROCEDURE_HISTORY,

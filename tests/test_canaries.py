@@ -84,7 +84,10 @@ PERSONAL_TEXT_LISTS = frozenset({"goals", "means", "dossier_documents"})
 PERSONAL_DATES = frozenset({"date_of_birth", "filed_on", "removal_date"})
 #: Keys whose text values are codes or ids, not personal data (see the module docstring).
 NOT_PERSONAL = frozenset({"sender", "idempotency_key", "reporter", "role", "measure",
-                          "court_request", "decision", "kind"})
+                          "court_request", "decision", "kind",
+                          # a ruling's date must lie between the report and today, so no
+                          # canary date can be planted; it travels encrypted with its event
+                          "ruled_on"})
 
 #: Upper bound for one ``temporal`` CLI call; a healthy call takes well under a second.
 CLI_TIMEOUT = 60.0

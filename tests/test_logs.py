@@ -25,6 +25,7 @@ from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.settings import workflow_id
 from tests import factories as f
+from tests.test_case_workflow import in_case_time
 from workflows.case_workflow import CaseWorkflow
 
 
@@ -52,10 +53,12 @@ async def test_a_whole_case_logs_no_personal_data(
                                                        (2, f.V_NUMBERS[2]))), f.residence_dtv(),
               f.decision(), f.result(), f.ruling(), f.availability_request()]
     for ev in events:
-        await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
+        await handle.execute_update(ev.name, await in_case_time(handle, ev.event),
+                                    result_type=EventOutcome)
     # A refused event with personal values in its body, and one with a malformed body.
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update("court_ruling", f.ruling().event, result_type=EventOutcome)
+        await handle.execute_update("court_ruling", await in_case_time(handle, f.ruling().event),
+                                    result_type=EventOutcome)
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(
             "advice_availability",

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from kbflow.events import EVENTS
+from kbflow.case import RULES
+from kbflow.events import Event
 from kbflow.process import (
     PROCESS_TABLE,
     Item,
@@ -164,16 +165,16 @@ def test_reporters_are_vt_and_the_urgent_reporters() -> None:
     assert set(reporters()) == {Party.VT, Party.COA, Party.AVIM, Party.IND}
 
 
-@pytest.mark.parametrize("name", list(EVENTS))
-def test_event_senders_are_senders_of_their_step(name: str) -> None:
-    spec = EVENTS[name]
-    assert spec.senders, f"{name} has no senders"
-    if spec.step is not None:
-        assert set(spec.senders) <= set(PROCESS_TABLE[spec.step].senders)
+@pytest.mark.parametrize("name", list(Event))
+def test_event_senders_are_senders_of_their_step(name: Event) -> None:
+    rule = RULES[name]
+    assert rule.senders, f"{name} has no senders"
+    if rule.step is not None:
+        assert set(rule.senders) <= set(PROCESS_TABLE[rule.step].senders)
 
 
 def test_events_cover_every_step_after_the_report() -> None:
-    covered = {int(spec.step) for spec in EVENTS.values() if spec.step is not None}
+    covered = {int(rule.step) for rule in RULES.values() if rule.step is not None}
     assert covered == set(range(2, 13))  # step 1 is the CaseStart
 
 

@@ -7,9 +7,10 @@ extension question and end date, the retention period after closing). When reten
 ends, or an operator sends the ``erase`` update, the case is crypto-shredded and the run
 ends.
 
-Agency events arrive as updates named after ``kbflow.events.EVENTS`` (one dynamic
-handler): a malformed, out-of-order or wrong-sender event is refused by the validator,
-synchronously, with a reason, and never enters history.
+Agency events arrive as updates named after ``kbflow.events.Event`` (one dynamic
+handler; each event's rule is in ``kbflow.case.RULES``): a malformed, oversized,
+out-of-order or wrong-sender event is refused by the validator, synchronously, with a
+reason, and never enters history.
 """
 
 from __future__ import annotations
@@ -37,8 +38,16 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         Reminder,
         TimelineEntry,
+        rule_of,
     )
-    from kbflow.events import EVENTS, AgencyEvent, CaseStart, ErasureReason, ErasureRequest
+    from kbflow.events import (
+        AgencyEvent,
+        CaseStart,
+        ErasureReason,
+        ErasureRequest,
+        Event,
+        body_size_problem,
+    )
     from kbflow.packets import Packet
     from kbflow.process import RETENTION_AFTER_CLOSE
 
@@ -47,6 +56,10 @@ DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 #: workflow.patched id of the retention timer and erasure after a case closes. Runs whose
 #: history predates it (tests/histories/before-retention/) end when the case closes.
 RETENTION_PATCH = "retention-then-erasure"
+#: workflow.patched id of OTS periods counted from the ruling's date (``ruled_on``). Runs
+#: whose history predates it counted from when kbflow heard of the ruling.
+RULING_DATE_PATCH = "ots-from-ruling-date"
+_RULINGS = (Event.COURT_RULING, Event.EXTENSION_RULING)
 
 
 def _describe(errors: ValidationError) -> str:
@@ -119,7 +132,7 @@ class CaseWorkflow:
         )
 
     # ---- agency events ----------------------------------------------------------------
-    @workflow.update(dynamic=True, description="An agency event; see kbflow.events.EVENTS")
+    @workflow.update(dynamic=True, description="An agency event; see kbflow.case.RULES")
     async def on_event(self, name: str, args: Sequence[RawValue]) -> EventOutcome:
         """Apply the event named ``name`` and deliver its packets.
 
@@ -128,8 +141,10 @@ class CaseWorkflow:
             ``duplicate=True`` for a repeat of an idempotency key.
         """
         event = self._decode(name, args)
+        ruling_dates = name in _RULINGS and workflow.patched(RULING_DATE_PATCH)
         try:
-            outcome, packets = self._state.apply(name, event, workflow.now(), self._new_id)
+            outcome, packets = self._state.apply(name, event, workflow.now(), self._new_id,
+                                                 ruling_dates=ruling_dates)
         except EventRefused as refused:  # only if the state moved since validation
             raise ApplicationError(str(refused), type="EventRefused",
                                    non_retryable=True) from None
@@ -139,11 +154,17 @@ class CaseWorkflow:
 
     @on_event.validator
     def validate_event(self, name: str, args: Sequence[RawValue]) -> None:
-        """Refuse a malformed, unknown, wrong-sender, out-of-order or unweighed event, and
-        every event once the case is to be erased."""
+        """Refuse a malformed, oversized, unknown, wrong-sender, out-of-order or unweighed
+        event, a contradicting V-nummer or a ruling without a plausible date, and every
+        event once the case is to be erased."""
         if self._erasure_request is not None:
             raise EventRefused("the case is being erased; no event is accepted")
-        self._state.check(name, self._decode(name, args), workflow.now())
+        rule_of(name)  # an unknown event is refused before its size is measured
+        if len(args) == 1:
+            problem = body_size_problem(args[0].payload.data, name)
+            if problem:
+                raise EventRefused(problem)
+        self._state.admit(name, self._decode(name, args), workflow.now())
 
     @workflow.update
     async def erase(self, request: ErasureRequest) -> Erasure:
@@ -202,17 +223,16 @@ class CaseWorkflow:
 
     @staticmethod
     def _decode(name: str, args: Sequence[RawValue]) -> AgencyEvent:
-        spec = EVENTS.get(name)
-        if spec is None:
-            raise EventRefused(f"event: unknown event '{name}'; known: {', '.join(EVENTS)}")
+        model = rule_of(name).model
         if len(args) != 1:
             raise EventRefused(f"event: '{name}' takes exactly one body")
         try:
-            event = workflow.payload_converter().from_payload(args[0].payload, spec.model)
+            event = workflow.payload_converter().from_payload(args[0].payload, model)
         except ValidationError as errors:
             raise EventRefused(f"{name}: {_describe(errors)}") from None
         except Exception:
-            raise EventRefused(f"{name}: the body is not a JSON {spec.model.__name__}") from None
+            raise EventRefused(f"{name}: the body is not a JSON object of the "
+                               f"{name} shape") from None
         assert isinstance(event, AgencyEvent)
         return event
 
