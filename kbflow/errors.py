@@ -40,12 +40,25 @@ def describe(errors: ValidationError, model: type[BaseModel] | None = None) -> s
     appear (the message is built from error types, locations and limits only).
     """
     root = model or _model_named(errors.title)
-    details = errors.errors(include_input=False, include_url=False)
+    details = _without_echoes(errors.errors(include_input=False, include_url=False))
     parts = [describe_error(error, root) for error in details]
     unique = list(dict.fromkeys(parts))
     if len(unique) == 1:
         return unique[0]
     return f"{len(unique)} errors: " + "; ".join(unique)
+
+
+def _without_echoes(details: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Leave out an array's "too few items" when its items have errors of their own:
+    pydantic counts only the valid items ("at least 1 item … not 0") and the real
+    mistakes are in the items."""
+    located = [tuple(error["loc"]) for error in details]
+    return [
+        error for error in details
+        if not (error["type"] == "too_short"
+                and any(loc[: len(error["loc"])] == tuple(error["loc"])
+                        and len(loc) > len(error["loc"]) for loc in located))
+    ]
 
 
 def describe_error(error: ErrorDetails, model: type[BaseModel] | None = None) -> str:
