@@ -143,8 +143,8 @@ def example_bodies() -> dict[str, dict[str, Any]]:
 
 def template(name: str, token: str | None = None) -> dict[str, Any]:
     """A fictional body of event ``name`` (``case``: a case start) that is accepted as is
-    in the event's phase, with a fresh ``idempotency_key``
-    ``<sender>-<event>-<random>`` (``token`` replaces the random part).
+    in the event's phase, with a fresh ``idempotency_key`` ``<sender>-<event>-<random>``
+    if the body has one (``token`` replaces the random part).
 
     Raises:
         UnknownEventError: unknown name, or no example holds such a body.
@@ -155,7 +155,7 @@ def template(name: str, token: str | None = None) -> dict[str, Any]:
         raise UnknownEventError(f"event: no example body of '{name}'")
     body = json.loads(json.dumps(body))  # a deep copy
     if "idempotency_key" in body:
-        sender = str(body.get("sender", "x")).lower()
+        sender = str(body.get("sender") or body.get("reporter") or "kb").lower()
         body["idempotency_key"] = (
             f"{sender}-{name.replace('_', '-')}-{token or secrets.token_hex(4)}")
     return body
