@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint histories
+.PHONY: demo test lint histories docs
 
 # The venv is (re)built when pyproject.toml changes; nothing is downloaded at run time.
 $(BIN)/.installed: pyproject.toml
@@ -26,3 +26,7 @@ test: lint
 ## histories: re-record tests/histories/ after adding an example (never to fix a replay)
 histories: $(BIN)/.installed
 	$(BIN)/python -m tests.record_histories
+
+## docs: regenerate the README's events table and event reference from the models
+docs: $(BIN)/.installed
+	$(BIN)/python -m kbflow.reference --write README.md

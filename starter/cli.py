@@ -1,7 +1,8 @@
 """``kbflow``: the command line (installed as the ``kbflow`` script).
 
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
-agency event), ``status``, ``packets`` (a case's outboxes), ``demo`` (every example, end
+agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
+example), ``status``, ``packets`` (a case's outboxes), ``demo`` (every example, end
 to end); ``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
 ``disclosures`` (GDPR art. 15). Configuration comes from the environment
@@ -30,6 +31,7 @@ from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
 from encryption.keys import KeyStore
+from kbflow import reference
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
@@ -223,6 +225,31 @@ def event(
 
     for line in render.outcome_lines(_run(work)):
         typer.echo(line)
+
+
+EventOrCaseArgument = Annotated[str, typer.Argument(
+    metavar="EVENT", help="An event name (see `kbflow event --help`), or `case` for the "
+                          "case start.")]
+
+
+@app.command()
+def schema(name: EventOrCaseArgument) -> None:
+    """Print the JSON Schema of an event body (or, for `case`, of the case start).
+
+    Every field with its type, limits and description, as the CLI and the workflow
+    validate it. An unknown name exits with code 1 and lists the known ones.
+    """
+    _echo_json(_run_sync(lambda: reference.json_schema(name)))
+
+
+@app.command()
+def template(name: EventOrCaseArgument) -> None:
+    """Print a filled-in fictional example body of an event (or, for `case`, a case start).
+
+    It is accepted as is in the event's phase; it carries a fresh `idempotency_key`.
+    Replace the fictional values with the case's own. An unknown name exits with code 1.
+    """
+    _echo_json(_run_sync(lambda: reference.template(name)))
 
 
 @app.command()
@@ -584,9 +611,10 @@ def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None)
 
 
 def _run_sync(check: Callable[[], _T]) -> _T:
-    """Run a local check; an ``InputError`` becomes one line and exit 1."""
+    """Run a local check; an ``InputError`` or an unknown event name becomes one line and
+    exit 1."""
     try:
         return check()
-    except inputs.InputError as error:
+    except (inputs.InputError, reference.UnknownEventError) as error:
         _fail(str(error))
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kbflow.case import RULES
+from kbflow.errors import describe as errors_in_json_words
 from kbflow.events import AgencyEvent, CaseRef, CaseStart, Event, body_size_problem
 from kbflow.scenario import Scenario
 
@@ -34,13 +35,10 @@ class InputError(Exception):
     """A file, case ref or event name the command line cannot use; the message says why."""
 
 
-def describe(errors: ValidationError) -> str:
-    """``loc: msg`` for every error, joined by ``; ``; never the input values."""
-    parts = []
-    for error in errors.errors(include_input=False, include_url=False, include_context=False):
-        location = ".".join(str(part) for part in error["loc"])
-        parts.append(f"{location}: {error['msg']}" if location else error["msg"])
-    return "; ".join(parts)
+def describe(errors: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """Every error of ``errors`` in JSON words with JSON paths, in one line; never the
+    input values (``kbflow.errors.describe``)."""
+    return errors_in_json_words(errors, model)
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -102,13 +100,13 @@ def case_start(document: dict[str, Any], case_ref: str | None = None,
     given = case_ref or document.get("case_ref")
     if given is not None:
         return _validated(CaseStart, {**document, "case_ref": given},
-                          f"{source}: invalid CaseStart")
+                          f"{source}: invalid case start")
     last: InputError | None = None
     for _ in range(_REF_ATTEMPTS):
         ref = new_case_ref()
         try:
             return _validated(CaseStart, {**document, "case_ref": ref},
-                              f"{source}: invalid CaseStart")
+                              f"{source}: invalid case start")
         except InputError as error:
             if "case_ref" not in str(error):
                 raise  # not about the generated ref: another ref will not help
@@ -147,7 +145,7 @@ def _validated(model: type[_M], document: dict[str, Any], context: str) -> _M:
     try:
         return model.model_validate(document)
     except ValidationError as errors:
-        raise InputError(f"{context}: {describe(errors)}") from None
+        raise InputError(f"{context}: {describe(errors, model)}") from None
 
 
 def scenario(path: Path) -> Scenario:

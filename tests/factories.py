@@ -280,7 +280,8 @@ def extension(extended: bool = True, months: int = 12, key: str | None = None,
               ruled_on: dt.date | None = None) -> Ev:
     return Ev("extension_ruling", ExtensionRuling(
         sender=Party.RVDK, idempotency_key=key or new_key("extension"), extended=extended,
-        ruled_on=ruled_on or today(), summary=RULING_SUMMARY, ots_months=months if extended else None))
+        ruled_on=ruled_on or today(), summary=RULING_SUMMARY,
+        ots_months=months if extended else None))
 
 
 def availability_request(key: str | None = None) -> Ev:

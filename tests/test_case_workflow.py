@@ -339,7 +339,7 @@ REFUSALS: list[tuple[str, Any, str, Any, str]] = [
      lambda: {"sender": "IND", "idempotency_key": f.new_key(), "known_to_sender": True,
               "weighing": f.weighing(Party.IND).model_dump(),
               "name": f.CHILD.name},
-     "residence_information: name: Extra inputs are not permitted"),
+     "residence_information: name: unknown field"),
     ("malformed-body-not-an-object", lambda: [], "announce_investigation",
      lambda: [f.CHILD.name], "announce_investigation"),
     ("unknown-event", lambda: [], "appeal_ruling",

@@ -194,8 +194,8 @@ async def test_cli_refuses_bad_input_in_one_line(dev_server: WorkflowEnvironment
     case["persons"][0]["v_number"] = "12AB-secret"
     case["persons"][0]["date_of_birth"] = "14-03-2016"
     invalid = _one_line_error(await cli("start", str(_write(tmp_path / "bad.json", case))))
-    assert "persons.0.v_number" in invalid
-    assert "persons.0.date_of_birth" in invalid
+    assert "persons[0].v_number" in invalid
+    assert "persons[0].date_of_birth" in invalid
     assert "12AB-secret" not in invalid and "14-03-2016" not in invalid
 
     unknown_event = _one_line_error(await cli("event", "KB-2026-AAAA1111", "tea",

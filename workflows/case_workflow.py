@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         rule_of,
     )
+    from kbflow.errors import describe
     from kbflow.events import (
         AgencyEvent,
         CaseStart,
@@ -60,14 +61,6 @@ RETENTION_PATCH = "retention-then-erasure"
 #: whose history predates it counted from when kbflow heard of the ruling.
 RULING_DATE_PATCH = "ots-from-ruling-date"
 _RULINGS = (Event.COURT_RULING, Event.EXTENSION_RULING)
-
-
-def _describe(errors: ValidationError) -> str:
-    """Field paths and reasons of a validation error; the model hides input values."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-        for error in errors.errors(include_input=False, include_url=False)
-    )
 
 
 @workflow.defn
@@ -229,7 +222,7 @@ class CaseWorkflow:
         try:
             event = workflow.payload_converter().from_payload(args[0].payload, model)
         except ValidationError as errors:
-            raise EventRefused(f"{name}: {_describe(errors)}") from None
+            raise EventRefused(f"{name}: {describe(errors, model)}") from None
         except Exception:
             raise EventRefused(f"{name}: the body is not a JSON object of the "
                                f"{name} shape") from None
