@@ -122,7 +122,8 @@ def check_case_ref(text: str, *, allow_legacy: bool = False) -> str:
     if allow_legacy and is_legacy(candidate):
         return candidate
     if not re.match(r"^KB-[0-9]{4}-[^-]+-[^-]$", candidate):
-        legacy = " (or an older ref without one)" if allow_legacy else ""
+        legacy = (", or like KB-2026-7Q4M2XAB for a case started before refs had a check "
+                  "character") if allow_legacy else ""
         raise CaseRefError(f"case ref: must look like {_EXAMPLE} (KB-, a year, -, {LENGTH} "
                            f"characters, -, a check character){legacy}")
     match = PATTERN.match(candidate)

@@ -209,7 +209,7 @@ async def test_cli_refuses_bad_input_in_one_line(dev_server: WorkflowEnvironment
                                              "investigation_decision", str(body)))
     assert "unknown case" in unknown_case
     assert "unknown case" in _one_line_error(await cli("status", "KB-2026-AAAA1111"))
-    assert "case_ref" in _one_line_error(await cli("status", "not-a-ref"))
+    assert "case ref: must look like" in _one_line_error(await cli("status", "not-a-ref"))
 
 
 async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
