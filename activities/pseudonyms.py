@@ -1,9 +1,11 @@
 """Pseudonymous data-subject ids for the processing log (LDV recommends pseudonyms).
 
-A subject id is a keyed hash (HMAC-SHA256) of the person's normalised name and date of
-birth: stable across cases and steps, so that an art. 15 request can be answered from the
-log, and meaningless without the key. The key comes from ``KBFLOW_PSEUDONYM_KEY`` (64 hex
-characters) or, for development, from ``<data dir>/pseudonym.key`` (created, mode 0600).
+A subject id is a keyed hash (HMAC-SHA256) of the person's normalised name
+(``kbflow.events.subject_name``: NFC, case-folded, whitespace collapsed, so a name typed
+in NFD gives the same id as in NFC) and date of birth: stable across cases and steps, so
+that an art. 15 request can be answered from the log, and meaningless without the key. The
+key comes from ``KBFLOW_PSEUDONYM_KEY`` (64 hex characters) or, for development, from
+``<data dir>/pseudonym.key`` (created, mode 0600).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from encryption.secret_files import read_or_create_secret
+from kbflow.events import subject_name
 from kbflow.items import Person
 
 KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
@@ -29,9 +32,14 @@ class Pseudonymiser:
         self._key = key
 
     def __call__(self, person: Person) -> str:
-        name = " ".join(person.name.casefold().split())
+        name = subject_name(person.name)
         message = f"{name}|{person.date_of_birth.isoformat()}".encode()
         return "subj-" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    def subkey(self, purpose: bytes) -> bytes:
+        """A key for another keyed hash of kbflow (``purpose`` names it, e.g. case refs):
+        HMAC-SHA256 of ``purpose`` under the pseudonym key, which itself never leaves."""
+        return hmac.new(self._key, b"kbflow subkey|" + purpose, hashlib.sha256).digest()
 
     @classmethod
     def from_env_or_file(cls, data_dir: Path) -> Pseudonymiser:

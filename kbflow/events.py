@@ -13,12 +13,13 @@ which of them a sender may fill is read from the process table, not restated her
 from __future__ import annotations
 
 import datetime as dt
-import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from kbflow.case_refs import MODEL_PATTERN
 from kbflow.items import (
     BODY_MAX_BYTES,
     PERSONAL,
@@ -42,12 +43,38 @@ from kbflow.items import (
 )
 from kbflow.process import OTS_MAX_MONTHS, Item, Party, reporters
 
-#: An opaque case reference: ``KB-<year>-<6 to 12 capitals or digits>``. It is the workflow
-#: id's suffix, which Temporal never encrypts, so it must say nothing about a person.
-CaseRef = Annotated[str, StringConstraints(pattern=r"^KB-[0-9]{4}-[0-9A-Z]{6,12}$")]
+#: A case reference as the workflow's input carries it: ``KB-<year>-<8>-<check>``
+#: (``kbflow.case_refs``, made by kbflow, never chosen by a person) or a ref of a case
+#: started before that (``KB-<year>-<6 to 12 capitals or digits>``), which running cases
+#: and recorded histories hold. The check character is checked where refs are made and
+#: read (the CLI), not here: replay must decode every ref a history holds.
+CaseRef = Annotated[str, StringConstraints(pattern=MODEL_PATTERN)]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,80}$")]
 #: A function or staff id such as ``RvdK-privacy-01``: no spaces, so not a full name.
 StaffId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{2,40}$")]
+#: Age from which a person is no longer a child (BW 1:233).
+ADULT_AGE = 18
+
+
+def subject_name(name: str) -> str:
+    """The form of a name that identifies a data subject: Unicode NFC, case-folded, NFC
+    again (case folding can decompose), whitespace runs collapsed to one space.
+
+    A name typed in NFD (macOS, some web forms) and the same name in NFC give the same
+    form, and so the same pseudonym (``activities.pseudonyms``); a name that is NFC
+    already gives what ``" ".join(name.casefold().split())`` gave before.
+    """
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+    return " ".join(folded.split())
+
+
+def _adult_on(date_of_birth: dt.date) -> dt.date:
+    """The day a person born on ``date_of_birth`` turns 18 (born 29 February: 1 March)."""
+    year = date_of_birth.year + ADULT_AGE
+    try:
+        return date_of_birth.replace(year=year)
+    except ValueError:  # 29 February in a year that has none
+        return dt.date(year, 3, 1)
 
 
 class Weighing(BaseModel):
@@ -81,40 +108,32 @@ class PersonInput(Person):
     v_number: VNumber | None = Field(default=None, description="V-nummer, if known")
 
 
-def _person_fragments(person: PersonInput) -> list[str]:
-    """Words of the name, address and place, the date of birth in common digit forms, and
-    the V-nummer: what an opaque case ref must not contain."""
-    text = f"{person.name} {person.address} {person.place_of_residence}".upper()
-    parts = [p for p in re.split(r"[^0-9A-Z]+", text) if len(p) >= 3 and not p.isdigit()]
-    parts += [person.date_of_birth.strftime(form)
-              for form in ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%y%m%d", "%d%m%y")]
-    if person.v_number:
-        parts.append(person.v_number)
-    return parts
-
-
-def _reveals(suffix: str, fragment: str) -> bool:
-    # "VERZINSEL" reveals the street "VERZINSELLAAN"; short suffix pieces do not count.
-    return fragment in suffix or (len(suffix) >= 5 and suffix in fragment)
-
-
 class CaseStart(BaseModel):
     """Starts a case: the step-1 report of concerns (PROCESS.md §3 step 1).
 
     Raises (as ``pydantic.ValidationError``, naming the field, never the value):
-        case_ref not opaque (it contains part of a person's name, date of birth or
-        V-nummer); no child among ``persons``; a reporter that may not report in step 1.
+        no child among ``persons``; two persons with the same name and date of birth; a
+        reporter that may not report in step 1; ``retention_days`` not a JSON integer.
+
+    Nothing here depends on today's date (replaying an old history must decode its start
+    as it did then); whether the start is plausible on its report date is
+    ``implausibility``.
     """
 
     model_config = PERSONAL
 
-    case_ref: CaseRef = Field(description="Opaque case reference, e.g. KB-2026-7Q4M2X")
+    case_ref: CaseRef = Field(description="Case reference made by kbflow, e.g. "
+                                          "KB-2026-7K4M2XCH-R (kbflow.case_refs)")
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description="Unique per case start; repeating a start with it returns the same case "
+                    "(required by `kbflow start`; absent in starts recorded before it)")
     persons: tuple[PersonInput, ...] = Field(min_length=1, max_length=PERSONS_MAX)
     reporter: Party = Field(description="VT, or COA / AVIM / IND for an urgent report")
     relaas: Relaas
     weighing: Weighing = Field(description="The reporter's weighing for its disclosure")
     retention_days: int | None = Field(
-        default=None, ge=1, le=3650,
+        default=None, ge=1, le=3650, strict=True,
         description="Days the case's personal data is kept after it closes "
                     "(default: kbflow.process.RETENTION_AFTER_CLOSE)")
 
@@ -124,24 +143,30 @@ class CaseStart(BaseModel):
             raise ValueError("reporter: only VT, COA, AVIM or IND report in step 1")
         if not any(p.role is Role.CHILD for p in self.persons):
             raise ValueError("persons: a case concerns at least one child")
-        identities = {(" ".join(p.name.casefold().split()), p.date_of_birth)
-                      for p in self.persons}
+        identities = {(subject_name(p.name), p.date_of_birth) for p in self.persons}
         if len(identities) != len(self.persons):
             # The processing log's data-subject id is a keyed hash of name and date of
             # birth: two persons sharing both would be one data subject there.
             raise ValueError("persons: two persons share a name and date of birth; "
                              "list each person once and tell them apart")
-        suffix = self.case_ref.split("-", 2)[2]
-        if suffix.isdigit():
-            raise ValueError("case_ref: must be opaque; digits only could be a V-nummer or a "
-                             "date, mix in capitals")
-        for person in self.persons:
-            if any(_reveals(suffix, fragment) for fragment in _person_fragments(person)):
-                raise ValueError(
-                    "case_ref: must be opaque; it contains part of a person's name, "
-                    "address, place, date of birth or V-nummer"
-                )
         return self
+
+    def implausibility(self, report_date: dt.date) -> str | None:
+        """Why this start cannot be true on ``report_date`` (the day it is reported), in
+        one line naming the field and never its value; None if it can.
+
+        A date of birth after the report date is "in the future"; every person with role
+        child must be under 18 on the report date. Pure: the caller passes the date
+        (the CLI today's, the workflow its start time), so that validating the model
+        never depends on the clock.
+        """
+        for index, person in enumerate(self.persons):
+            if person.date_of_birth > report_date:
+                return f"persons[{index}].date_of_birth: in the future"
+        for index, person in enumerate(self.persons):
+            if person.role is Role.CHILD and _adult_on(person.date_of_birth) <= report_date:
+                return f"persons[{index}]: a child must be under 18 on the report date"
+        return None
 
 
 class Event(StrEnum):

@@ -8,25 +8,30 @@ workflow's reason, which names the rule and never a personal value), no worker a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
     WorkflowExecutionStatus,
-    WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.outbox_store import Erasure
-from encryption.keys import MASTER_KEYS_ENV, KeyUnavailable
-from kbflow.case import CaseStatus, EventOutcome, TimelineEntry, event_digest
+from activities.outbox_store import Erasure, OutboxStore
+from activities.pseudonyms import Pseudonymiser
+from encryption.keys import MASTER_KEYS_ENV, KeyStore, KeyUnavailable
+from kbflow import case_refs
+from kbflow.case import CaseStatus, EventOutcome, Phase, TimelineEntry, event_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
+from kbflow.items import Role
 from kbflow.settings import Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
@@ -35,6 +40,8 @@ from workflows.case_workflow import CaseWorkflow
 QUERY_TIMEOUT = timedelta(seconds=10)
 #: How long an event may wait for a worker to apply it and deliver its packets.
 EVENT_TIMEOUT = timedelta(seconds=60)
+#: What the subkey of the pseudonym key that derives case refs is for.
+CASE_REF_PURPOSE = b"case refs from idempotency keys"
 
 
 class CaseError(Exception):
@@ -70,23 +77,134 @@ async def open_client(settings: Settings, *, create_keys: bool = False) -> Clien
         ) from None
 
 
-async def start_case(client: Client, settings: Settings, start: CaseStart) -> WorkflowHandle:
-    """Start ``CaseWorkflow`` for ``start`` on the task queue of ``settings``.
+@dataclass(frozen=True)
+class Started:
+    """What ``start_case`` did: started the case, or found the same start made before."""
 
-    A case ref is never reused, not even after its case closed.
+    case_ref: str
+    already_started: bool
+
+
+def derived_case_ref(pseudonymise: Pseudonymiser, idempotency_key: str,
+                     today: dt.date | None = None) -> str:
+    """The case ref of a start with ``idempotency_key``, made this year: a keyed hash under
+    a subkey of the worker's pseudonym key (``kbflow.case_refs.derived_case_ref``), so
+    repeating a start gives the same ref and workflow id. (A repeat in another calendar
+    year gives another ref; the one-open-case-per-child check then catches it.)"""
+    year = (today or dt.date.today()).year
+    return case_refs.derived_case_ref(pseudonymise.subkey(CASE_REF_PURPOSE),
+                                      idempotency_key, year)
+
+
+async def start_case(client: Client, settings: Settings, start: CaseStart, *,
+                     open_cases_in: OutboxStore | None = None) -> Started:
+    """Start ``CaseWorkflow`` for ``start`` on the task queue of ``settings``; idempotent.
+
+    A case ref is never reused, not even after its case closed. When a case with the ref
+    exists already (the same idempotency key, so the same derived ref), its recorded start
+    is decoded and compared: the same start returns that case (``already_started``).
+
+    With ``open_cases_in`` (the outbox store and its processing log), a start for a child
+    who already has an open case is refused. The other cases are found by the child's
+    pseudonym in the processing log, which lists a case once its step-1 packet is
+    delivered; a case started moments earlier whose step-1 delivery is not yet written
+    is not found (a window of about a second with a running worker, longer without one).
 
     Raises:
-        CaseError: a case with this ref exists already.
+        CaseError: the idempotency key was used for another start; the ref belonged to an
+            erased case (its start can no longer be read or repeated); a child has an
+            open case already (only with ``open_cases_in``); Temporal errors.
     """
+    wid = workflow_id(start.case_ref)
+    if await asyncio.to_thread(KeyStore.open(settings.data_dir).is_destroyed, wid):
+        raise _erased_start(start.case_ref)
+    if open_cases_in is not None and not await _exists(client, start.case_ref):
+        await _refuse_second_case(client, start, open_cases_in)
     try:
-        return await client.start_workflow(
-            CaseWorkflow.run, start, id=workflow_id(start.case_ref),
-            task_queue=settings.task_queue,
+        await client.start_workflow(
+            CaseWorkflow.run, start, id=wid, task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+        return Started(start.case_ref, already_started=False)
     except WorkflowAlreadyStartedError:
-        raise CaseError(f"case {start.case_ref}: a case with this ref exists already; "
-                        "leave out --case-ref to get a fresh one") from None
+        pass
+    except RPCError as error:
+        raise await _case_error(client, start.case_ref, error) from None
+    if await _recorded_start(client, start.case_ref) != start:
+        raise CaseError("idempotency_key: already used for another case start "
+                        f"({start.case_ref}); use a new idempotency_key for a new case")
+    return Started(start.case_ref, already_started=True)
+
+
+def _erased_start(case_ref: str) -> CaseError:
+    return CaseError(f"case {case_ref}: this idempotency_key started a case that was "
+                     "erased; its start cannot be repeated; use a new idempotency_key")
+
+
+async def _exists(client: Client, case_ref: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id(case_ref)).describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise await _case_error(client, case_ref, error) from None
+    return True
+
+
+async def _recorded_start(client: Client, case_ref: str) -> CaseStart:
+    """The ``CaseStart`` the case's run was started with: the input of its first history
+    event, decoded with the client's converter (which holds the case's key).
+
+    Raises:
+        CaseError: the case's key is destroyed (erased), or its history cannot be read.
+    """
+    wid = workflow_id(case_ref)
+    converter = client.data_converter.with_context(
+        WorkflowSerializationContext(namespace=client.namespace, workflow_id=wid))
+    try:
+        async for event in client.get_workflow_handle(wid).fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [recorded] = await converter.decode(payloads, [CaseStart])
+            if isinstance(recorded, CaseStart):
+                return recorded
+            break
+    except KeyUnavailable:
+        raise _erased_start(case_ref) from None
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error) from None
+    raise CaseError(f"case {case_ref}: its start cannot be read")
+
+
+async def _refuse_second_case(client: Client, start: CaseStart, store: OutboxStore) -> None:
+    """Raise if a child of ``start`` already has an open case (by pseudonym)."""
+    for index, person in enumerate(start.persons):
+        if person.role is not Role.CHILD:
+            continue
+        log = await asyncio.to_thread(store.processing_log,
+                                      data_subject_id=store.pseudonymise(person))
+        for case_ref in dict.fromkeys(entry.case_ref for entry in log):
+            if case_ref != start.case_ref and await _is_open(client, case_ref):
+                raise CaseError(f"child {index} already has open case {case_ref}; add "
+                                "--second-case if a second case is intended")
+
+
+async def _is_open(client: Client, case_ref: str) -> bool:
+    """Whether the case's run is running and its phase is not closed. A running case whose
+    status cannot be queried (no worker) counts as open."""
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise await _case_error(client, case_ref, error) from None
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        return False
+    try:
+        status = await handle.query(CaseWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+    except (RPCError, WorkflowQueryFailedError, KeyUnavailable):
+        return True
+    return status.phase is not Phase.CLOSED
 
 
 def update_id(name: str, body: AgencyEvent) -> str:

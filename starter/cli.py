@@ -30,7 +30,6 @@ from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
-from encryption.keys import KeyStore
 from kbflow import reference
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.events import ErasureReason, ErasureRequest
@@ -41,8 +40,10 @@ from kbflow.settings import Settings, workflow_id
 from starter import inputs, render
 from starter.cases import (
     CaseError,
+    Started,
     case_status,
     case_timeline,
+    derived_case_ref,
     erase_running_case,
     open_client,
     send_event,
@@ -175,30 +176,52 @@ def worker() -> None:
 def start(
     case_file: Annotated[Path, typer.Argument(
         metavar="CASE_FILE",
-        help="A CaseStart document (with or without case_ref) or a scenario file.")],
-    case_ref: Annotated[str | None, typer.Option(
-        help="Case ref to use; default: the document's, else a fresh opaque one.")] = None,
+        help="A CaseStart document (with an idempotency_key, without case_ref) or a "
+             "scenario file.")],
+    second_case: Annotated[bool, typer.Option(
+        "--second-case",
+        help="Start the case even though a child in it already has an open case.")] = False,
 ) -> None:
-    """Start a case with its step-1 report.
+    """Start a case with its step-1 report; kbflow makes the case ref.
 
-    The file is validated as a CaseStart before Temporal is contacted.
+    The file is validated as a CaseStart, and checked to be plausible today (no date of
+    birth in the future, every child under 18), before Temporal is contacted. The ref is
+    derived from the document's idempotency_key: repeating the same start prints the case
+    it started ("already started: KB-…", exit 0); the same key with another document is
+    refused. A start for a child who already has an open case is refused unless
+    --second-case. Exit 0: started or already started; 1: refused (one-line reason).
     """
     settings = Settings.from_env()
-    if case_ref is not None:
-        _run_sync(lambda: inputs.check_case_ref(case_ref))
     document = _run_sync(lambda: inputs.read_json_object(case_file))
-    case = _run_sync(lambda: inputs.case_start(document, case_ref, source=str(case_file)))
+    checked = _run_sync(lambda: inputs.case_start(document, source=str(case_file)))
+    implausible = checked.implausibility(dt.date.today())
+    if implausible is not None:
+        _fail(f"{case_file}: implausible CaseStart: {implausible}")
 
-    async def work() -> None:
+    async def work() -> Started:
         client = await open_client(settings)
-        if KeyStore.open(settings.data_dir).is_destroyed(workflow_id(case.case_ref)):
-            raise CaseError(f"case {case.case_ref}: this ref belonged to an erased case; "
-                            "leave out --case-ref to get a fresh one")
-        await start_case(client, settings, case)
+        if not os.environ.get(PSEUDONYM_KEY_ENV) and not (
+                settings.data_dir / "pseudonym.key").is_file():
+            raise CaseError(f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or use the "
+                            "worker's KBFLOW_DATA_DIR")
+        try:
+            pseudonymise = Pseudonymiser.from_env_or_file(settings.data_dir)
+        except ValueError as error:  # a malformed KBFLOW_PSEUDONYM_KEY
+            raise CaseError(str(error)) from None
+        store = OutboxStore(settings.outbox_path, pseudonymise)
+        assert checked.idempotency_key is not None  # inputs.case_start requires it
+        ref = derived_case_ref(pseudonymise, checked.idempotency_key)
+        case = checked.model_copy(update={"case_ref": ref})
+        return await start_case(client, settings, case,
+                                open_cases_in=None if second_case else store)
 
-    _run(work)
-    typer.echo(f"started case {case.case_ref}")
-    typer.echo(f"workflow id: {workflow_id(case.case_ref)} (task queue {settings.task_queue})")
+    started = _run(work)
+    if started.already_started:
+        typer.echo(f"already started: {started.case_ref}")
+    else:
+        typer.echo(f"started case {started.case_ref}")
+    typer.echo(f"workflow id: {workflow_id(started.case_ref)} (task queue "
+               f"{settings.task_queue})")
 
 
 @app.command()

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
-import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from kbflow import case_refs
 from kbflow.case import RULES
 from kbflow.errors import describe as errors_in_json_words
-from kbflow.events import AgencyEvent, CaseRef, CaseStart, Event, body_size_problem
+from kbflow.events import AgencyEvent, CaseStart, Event, body_size_problem
 from kbflow.scenario import Scenario
 
-#: Characters of a generated case ref's suffix (``CaseRef``: capitals and digits).
-_REF_ALPHABET = string.ascii_uppercase + string.digits
-_REF_LENGTH = 8
-#: How many generated refs to try before giving up (a random suffix can, rarely, contain
-#: part of a person's name, which ``CaseStart`` refuses as not opaque).
-_REF_ATTEMPTS = 20
-_CASE_REF = TypeAdapter(CaseRef)
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -65,54 +58,56 @@ def read_json_object(path: Path) -> dict[str, Any]:
 
 
 def check_case_ref(case_ref: str) -> str:
-    """``case_ref`` if it has the shape of a ``CaseRef`` (``KB-<year>-<6-12 of A-Z0-9>``).
+    """``case_ref`` as a ref that can address a case: one kbflow made (its check character
+    matches, ``kbflow.case_refs``) or one of a case started before refs had a check
+    character (``KB-<year>-<6-12 of A-Z0-9>``). Checked before Temporal is contacted, so
+    a mistyped ref is caught here and never looked up.
 
     Raises:
-        InputError: it does not.
+        InputError: neither; the message names the rule (e.g. "check character does not
+            match; mistyped?"), never the ref.
     """
     try:
-        return _CASE_REF.validate_python(case_ref)
-    except ValidationError:
-        raise InputError("case_ref: must look like KB-2026-7Q4M2X "
-                         "(KB-, a year, -, 6 to 12 capitals or digits)") from None
+        return case_refs.check_case_ref(case_ref, allow_legacy=True)
+    except case_refs.CaseRefError as error:
+        raise InputError(str(error)) from None
 
 
 def new_case_ref(today: dt.date | None = None) -> str:
-    """A fresh opaque case ref ``KB-<year>-<8 random capitals or digits>``."""
-    year = (today or dt.date.today()).year
-    suffix = "".join(secrets.choice(_REF_ALPHABET) for _ in range(_REF_LENGTH))
-    return f"KB-{year}-{suffix}"
+    """A fresh random case ref (``kbflow.case_refs.new_case_ref``)."""
+    return case_refs.new_case_ref(today)
 
 
-def case_start(document: dict[str, Any], case_ref: str | None = None,
-               source: str = "case") -> CaseStart:
-    """Validate a ``CaseStart`` from ``document``.
+def case_start(document: dict[str, Any], source: str = "case", *,
+               case_ref: Callable[[str], str] | None = None) -> CaseStart:
+    """Validate a ``CaseStart`` from ``document``, with a case ref kbflow makes.
 
-    ``document`` is a CaseStart with or without ``case_ref``, or a scenario file (it has a
-    ``case`` key: its ``case`` is used). ``case_ref`` wins over one in the document; with
-    neither, a fresh opaque ref is generated.
+    ``document`` is a CaseStart without ``case_ref``, or a scenario file (it has a ``case``
+    key: its ``case`` is used). It must carry an ``idempotency_key``. The ref is
+    ``case_ref(idempotency_key)`` (the CLI derives it from the key, so a repeated start
+    gives the same ref), or without ``case_ref`` a fresh random one (the demo).
 
     Raises:
-        InputError: the document is not a valid CaseStart (field and reason named).
+        InputError: the document carries a ``case_ref`` (a person must not choose it),
+            has no ``idempotency_key``, or is not a valid CaseStart (field and reason
+            named, never a value).
     """
     if isinstance(document.get("case"), dict):
         document = document["case"]
-    given = case_ref or document.get("case_ref")
-    if given is not None:
-        return _validated(CaseStart, {**document, "case_ref": given},
-                          f"{source}: invalid case start")
-    last: InputError | None = None
-    for _ in range(_REF_ATTEMPTS):
-        ref = new_case_ref()
-        try:
-            return _validated(CaseStart, {**document, "case_ref": ref},
-                              f"{source}: invalid case start")
-        except InputError as error:
-            if "case_ref" not in str(error):
-                raise  # not about the generated ref: another ref will not help
-            last = error
-    assert last is not None
-    raise last
+    context = f"{source}: invalid case start"
+    if "case_ref" in document:
+        raise InputError(f"{context}: case_ref: kbflow generates case refs; leave it out")
+    if "idempotency_key" not in document:
+        raise InputError(f"{context}: idempotency_key: required, unique per case start "
+                         "(8-80 of A-Z a-z 0-9 . _ : -); a repeat returns the same case")
+    start = _validated(CaseStart, {**document, "case_ref": new_case_ref()}, context)
+    problem = body_size_problem(start.model_dump_json(), "case")
+    if problem:
+        raise InputError(f"{source}: {problem}")
+    if case_ref is None:
+        return start
+    assert start.idempotency_key is not None  # required above, validated by the model
+    return start.model_copy(update={"case_ref": case_ref(start.idempotency_key)})
 
 
 def event_name(name: str) -> str:

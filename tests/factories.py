@@ -17,6 +17,7 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
+from kbflow import case_refs
 from kbflow.case import EndState, Phase
 from kbflow.events import (
     Advice,
@@ -141,9 +142,8 @@ def new_key(prefix: str = "evt") -> str:
 
 
 def new_case_ref() -> str:
-    """A fresh opaque case reference, ``KB-2026-T<9 hex capitals>`` (the letter: a suffix of
-    digits only is refused, it could be a V-nummer or a date)."""
-    return f"KB-2026-T{uuid.uuid4().hex[:9].upper()}"
+    """A fresh case ref as kbflow makes them (``kbflow.case_refs``), of 2026."""
+    return case_refs.new_case_ref(dt.date(2026, 3, 2))
 
 
 class Ids:
@@ -174,9 +174,11 @@ def case_start(
     case_ref: str | None = None,
     reporter: Party = Party.VT,
     persons: tuple[PersonInput, ...] = PERSONS,
+    idempotency_key: str | None = None,
 ) -> CaseStart:
     return CaseStart(
         case_ref=case_ref or new_case_ref(),
+        idempotency_key=idempotency_key,
         persons=persons,
         reporter=reporter,
         relaas=RELAAS,

@@ -1,8 +1,10 @@
 """Record the replay histories under tests/histories/ from the example scenarios.
 
-Run after adding an example, never to make a failing replay test pass::
+Run after adding an example, or into a new folder after adding a ``workflow.patched``
+change, never to make a failing replay test pass::
 
-    python -m tests.record_histories
+    python -m tests.record_histories                 # into LATEST_DIR
+    python -m tests.record_histories --into DIR      # a new set, e.g. after a new patch
 
 Each example runs on the time-skipping test server; a case still open after its events
 then has its years of case time skipped (reminders, escalations, the extension question,
@@ -13,8 +15,12 @@ Payloads are encrypted with the test keys in tests/histories/keys/ (fictional da
 made for these fixtures only). The recorder never destroys a key at erasure, so that the
 replay test can still decode the histories; everything else is as in production.
 
-tests/histories/before-retention/ holds histories recorded before the retention patch
-(``RETENTION_PATCH``); they are never re-recorded.
+Sets of histories, each recorded once and never re-recorded:
+
+- tests/histories/before-retention/: before the retention patch (``RETENTION_PATCH``);
+- tests/histories/*.json: with the retention patch, before ruling dates;
+- tests/histories/ots-from-ruling-date/: with ``RULING_DATE_PATCH`` (rulings carry their
+  date), the newest set (``LATEST_DIR``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
+LATEST_DIR = HISTORIES_DIR / "ots-from-ruling-date"
 KEYS_DIR = HISTORIES_DIR / "keys"
 #: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
 #: ruling, the longest example extends once, then a year of retention).
@@ -77,7 +84,7 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
     return (await handle.fetch_history()).to_json()
 
 
-async def main() -> None:
+async def main(into: Path = LATEST_DIR) -> None:
     keys = fixture_keys()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=encrypted_data_converter(keys),
@@ -87,14 +94,19 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         store = OutboxStore(Path(data_dir) / "outbox.sqlite3", keys=keys)
         async with build_worker(env.client, task_queue, store):
-            HISTORIES_DIR.mkdir(exist_ok=True)
+            into.mkdir(exist_ok=True)
             for number, path in enumerate(example_files(), start=1):
                 history = await record_one(env, env.client, task_queue, Scenario.load(path),
                                            f"KB-2026-REPLAY{number:02d}")
-                (HISTORIES_DIR / f"{path.stem}.json").write_text(history, encoding="utf-8")
+                (into / f"{path.stem}.json").write_text(history, encoding="utf-8")
                 print(f"recorded {path.stem}")
     await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--into", type=Path, default=LATEST_DIR,
+                        help="folder to record into (default: %(default)s)")
+    asyncio.run(main(parser.parse_args().into))

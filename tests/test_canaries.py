@@ -135,7 +135,8 @@ class _Planter:
         return f"{(next(self._numbers) * 2654435761) % 10**10:010d}"
 
     def date(self) -> str:
-        return (dt.date(1931, 1, 1) + dt.timedelta(days=next(self._numbers))).isoformat()
+        # From 2010 on: a child's date of birth must make it under 18 when it is reported.
+        return (dt.date(2010, 1, 1) + dt.timedelta(days=next(self._numbers))).isoformat()
 
 
 def _plant(value: Any, path: str, planter: _Planter, canaries: list[Canary]) -> Any:

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from google.protobuf.empty_pb2 import Empty
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -87,9 +89,38 @@ async def settled(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
     raise AssertionError(f"case {handle.id} did not become idle")
 
 
+async def server_today(client: Client) -> dt.date:
+    """Today on ``client``'s server: the time-skipping server's clock runs years ahead of
+    the wall clock as tests skip time; the dev server's is the wall clock."""
+    try:
+        response = await client.test_service.get_current_time(Empty())
+    except RPCError:
+        return dt.datetime.now(dt.UTC).date()
+    return response.time.ToDatetime().date()
+
+
+async def plausible(client: Client, start: CaseStart) -> CaseStart:
+    """``start`` with its persons' dates of birth moved by as many years as the server's
+    clock is ahead, so that its children are as young on their report date as in the
+    factories (the workflow refuses a start whose child is 18 or older)."""
+    shift = (await server_today(client)).year - dt.datetime.now(dt.UTC).date().year
+    if shift <= 0:
+        return start
+    persons = tuple(person.model_copy(update={"date_of_birth": _years_later(
+        person.date_of_birth, shift)}) for person in start.persons)
+    return start.model_copy(update={"persons": persons})
+
+
+def _years_later(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
 async def start_case(client: Client, task_queue: str,
                      start: CaseStart | None = None) -> WorkflowHandle[Any, CaseStatus]:
-    start = start or f.case_start()
+    start = await plausible(client, start or f.case_start())
     return await client.start_workflow(CaseWorkflow.run, start, id=workflow_id(start.case_ref),
                                        task_queue=task_queue)
 

@@ -108,7 +108,8 @@ async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path:
     async with build_worker(client, task_queue, store):
         started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
         assert started.returncode == 0, started.stderr
-        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)
+        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8}-[0-9A-Z])$", started.stdout,
+                          re.MULTILINE)
         assert match, started.stdout
         ref = match.group(1)
         assert f"kb-case-{ref}" in started.stdout
@@ -208,7 +209,7 @@ async def test_cli_refuses_bad_input_in_one_line(dev_server: WorkflowEnvironment
                                              "investigation_decision", str(body)))
     assert "unknown case" in unknown_case
     assert "unknown case" in _one_line_error(await cli("status", "KB-2026-AAAA1111"))
-    assert "case_ref" in _one_line_error(await cli("status", "not-a-ref"))
+    assert "case ref: must look like" in _one_line_error(await cli("status", "not-a-ref"))
 
 
 async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
@@ -259,7 +260,8 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
     async with build_worker(client, task_queue, OutboxStore(settings.outbox_path, keys=keys)):
         started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
         assert started.returncode == 0, started.stderr
-        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)
+        match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8}-[0-9A-Z])$", started.stdout,
+                          re.MULTILINE)
         assert match, started.stdout
         ref = match.group(1)
         for index, item in enumerate(scenario.events[:3]):  # steps 2 and 3
@@ -300,9 +302,8 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
     unknown = _one_line_error(await cli("erase", "KB-2026-NOCASE01", "--requested-by",
                                         "RvdK-privacy-01", "--reason", "art-17-request"))
     assert "unknown case" in unknown
-    reused = _one_line_error(await cli("start", str(tmp_path / "case.json"),
-                                       "--case-ref", ref))
-    assert "erased case" in reused
+    reused = _one_line_error(await cli("start", str(tmp_path / "case.json")))
+    assert f"case {ref}: this idempotency_key started a case that was erased" in reused
 
 
 async def test_cli_outside_the_workers_data_dir_refuses(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ prints no personal value.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from activities.outbox_store import OutboxStore
+from activities.pseudonyms import Pseudonymiser
 from kbflow.disclosures import SUBJECT_ID, access_answer, lookup_person, subject_id_of
 from kbflow.items import Role
 from kbflow.packets import Packet, project_packet
@@ -196,3 +200,38 @@ def test_access_answer_is_pure() -> None:
     person = lookup_person(f.CHILD.name, f.CHILD.date_of_birth)
     assert (person.name, person.date_of_birth, person.role) == (
         f.CHILD.name, f.CHILD.date_of_birth, Role.CHILD)
+
+
+# ---- Unicode: a name typed in NFD or NFC (issue 6 finding 5) ------------------------------
+
+NFC_NAME = "Zo\u00eb \u00c7elik-Fictief"  # Zoë Çelik-Fictief, precomposed
+NFD_NAME = unicodedata.normalize("NFD", NFC_NAME)  # the same letters, as macOS types them
+
+
+@pytest.mark.parametrize(("logged", "asked"), [(NFD_NAME, NFC_NAME), (NFC_NAME, NFD_NAME)],
+                         ids=["logged-nfd-asked-nfc", "logged-nfc-asked-nfd"])
+def test_a_name_is_found_however_it_was_typed(data_dir: Path, logged: str, asked: str) -> None:
+    assert NFC_NAME != NFD_NAME
+    store = OutboxStore(data_dir / "outbox.sqlite3")
+    child = f.CHILD.model_copy(update={"name": logged})
+    record = CaseRecord.model_validate({**f.full_record().model_dump(),
+                                        "persons": (child, f.PARENT)})
+    assert store.deliver(project_packet(record, Step.ANNOUNCE_INVESTIGATION, Party.RVDK,
+                                        Party.IND, packet_id="p-u", created_at=T0))
+    answer = _json(*_person_args(asked, f.CHILD.date_of_birth))
+    assert [d["packet_id"] for d in answer["disclosures"]] == ["p-u"]
+    assert answer == _json(*_person_args(asked.upper(), f.CHILD.date_of_birth))
+
+
+def test_nfc_names_keep_their_pseudonym() -> None:
+    key = bytes(range(32))
+    pseudonymise = Pseudonymiser(key)
+    for name in ("Fenna Fictief", "  Zo\u00eb  \u00c7elik-Fictief ", "\u00c5sa \u00d8verzon",
+                 "Ay\u015fe Verzonnen"):
+        old_form = " ".join(name.casefold().split())  # what pseudonyms were computed on
+        message = f"{old_form}|{f.CHILD.date_of_birth.isoformat()}".encode()
+        old = "subj-" + hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+        assert subject_id_of(name, f.CHILD.date_of_birth, pseudonymise) == old
+    nfd = unicodedata.normalize("NFD", "Zo\u00eb \u00c7elik-Fictief")
+    assert subject_id_of(nfd, f.CHILD.date_of_birth, pseudonymise) == subject_id_of(
+        "Zo\u00eb \u00c7elik-Fictief", f.CHILD.date_of_birth, pseudonymise)

@@ -32,6 +32,7 @@ from kbflow.items import (
 from kbflow.settings import workflow_id
 from starter import inputs
 from tests import factories as f
+from tests.test_case_workflow import plausible
 from workflows.case_workflow import CaseWorkflow
 
 HEAVY = "\U0001d509"  # MATHEMATICAL FRAKTUR CAPITAL F: 4 bytes in UTF-8, NFC-stable
@@ -214,7 +215,7 @@ async def _send_raw(handle: WorkflowHandle[Any, Any], name: str,
 
 async def test_validator_refuses_oversized_bodies_from_clients_that_bypass_the_cli(
         client: Client, task_queue: str, worker: Worker) -> None:
-    start = f.case_start()
+    start = await plausible(client, f.case_start())
     handle = await client.start_workflow(CaseWorkflow.run, start, id=workflow_id(start.case_ref),
                                          task_queue=task_queue)
     name = "investigation_result"
@@ -238,7 +239,8 @@ async def test_validator_refuses_oversized_bodies_from_clients_that_bypass_the_c
 async def test_a_maximum_case_runs_with_room_to_spare(
         client: Client, task_queue: str, worker: Worker, store: OutboxStore) -> None:
     case_ref = f.new_case_ref()
-    start = CaseStart.model_validate({**largest_start(), "case_ref": case_ref})
+    start = await plausible(client, CaseStart.model_validate(
+        {**largest_start(), "case_ref": case_ref}))
     handle = await client.start_workflow(CaseWorkflow.run, start, id=workflow_id(case_ref),
                                          task_queue=task_queue)
     reported = (await handle.describe()).start_time.date()

@@ -25,7 +25,7 @@ from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.settings import workflow_id
 from tests import factories as f
-from tests.test_case_workflow import in_case_time
+from tests.test_case_workflow import in_case_time, plausible
 from workflows.case_workflow import CaseWorkflow
 
 
@@ -47,6 +47,7 @@ async def test_a_whole_case_logs_no_personal_data(
     configure_logging(json=True)  # as the worker does; in the test, so capfd sees stderr
     start = f.case_start(persons=(f.CHILD.model_copy(update={"v_number": f.V_NUMBERS[0]}),
                                   f.PARENT, f.SIBLING))
+    start = await plausible(client, start)
     handle = await client.start_workflow(CaseWorkflow.run, start,
                                          id=workflow_id(start.case_ref), task_queue=task_queue)
     events = [f.announce(), f.residence_ind(v_numbers=((0, f.V_NUMBERS[0]),

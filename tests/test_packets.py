@@ -294,9 +294,9 @@ ERROR_CASES: list[tuple[str, type[BaseModel], dict, str]] = [
      {"sender": "IND", "idempotency_key": "ind-res-000001", "known_to_sender": True,
       "v_number": [{"person": 0, "v_number": BAD_V_NUMBER}]}, BAD_V_NUMBER),
     ("case-start", CaseStart,
-     {"case_ref": "KB-2026-FICTIEF01", "persons": [_person()], "reporter": "VT",
+     {"case_ref": "KB-2026-Fictief01", "persons": [_person()], "reporter": "VT",
       "relaas": f.RELAAS.model_dump(), "weighing": f.weighing(Party.VT).model_dump()},
-     "FICTIEF01"),
+     "Fictief01"),  # no capitals: not a case ref
 ]
 
 

@@ -61,6 +61,9 @@ RETENTION_PATCH = "retention-then-erasure"
 #: whose history predates it counted from when kbflow heard of the ruling.
 RULING_DATE_PATCH = "ots-from-ruling-date"
 _RULINGS = (Event.COURT_RULING, Event.EXTENSION_RULING)
+#: workflow.patched id of the plausibility check of a case start (no date of birth after
+#: the report, every child under 18 on it). Runs started before it were not checked.
+PLAUSIBLE_START_PATCH = "plausible-start"
 
 
 @workflow.defn
@@ -79,12 +82,19 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
-        """Deliver the report (step 1), wait on events and timers until the case closes,
-        keep it for the retention period, then erase it.
+        """Check the start is plausible, deliver the report (step 1), wait on events and
+        timers until the case closes, keep it for the retention period, then erase it.
 
         Returns:
             The final ``CaseStatus`` (no personal data; readable after erasure).
         """
+        if workflow.patched(PLAUSIBLE_START_PATCH):
+            # The CLI checks this before it starts a case; a client that bypasses it gets a
+            # failed run with the reason, before anything is disclosed.
+            problem = start.implausibility(workflow.now().date())
+            if problem:
+                raise ApplicationError(f"case start refused: {problem}",
+                                       type="ImplausibleStart", non_retryable=True)
         packets, self._pending = self._pending, []
         await self._deliver(packets)
         while self._state.phase is not Phase.CLOSED and self._erasure_request is None:
