@@ -152,10 +152,11 @@ def assert_no_workflow_task_failed(failures: list[str], where: str) -> None:
                           + "\n".join(failures))
 
 
-#: One ``HistoryCheck`` per ``WorkflowEnvironment`` in use (by ``id``), and the ids of the
-#: environments ``time_skipping_server`` has shut down (checked before their shutdown).
+#: One ``HistoryCheck`` per ``WorkflowEnvironment`` in use (by ``id``; the entry holds the
+#: environment, so its id is not reused meanwhile), and the environments
+#: ``time_skipping_server`` has shut down (checked just before; held, for the same reason).
 _CHECKS: dict[int, tuple[WorkflowEnvironment, HistoryCheck]] = {}
-_SHUT_DOWN: set[int] = set()
+_SHUT_DOWN: dict[int, WorkflowEnvironment] = {}
 
 
 def history_check(environment: WorkflowEnvironment) -> HistoryCheck:
@@ -185,7 +186,7 @@ async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironm
         assert_no_workflow_task_failed(await history_check(environment).new_failures(),
                                        "a time-skipping server before its shutdown")
     finally:
-        _SHUT_DOWN.add(id(environment))
+        _SHUT_DOWN[id(environment)] = environment
         _CHECKS.pop(id(environment), None)
         await environment.shutdown()
 
@@ -289,20 +290,26 @@ def _spawned_dev_servers_checked(monkeypatch: pytest.MonkeyPatch,
 
 
 def _check_spawned(server: SpawnedDevServer) -> list[str]:
-    """Check a spawned dev server from a thread with its own event loop: ``stop`` is
-    synchronous and may be called from a running loop."""
     config = server.config
+    return check_server_at(f"{config.host}:{config.port}", ("default", config.namespace))
+
+
+def check_server_at(address: str, namespaces: tuple[str, ...]) -> list[str]:
+    """The workflow task failures of every run in ``namespaces`` on the server at
+    ``address``, from a thread with its own event loop and client: ``SpawnedDevServer.stop``
+    is synchronous and may be called from a running loop. A server that cannot be checked
+    is reported as a failure too: the check must not pass silently."""
 
     async def check() -> list[str]:
         found: list[str] = []
-        for namespace in dict.fromkeys(("default", config.namespace)):
-            client = await Client.connect(f"{config.host}:{config.port}", namespace=namespace)
+        for namespace in dict.fromkeys(namespaces):
+            client = await Client.connect(address, namespace=namespace)
             found += await HistoryCheck(client).new_failures()
         return found
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         try:
             return pool.submit(asyncio.run, check()).result(timeout=60)
-        except Exception as error:  # the check must not pass silently
-            return [f"could not check the dev server at {config.host}:{config.port}: "
+        except Exception as error:
+            return [f"could not check the Temporal server at {address}: "
                     f"{type(error).__name__}: {error}"]

@@ -27,6 +27,7 @@ from tests.conftest import (
     FAULT_INJECTION_MARKER,
     HistoryCheck,
     assert_no_workflow_task_failed,
+    check_server_at,
     history_check,
     workflow_task_failures,
 )
@@ -72,7 +73,10 @@ async def _until_task_failed(handle: WorkflowHandle[FailsItsTask, None]) -> None
     raise AssertionError(f"{handle.id}: no workflow task failed")
 
 
-async def _fail_one(client: Client, check: HistoryCheck) -> None:
+async def _fail_one(client: Client, check: HistoryCheck) -> str:
+    """Run a workflow that fails its task (and one that succeeds) on a task queue of their
+    own; check what ``check`` and ``workflow_task_failures`` say. Returns the failing
+    workflow's id."""
     task_queue = f"kbflow-fault-{uuid.uuid4()}"
     workflow_id = f"fault-injection-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[FailsItsTask, Succeeds],
@@ -98,24 +102,29 @@ async def _fail_one(client: Client, check: HistoryCheck) -> None:
     again = await check.new_failures()
     assert again and all(workflow_id in line for line in again), again
     assert (await check.new_failures()) == []
+    return workflow_id
 
 
 @pytest.mark.workflow_task_failures
 async def test_the_check_names_a_failed_workflow_task_on_the_time_skipping_server(
     env: WorkflowEnvironment,
 ) -> None:
-    check = HistoryCheck(env.client)
-    await _fail_one(env.client, check)
-    # The automatic check skips this test (marker); the session's check takes the runs
-    # checked here as seen, so that no later test reports this deliberate failure.
-    history_check(env).checked |= check.checked
+    # The session's own check: it then holds the failed run as checked, so that no later
+    # test reports this deliberate failure (the automatic check skips this test: marker).
+    await _fail_one(env.client, history_check(env))
 
 
 @pytest.mark.workflow_task_failures
 async def test_the_check_names_a_failed_workflow_task_on_the_dev_server(
     dev_server: WorkflowEnvironment,
 ) -> None:
-    await _fail_one(dev_server.client, history_check(dev_server))
+    workflow_id = await _fail_one(dev_server.client, history_check(dev_server))
+    # As a spawned dev server is checked before it stops: a client of its own, in a thread.
+    address = dev_server.client.service_client.config.target_host
+    found = check_server_at(address, ("default", dev_server.client.namespace))
+    assert any(workflow_id in line and MESSAGE in line for line in found), found
+    assert check_server_at("127.0.0.1:1", ("default",))[0].startswith(
+        "could not check the Temporal server at 127.0.0.1:1")
 
 
 def test_the_marker_is_registered(pytestconfig: pytest.Config) -> None:
