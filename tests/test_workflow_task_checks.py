@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from encryption.keys import KeyStore
 from kbflow.settings import installed_binary
 from tests.conftest import (
     FAULT_INJECTION_MARKER,
@@ -29,6 +30,7 @@ from tests.conftest import (
     assert_no_workflow_task_failed,
     check_server_at,
     history_check,
+    time_skipping_server,
     workflow_task_failures,
 )
 
@@ -107,11 +109,12 @@ async def _fail_one(client: Client, check: HistoryCheck) -> str:
 
 @pytest.mark.workflow_task_failures
 async def test_the_check_names_a_failed_workflow_task_on_the_time_skipping_server(
-    env: WorkflowEnvironment,
+    keys: KeyStore,
 ) -> None:
-    # The session's own check: it then holds the failed run as checked, so that no later
-    # test reports this deliberate failure (the automatic check skips this test: marker).
-    await _fail_one(env.client, history_check(env))
+    # A time-skipping server of its own: after a workflow task failed on it, the test
+    # server can stop skipping time for later workflows, so the session's is left alone.
+    async with time_skipping_server(keys) as own:
+        await _fail_one(own.client, history_check(own))
 
 
 @pytest.mark.workflow_task_failures
