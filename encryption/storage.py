@@ -15,6 +15,7 @@ maps storage faults once (``starter.cli``).
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,19 @@ class StorageError(Exception):
     def of(cls, error: sqlite3.Error | OSError, path: Path, *, writing: bool) -> StorageError:
         """The storage error for ``error`` on ``path``."""
         verb = "write" if writing else "read"
-        return cls(f"cannot {verb} {path}: {reason(error)}")
+        said = reason(error)
+        if writing and said == "input/output error" and _disk_full(path):
+            said = "disk full"  # SQLite says I/O error when a write into a full disk fails
+        return cls(f"cannot {verb} {path}: {said}")
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has no block left (False if unknown)."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def reason(error: sqlite3.Error | OSError) -> str:
