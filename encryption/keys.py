@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -178,6 +179,21 @@ class KeyStore:
         with connect(self.path, read_only=self.read_only) as db:
             yield db
 
+    def _select(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+        """One row of a read. A store opened for writing that cannot open its file for
+        writing (a data dir gone read-only) still reads it: a worker keeps decoding and
+        answering queries while only its deliveries fail and are retried."""
+        try:
+            with self._connect() as db:
+                row: tuple[Any, ...] | None = db.execute(sql, params).fetchone()
+                return row
+        except StorageError:
+            if self.read_only:
+                raise
+        with connect(self.path, read_only=True) as db:
+            row = db.execute(sql, params).fetchone()
+            return row
+
     def _wrap(self, key_id: str, key: bytes) -> tuple[str, bytes]:
         master_id = self.master_keys.current
         nonce = secrets.token_bytes(12)
@@ -220,20 +236,19 @@ class KeyStore:
             key = self._cached(key_id)
             if key is not None:
                 return key_id, key
-        with self._connect() as db:
-            row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
-                             "WHERE scope = ?", (scope,)).fetchone()
-            if row is None and self.read_only:
-                raise KeyUnavailable(f"scope {scope}: no data key yet, and this key store "
-                                     "is read-only")
-            if row is None:
+        select = "SELECT key_id, master_key_id, wrapped FROM data_keys WHERE scope = ?"
+        row = self._select(select, (scope,))
+        if row is None and self.read_only:
+            raise KeyUnavailable(f"scope {scope}: no data key yet, and this key store "
+                                 "is read-only")
+        if row is None:
+            with self._connect() as db:
                 key_id, key = f"dk-{secrets.token_hex(12)}", AESGCM.generate_key(256)
                 master_id, wrapped = self._wrap(key_id, key)
                 db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?, NULL)",
                            (key_id, scope, master_id, wrapped,
                             dt.datetime.now(dt.UTC).isoformat()))
-                row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
-                                 "WHERE scope = ?", (scope,)).fetchone()
+                row = db.execute(select, (scope,)).fetchone()
         key_id, master_id, wrapped = row
         if wrapped is None:
             raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
@@ -250,9 +265,8 @@ class KeyStore:
         cached = self._cached(key_id)
         if cached is not None:
             return cached
-        with self._connect() as db:
-            row = db.execute("SELECT scope, master_key_id, wrapped FROM data_keys "
-                             "WHERE key_id = ?", (key_id,)).fetchone()
+        row = self._select("SELECT scope, master_key_id, wrapped FROM data_keys "
+                           "WHERE key_id = ?", (key_id,))
         if row is None:
             raise KeyUnavailable(f"data key {key_id}: unknown")
         scope, master_id, wrapped = row
@@ -264,15 +278,11 @@ class KeyStore:
 
     def has_key(self, scope: str) -> bool:
         """Whether ``scope`` ever had a data key (live or destroyed)."""
-        with self._connect() as db:
-            row = db.execute("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)).fetchone()
-        return row is not None
+        return self._select("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)) is not None
 
     def is_destroyed(self, scope: str) -> bool:
         """Whether ``scope``'s data key was destroyed."""
-        with self._connect() as db:
-            row = db.execute("SELECT wrapped FROM data_keys WHERE scope = ?",
-                             (scope,)).fetchone()
+        row = self._select("SELECT wrapped FROM data_keys WHERE scope = ?", (scope,))
         return row is not None and row[0] is None
 
     def destroy(self, scope: str) -> bool:

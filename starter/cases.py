@@ -173,7 +173,7 @@ async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent
     handle = client.get_workflow_handle(workflow_id(case_ref))
     try:
         return await _staged_update(
-            client, case_ref, timeout,
+            client, case_ref, timeout, "event",
             lambda: handle.start_update(name, body, id=update_id(name, body),
                                         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                                         result_type=EventOutcome))
@@ -217,12 +217,12 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
     if description.status is not WorkflowExecutionStatus.RUNNING:
         return None
     return await _staged_update(
-        client, case_ref, timeout,
+        client, case_ref, timeout, "erasure",
         lambda: handle.start_update(CaseWorkflow.erase, request,
                                     wait_for_stage=WorkflowUpdateStage.ACCEPTED))
 
 
-async def _staged_update(client: Client, case_ref: str, timeout: timedelta,
+async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what: str,
                          start: Callable[[], Awaitable[WorkflowUpdateHandle[_R]]]) -> _R:
     """Start an update, wait until it is ACCEPTED, then until it COMPLETED, both within
     ``timeout``; tell the stages apart when the deadline passes."""
@@ -244,10 +244,12 @@ async def _staged_update(client: Client, case_ref: str, timeout: timedelta,
         # deadline is a timeout; a cancellation from outside stays one.
         if task is not None and task.cancelling():
             raise asyncio.CancelledError from None
-        raise await _pending(client, case_ref, timeout, accepted=accepted) from None
+        raise await _pending(client, case_ref, timeout, what,
+                                 accepted=accepted) from None
     except RPCError as error:
         if error.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise await _pending(client, case_ref, timeout, accepted=accepted) from None
+            raise await _pending(client, case_ref, timeout, what,
+                                 accepted=accepted) from None
         raise await _case_error(client, case_ref, error) from None
 
 
@@ -305,10 +307,8 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
         return CaseView(case_ref, status, None, erasure, erased=True)
     try:
         timeline = await case_timeline(client, case_ref, timeout)
-    except CaseError:
-        if status.closed_at is None and description.status is WorkflowExecutionStatus.RUNNING:
-            raise
-        timeline = None  # a closed case's status comes from its result, no worker needed
+    except CaseError:  # the status is known; the timeline needs a worker that can answer
+        timeline = None
     return CaseView(case_ref, status, timeline, erasure, erased=False)
 
 
@@ -394,27 +394,31 @@ async def _case_error(client: Client, case_ref: str, error: RPCError,
     return CaseError(f"case {case_ref}: Temporal error {error.status.name}: {error.message}")
 
 
-async def _pending(client: Client, case_ref: str, timeout: timedelta, *,
+async def _pending(client: Client, case_ref: str, timeout: timedelta, what: str, *,
                    accepted: bool) -> EventPendingError:
     """Why an update was not done within ``timeout``: accepted but its deliveries are
     retried, or not accepted (no worker polls the case's task queue, or none answered)."""
     waited = f"{timeout.total_seconds():.0f} s"
+    hint = RESEND_HINT if what == "event" else "run the same command again to learn the outcome"
     if accepted:
+        work = "deliveries" if what == "event" else "erasure activity"
         return EventPendingError(
-            f"case {case_ref}: pending: the case accepted the event, but its deliveries "
-            f"were not done within {waited} (the worker is retrying them, e.g. after a "
-            f"storage fault; see its log); {RESEND_HINT}", accepted=True)
+            f"case {case_ref}: pending: the case accepted the {what}, but its {work} "
+            f"did not finish within {waited} (the worker is retrying, e.g. after a "
+            f"storage fault; see its log); {hint}", accepted=True)
     queue, pollers = await _pollers(client, case_ref)
     if pollers == 0:
         cause = (f"no worker polls task queue {queue}; start `kbflow worker` (with "
                  "KBFLOW_TASK_QUEUE set alike)")
     elif pollers is None:
-        cause = "no worker took the event up; is `kbflow worker` running on this task queue"
+        cause = (f"no worker took the {what} up; is `kbflow worker` running on this task "
+                 "queue")
     else:
-        cause = (f"{pollers} worker(s) poll task queue {queue} but none took the event up "
-                 "(busy, or failing on this case; see the worker's log)")
-    return EventPendingError(f"case {case_ref}: pending: not applied within {waited}: "
-                             f"{cause}; {RESEND_HINT}", accepted=False)
+        cause = (f"{pollers} worker(s) polled task queue {queue} within "
+                 f"{POLLER_SEEN_WITHIN.total_seconds():.0f} s but none took the {what} up "
+                 "(stopped, busy, or failing on this case; see the worker's log)")
+    return EventPendingError(f"case {case_ref}: pending: the {what} is not applied within "
+                             f"{waited}: {cause}; {hint}", accepted=False)
 
 
 async def _pollers(client: Client, case_ref: str) -> tuple[str, int | None]:

@@ -477,3 +477,14 @@ async def test_a_read_only_event_command_needs_the_cases_key_here(
     name, path = case.files[0]
     line = _one_line_error(await elsewhere("event", case.ref, name, str(path)))
     assert "no data key for it" in line and "KBFLOW_DATA_DIR" in line
+
+
+async def test_an_erasure_no_worker_takes_is_pending(dev_server: WorkflowEnvironment,
+                                                     tmp_path: Path) -> None:
+    case = await _started(dev_server, tmp_path)
+    done = await case.cli("erase", case.ref, "--requested-by", "RvdK-privacy-01",
+                          "--reason", "art-17-request", "--wait", "2")
+    assert done.returncode == EXIT_PENDING, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "the erasure is not applied" in done.stderr and "no worker polls" in done.stderr
+    assert done.stderr.strip().endswith("run the same command again to learn the outcome")

@@ -80,6 +80,9 @@ async def test_a_read_only_data_dir_serves_reads_and_refuses_writes_in_one_line(
         with pytest.raises(OSError) as refused:  # the file system refuses, even root
             (data_mount / "probe").write_text("x")
         assert refused.value.errno == errno.EROFS
+        # The worker's key store (opened for writing) still reads keys: no cache helps it.
+        keys.cache_seconds = 0.0
+        assert keys.key_for_scope(f"kb-case-{case.ref}")[0].startswith("dk-")
 
         status = await case.cli("status", case.ref)
         assert status.returncode == 0, status.stderr
@@ -132,6 +135,21 @@ async def test_a_full_disk_is_one_line_and_reading_still_works(
         subject = "subj-" + "0" * 32
         answer = await cli.json("disclosures", "--subject", subject)
         assert answer["disclosures"] == []
+
+
+def test_a_key_store_opened_for_writing_still_reads_a_read_only_data_dir(
+        tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "data", "4m") as data_dir:
+        keys = KeyStore.open(data_dir, cache_seconds=0.0)  # as a worker's, no cache
+        key_id, key = keys.key_for_scope("kb-case-KB-2026-AAAA1111")
+        assert not (data_dir / "keys.sqlite3-shm").exists()  # all connections closed
+        _remount(data_dir, "ro")
+        with pytest.raises(sqlite3.OperationalError):  # SQLite cannot make its -shm file
+            sqlite3.connect(data_dir / "keys.sqlite3").execute("SELECT 1 FROM data_keys")
+        assert keys.key_for_scope("kb-case-KB-2026-AAAA1111") == (key_id, key)
+        assert keys.key(key_id) == key and not keys.is_destroyed("kb-case-KB-2026-AAAA1111")
+        with pytest.raises(StorageError, match="read-only"):
+            keys.key_for_scope("kb-case-KB-2026-BBBB2222")  # a new key must be written
 
 
 # ---- injected faults (run everywhere) -----------------------------------------------------
