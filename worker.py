@@ -4,6 +4,11 @@ Reads ``kbflow.settings.Settings`` from the environment (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, KBFLOW_TASK_QUEUE, KBFLOW_DATA_DIR); logs JSON lines to stderr that
 carry case refs, steps and workflow ids, never personal data. SIGTERM or SIGINT stops it
 gracefully: running activities finish, then it exits.
+
+An erased case's decoded state is never served from the worker's cache: once its data key
+is destroyed, every query but ``status`` (no personal data) is refused
+(``ErasedCaseQueries``). A worker that no longer holds the run cannot decode its history
+at all; ``kbflow status`` does not ask a worker about an erased case.
 """
 
 from __future__ import annotations
@@ -11,16 +16,26 @@ from __future__ import annotations
 import asyncio
 import signal
 from datetime import timedelta
+from typing import Any
 
 import structlog
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
-from temporalio.worker import Worker
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    HandleQueryInput,
+    Interceptor,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 from activities.delivery import DeliveryActivities
 from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
+from encryption.storage import StorageError
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
@@ -45,12 +60,51 @@ async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
     )
 
 
+#: Queries an erased case still answers: its status holds no personal data.
+ANSWERED_AFTER_ERASURE = frozenset({"status", "__temporal_workflow_metadata"})
+_IS_ERASED = "kbflow_case_erased"
+
+
+class ErasedCaseQueries(Interceptor):
+    """Refuses every query but ``status`` on a case whose data key is destroyed, so that
+    a worker still holding the run in its cache (a case terminated, then erased by
+    ``kbflow erase``) does not serve its decoded timeline. The key store is asked outside
+    the workflow sandbox (an extern function); a query changes no history."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    def workflow_interceptor_class(
+            self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        input.unsafe_extern_functions[_IS_ERASED] = self._is_erased
+        return _ErasedCaseInbound
+
+    def _is_erased(self, workflow_id: str) -> bool:
+        try:
+            return self._keys.is_destroyed(workflow_id)
+        except StorageError:  # cannot tell: refuse rather than serve an erased case
+            return True
+
+
+class _ErasedCaseInbound(WorkflowInboundInterceptor):
+    async def handle_query(self, input: HandleQueryInput) -> Any:
+        if input.query not in ANSWERED_AFTER_ERASURE:
+            is_erased = workflow.extern_functions()[_IS_ERASED]
+            if is_erased(workflow.info().workflow_id):
+                raise ApplicationError(
+                    f"query {input.query}: the case is erased; only its status is answered",
+                    type="CaseErased", non_retryable=True)
+        return await super().handle_query(input)
+
+
 def build_worker(
     client: Client, task_queue: str, store: OutboxStore, identity: str | None = None
 ) -> Worker:
     """A worker for ``CaseWorkflow`` and the delivery activities on ``task_queue``.
 
-    ``identity`` names the worker in Temporal (default: the SDK's pid@host).
+    ``identity`` names the worker in Temporal (default: the SDK's pid@host). Queries
+    on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
+    key store).
     """
     activities = DeliveryActivities(store)
     return Worker(
@@ -60,6 +114,7 @@ def build_worker(
         activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
+        interceptors=[ErasedCaseQueries(store.keys)],
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.sealed import PartyKeyMissing, PartyKeys
+from encryption.storage import StorageError, connect, create_schema
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
@@ -86,6 +87,11 @@ class Erasure(BaseModel):
     key_destroyed: bool
 
 
+def _no_pseudonyms(_: object) -> str:
+    """A read-only store logs nothing: it needs no pseudonym key."""
+    raise StorageError("cannot write the processing log: the outbox store is read-only")
+
+
 class OutboxStore:
     """Outboxes, reminders, erasures and the processing log in one SQLite file.
 
@@ -95,30 +101,38 @@ class OutboxStore:
         pseudonymise: data-subject ids for the processing log.
         keys: the case data keys (shared with the payload codec).
         party_keys: the parties' key pairs (public keys suffice to deliver).
+        read_only: only read (``packets``, ``inbox``, ``disclosures``, ``status``): no
+            file, table or key is created, so a read-only data dir serves them; writing
+            raises ``StorageError``.
 
     Safe to share between threads: every call opens its own connection.
+
+    Raises:
+        StorageError: the file cannot be created, opened, read or written (here and in
+            every method; e.g. a read-only data dir or a full disk). Deliveries then fail
+            and Temporal retries them.
     """
 
     def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None, *,
-                 keys: KeyStore | None = None, party_keys: PartyKeys | None = None) -> None:
+                 keys: KeyStore | None = None, party_keys: PartyKeys | None = None,
+                 read_only: bool = False) -> None:
         self.path = path
-        self.pseudonymise = pseudonymise or Pseudonymiser.from_env_or_file(path.parent)
-        self.keys = keys or KeyStore.open(path.parent)
-        self.party_keys = party_keys or PartyKeys.open(path.parent)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self.read_only = read_only
+        try:
+            self.pseudonymise = pseudonymise or (
+                _no_pseudonyms if read_only else Pseudonymiser.from_env_or_file(path.parent))
+            self.party_keys = party_keys or PartyKeys.open(path.parent)
+        except OSError as error:  # the pseudonym key or the party keys' folder
+            raise StorageError.of(error, Path(error.filename or path.parent),
+                                  writing=not read_only) from None
+        self.keys = keys or KeyStore.open(path.parent, read_only=read_only)
+        if not read_only:
+            create_schema(path, _SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not freed
-            with db:  # one transaction: commit on success, roll back on error
-                yield db
-        finally:
-            db.close()
+        with connect(self.path, read_only=self.read_only) as db:
+            yield db
 
     def deliver(self, packet: Packet) -> bool:
         """Put ``packet`` in its recipient's outbox and log it, once.

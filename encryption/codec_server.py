@@ -92,7 +92,8 @@ def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:
     """The codec server app.
 
     Args:
-        keys: the key store shared with the worker.
+        keys: the key store shared with the worker (read on every decode, never from a
+            cache).
         token: the secret every request must present.
         ui_origins: browser origins allowed to call (the Temporal UI's), e.g.
             ``["http://localhost:8233"]``.
@@ -106,7 +107,9 @@ def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:
         allow_headers=["X-Namespace", "Authorization", "Content-Type"],
         allow_credentials=True,
     )
-    codec = CaseCodec(keys)
+    # No cached data key: an erased case's payloads are refused the moment its key is
+    # destroyed (by the worker or `kbflow erase`, other processes), not a cache later.
+    codec = CaseCodec(keys.without_cache())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -23,16 +23,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encryption.secret_files import append_secret_line, read_or_create_secret
+from encryption.storage import StorageError, connect, create_schema
 
 MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 #: Scope of payloads that belong to no case (no workflow id in the serialization context).
 SYSTEM_SCOPE = "kbflow-system"
 #: How long a process trusts a cached data key before asking the store again (seconds):
-#: bounds how long another process may still decrypt a case after it was erased.
+#: bounds how long another process may still decrypt a case after it was erased. The
+#: codec server trusts no cache (``cache_seconds=0``): it refuses an erased case's
+#: payloads the moment the erasure is written.
 CACHE_SECONDS = 5.0
 
 
@@ -72,11 +76,19 @@ class MasterKeys:
         return cls(keys=keys, current=order[0] if current_first else order[-1])
 
     @classmethod
-    def load(cls, data_dir: Path) -> MasterKeys:
-        """From ``KBFLOW_MASTER_KEYS``, else from (or new in) ``<data_dir>/master.keys``."""
+    def load(cls, data_dir: Path, *, create: bool = True) -> MasterKeys:
+        """From ``KBFLOW_MASTER_KEYS``, else from (or, with ``create``, new in)
+        ``<data_dir>/master.keys``.
+
+        Raises:
+            ValueError: malformed master keys.
+            FileNotFoundError: no master-key file and not ``create``.
+        """
         configured = os.environ.get(MASTER_KEYS_ENV)
         if configured:
             return cls.parse(configured, current_first=True)
+        if not create:
+            return cls.parse((data_dir / "master.keys").read_text(), current_first=False)
         text = read_or_create_secret(
             data_dir / "master.keys",
             lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
@@ -104,11 +116,28 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 class KeyStore:
     """Data keys in a SQLite file, wrapped by master keys. Thread-safe; several processes
-    (worker, CLI, codec server) may share the file."""
+    (worker, CLI, codec server) may share the file.
+
+    Args:
+        path: the SQLite file.
+        master_keys: the master keys that wrap the data keys.
+        reload_master_keys: how to reload them after another process rotated them.
+        read_only: only read: create no file, table or key (commands that only read, on
+            a read-only data dir); a scope without a key raises ``KeyUnavailable``.
+        cache_seconds: how long a data key read from the file is trusted before the file
+            is asked again (0: ask every time, so a destroyed key is seen at once).
+
+    Raises:
+        StorageError: the file cannot be created, opened, read or written (here and in
+            every method).
+    """
 
     def __init__(self, path: Path, master_keys: MasterKeys,
-                 reload_master_keys: Callable[[], MasterKeys] | None = None) -> None:
+                 reload_master_keys: Callable[[], MasterKeys] | None = None, *,
+                 read_only: bool = False, cache_seconds: float = CACHE_SECONDS) -> None:
         self.path = path
+        self.read_only = read_only
+        self.cache_seconds = cache_seconds
         self.master_keys = master_keys
         # A running process meets a master key id it does not know after a rotation by
         # another process: it reloads the master keys once instead of failing.
@@ -116,26 +145,54 @@ class KeyStore:
         self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
         self._by_scope: dict[str, str] = {}
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        if not read_only:
+            create_schema(path, _SCHEMA)
 
     @classmethod
-    def open(cls, data_dir: Path) -> KeyStore:
-        """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys."""
-        return cls(data_dir / "keys.sqlite3", MasterKeys.load(data_dir),
-                   reload_master_keys=lambda: MasterKeys.load(data_dir))
+    def open(cls, data_dir: Path, *, read_only: bool = False,
+             cache_seconds: float = CACHE_SECONDS) -> KeyStore:
+        """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys.
+
+        Raises:
+            StorageError: the store or the master-key file cannot be read (read-only:
+                is missing) or, not read-only, created.
+            ValueError: malformed master keys.
+        """
+        try:
+            master_keys = MasterKeys.load(data_dir, create=not read_only)
+        except OSError as error:
+            raise StorageError.of(error, data_dir / "master.keys",
+                                  writing=not read_only) from None
+        return cls(data_dir / "keys.sqlite3", master_keys,
+                   reload_master_keys=lambda: MasterKeys.load(data_dir, create=not read_only),
+                   read_only=read_only, cache_seconds=cache_seconds)
+
+    def without_cache(self) -> KeyStore:
+        """A store on the same file and master keys that asks the file on every lookup,
+        so it sees a destroyed key the moment another process destroyed it (the codec
+        server)."""
+        return KeyStore(self.path, self.master_keys, self._reload_master_keys,
+                        read_only=self.read_only, cache_seconds=0.0)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+        with connect(self.path, read_only=self.read_only) as db:
+            yield db
+
+    def _select(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+        """One row of a read. A store opened for writing that cannot open its file for
+        writing (a data dir gone read-only) still reads it: a worker keeps decoding and
+        answering queries while only its deliveries fail and are retried."""
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA secure_delete=ON")  # a destroyed key's bytes are overwritten
-            with db:
-                yield db
-        finally:
-            db.close()
+            with self._connect() as db:
+                row: tuple[Any, ...] | None = db.execute(sql, params).fetchone()
+                return row
+        except StorageError:
+            if self.read_only:
+                raise
+        with connect(self.path, read_only=True) as db:
+            row = db.execute(sql, params).fetchone()
+            return row
 
     def _wrap(self, key_id: str, key: bytes) -> tuple[str, bytes]:
         master_id = self.master_keys.current
@@ -160,7 +217,7 @@ class KeyStore:
     def _cached(self, key_id: str) -> bytes | None:
         with self._lock:
             hit = self._cache.get(key_id)
-            if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
+            if hit and time.monotonic() - hit[0] < self.cache_seconds:
                 return hit[2]
         return None
 
@@ -179,17 +236,19 @@ class KeyStore:
             key = self._cached(key_id)
             if key is not None:
                 return key_id, key
-        with self._connect() as db:
-            row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
-                             "WHERE scope = ?", (scope,)).fetchone()
-            if row is None:
+        select = "SELECT key_id, master_key_id, wrapped FROM data_keys WHERE scope = ?"
+        row = self._select(select, (scope,))
+        if row is None and self.read_only:
+            raise KeyUnavailable(f"scope {scope}: no data key yet, and this key store "
+                                 "is read-only")
+        if row is None:
+            with self._connect() as db:
                 key_id, key = f"dk-{secrets.token_hex(12)}", AESGCM.generate_key(256)
                 master_id, wrapped = self._wrap(key_id, key)
                 db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?, NULL)",
                            (key_id, scope, master_id, wrapped,
                             dt.datetime.now(dt.UTC).isoformat()))
-                row = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
-                                 "WHERE scope = ?", (scope,)).fetchone()
+                row = db.execute(select, (scope,)).fetchone()
         key_id, master_id, wrapped = row
         if wrapped is None:
             raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
@@ -206,9 +265,8 @@ class KeyStore:
         cached = self._cached(key_id)
         if cached is not None:
             return cached
-        with self._connect() as db:
-            row = db.execute("SELECT scope, master_key_id, wrapped FROM data_keys "
-                             "WHERE key_id = ?", (key_id,)).fetchone()
+        row = self._select("SELECT scope, master_key_id, wrapped FROM data_keys "
+                           "WHERE key_id = ?", (key_id,))
         if row is None:
             raise KeyUnavailable(f"data key {key_id}: unknown")
         scope, master_id, wrapped = row
@@ -220,15 +278,11 @@ class KeyStore:
 
     def has_key(self, scope: str) -> bool:
         """Whether ``scope`` ever had a data key (live or destroyed)."""
-        with self._connect() as db:
-            row = db.execute("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)).fetchone()
-        return row is not None
+        return self._select("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)) is not None
 
     def is_destroyed(self, scope: str) -> bool:
         """Whether ``scope``'s data key was destroyed."""
-        with self._connect() as db:
-            row = db.execute("SELECT wrapped FROM data_keys WHERE scope = ?",
-                             (scope,)).fetchone()
+        row = self._select("SELECT wrapped FROM data_keys WHERE scope = ?", (scope,))
         return row is not None and row[0] is None
 
     def destroy(self, scope: str) -> bool:
@@ -243,11 +297,14 @@ class KeyStore:
                 "WHERE scope = ? AND wrapped IS NOT NULL",
                 (dt.datetime.now(dt.UTC).isoformat(), scope),
             )
-        checkpoint = sqlite3.connect(self.path, timeout=30)
         try:  # move the overwrite from the WAL into the file, and empty the WAL
-            checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            checkpoint.close()
+            checkpoint = sqlite3.connect(self.path, timeout=30)
+            try:
+                checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                checkpoint.close()
+        except sqlite3.Error as error:
+            raise StorageError.of(error, self.path, writing=True) from None
         with self._lock:
             key_id = self._by_scope.pop(scope, None)
             if key_id is not None:

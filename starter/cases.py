@@ -2,7 +2,9 @@
 
 Thin wrappers around the Temporal client that turn its errors into ``CaseError`` with a
 one-line reason: Temporal unreachable, unknown or closed case, refused event (the
-workflow's reason, which names the rule and never a personal value), no worker answering.
+workflow's reason, which names the rule and never a personal value). An event that
+Temporal holds but that is not applied yet is ``EventPendingError``: no worker polls the
+task queue, or the case accepted the event and its deliveries are still being retried.
 """
 
 from __future__ import annotations
@@ -10,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
     WorkflowExecutionStatus,
+    WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import WorkflowSerializationContext
@@ -42,6 +52,12 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 EVENT_TIMEOUT = timedelta(seconds=60)
 #: What the subkey of the pseudonym key that derives case refs is for.
 CASE_REF_PURPOSE = b"case refs from idempotency keys"
+#: A worker polled the task queue within this time: it is taken to be running.
+POLLER_SEEN_WITHIN = timedelta(seconds=90)
+#: The end of every "pending" message.
+RESEND_HINT = "re-send the same file to learn the outcome"
+
+_R = TypeVar("_R")
 
 
 class CaseError(Exception):
@@ -52,22 +68,63 @@ class EventRefusedError(CaseError):
     """The case refused an event; the message is the workflow's reason."""
 
 
-async def open_client(settings: Settings, *, create_keys: bool = False) -> Client:
-    """kbflow's Temporal client for ``settings``, encrypting with the data dir's keys.
+class EventPendingError(CaseError):
+    """Temporal holds the event but it is not applied yet. The message names the likely
+    cause (no worker polls the task queue, or the case accepted the event and its
+    deliveries are still being retried) and ends with "re-send the same file to learn
+    the outcome": the update id is derived from the body (``update_id``), so a re-send
+    returns the outcome instead of applying the event twice.
+
+    Attributes:
+        accepted: the case accepted the event (its deliveries are pending); False: no
+            worker took it up.
+    """
+
+    def __init__(self, message: str, *, accepted: bool) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+
+def data_dir_keys(settings: Settings, *, read_only: bool = False) -> KeyStore:
+    """The data dir's key store (``read_only`` for commands that only read keys).
+
+    Raises:
+        CaseError: no master keys in the data dir (nor ``KBFLOW_MASTER_KEYS``), or
+            malformed ones.
+        StorageError: the key store cannot be opened.
+    """
+    _check_master_keys(settings)
+    try:
+        return KeyStore.open(settings.data_dir, read_only=read_only)
+    except ValueError as error:  # malformed KBFLOW_MASTER_KEYS or master.keys
+        raise CaseError(str(error)) from None
+
+
+def _check_master_keys(settings: Settings) -> None:
+    keys_file = settings.data_dir / "master.keys"
+    if not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
+        raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
+                        f"(or set {MASTER_KEYS_ENV})")
+
+
+async def open_client(settings: Settings, *, create_keys: bool = False,
+                      keys: KeyStore | None = None) -> Client:
+    """kbflow's Temporal client for ``settings``, encrypting with the data dir's keys
+    (``keys``, e.g. a read-only ``KeyStore`` for commands that only read; default: the
+    data dir's store, opened for writing).
 
     Only the demo (``create_keys``) may create keys: any other command with a wrong
     KBFLOW_DATA_DIR would encrypt under a fresh master key that no worker knows.
 
     Raises:
+        StorageError: the key store cannot be opened.
         CaseError: no keys in the data dir, malformed master keys, or Temporal does not
             answer on TEMPORAL_ADDRESS.
     """
-    keys_file = settings.data_dir / "master.keys"
-    if not create_keys and not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
-        raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
-                        f"(or set {MASTER_KEYS_ENV})")
+    if not create_keys:
+        _check_master_keys(settings)
     try:
-        return await connect(settings)
+        return await connect(settings, keys)
     except ValueError as error:  # malformed KBFLOW_MASTER_KEYS or master.keys
         raise CaseError(str(error)) from None
     except RuntimeError:
@@ -219,35 +276,38 @@ def update_id(name: str, body: AgencyEvent) -> str:
 
 async def send_event(client: Client, case_ref: str, name: str, body: AgencyEvent,
                      timeout: timedelta = EVENT_TIMEOUT) -> EventOutcome:
-    """Send event ``name`` to the case as an update, with the body's idempotency key as
-    update id; returns what the case did.
+    """Send event ``name`` to the case as an update, with an update id derived from the
+    body's idempotency key and content (``update_id``); returns what the case did.
+
+    Waits at most ``timeout`` in all: first until the case accepts the event (a worker
+    ran its validator), then until its packets are delivered.
 
     Raises:
         EventRefusedError: the case refused the event (the message is the reason).
-        CaseError: unknown or closed case, or no worker answered within ``timeout``.
+        EventPendingError: Temporal holds the event, not applied within ``timeout``.
+        CaseError: unknown or closed case, or erased.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
-    task = asyncio.current_task()
     try:
-        # The client polls for the update's result until it has one, however long that
-        # takes; the deadline bounds the whole wait, not one poll.
-        async with asyncio.timeout(timeout.total_seconds()):
-            return await handle.execute_update(name, body, id=update_id(name, body),
-                                               result_type=EventOutcome)
-    except WorkflowUpdateFailedError as failed:
-        cause = failed.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise EventRefusedError(f"refused: {reason}") from None
-    except (TimeoutError, RPCTimeoutOrCancelledError):
-        # The client reports any cancellation as RPCTimeoutOrCancelledError: only our
-        # deadline is a timeout; a cancellation from outside stays one.
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError from None
-        raise _no_worker(case_ref, timeout) from None
-    except RPCError as error:
-        raise await _case_error(client, case_ref, error, timeout) from None
+        return await _staged_update(
+            client, case_ref, timeout, "event",
+            lambda: handle.start_update(name, body, id=update_id(name, body),
+                                        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                                        result_type=EventOutcome))
     except KeyUnavailable:  # the first outcome of a repeat, under a destroyed key
         raise CaseError(f"case {case_ref}: erased; no event is accepted") from None
+
+
+async def without_key_here(client: Client, case_ref: str, settings: Settings) -> CaseError:
+    """Why an event cannot be sent to a case that has no data key in this data dir:
+    unknown to Temporal, or started with another data dir."""
+    try:
+        await client.get_workflow_handle(workflow_id(case_ref)).describe(
+            rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as error:
+        return await _case_error(client, case_ref, error)
+    return CaseError(f"case {case_ref}: no data key for it in {settings.data_dir}; is "
+                     "KBFLOW_DATA_DIR the worker's?")
 
 
 async def erase_running_case(client: Client, case_ref: str, request: ErasureRequest,
@@ -259,7 +319,10 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
         terminated, or unknown): the caller erases the stored data directly then.
 
     Raises:
-        CaseError: the case refused, or no worker answered within ``timeout``.
+        EventRefusedError: the case refused.
+        EventPendingError: Temporal holds the request, not carried out within ``timeout``
+            (no worker, or the erasure activity is being retried).
+        CaseError: another Temporal error.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
     try:
@@ -267,20 +330,125 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             return None
-        raise await _case_error(client, case_ref, error, timeout) from None
+        raise await _case_error(client, case_ref, error) from None
     if description.status is not WorkflowExecutionStatus.RUNNING:
         return None
+    return await _staged_update(
+        client, case_ref, timeout, "erasure",
+        lambda: handle.start_update(CaseWorkflow.erase, request,
+                                    wait_for_stage=WorkflowUpdateStage.ACCEPTED))
+
+
+async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what: str,
+                         start: Callable[[], Awaitable[WorkflowUpdateHandle[_R]]]) -> _R:
+    """Start an update, wait until it is ACCEPTED, then until it COMPLETED, both within
+    ``timeout``; tell the stages apart when the deadline passes."""
+    task = asyncio.current_task()
+    accepted = False
     try:
+        # The client polls for each stage until it has it, however long that takes;
+        # the deadline bounds the whole wait, not one poll.
         async with asyncio.timeout(timeout.total_seconds()):
-            return await handle.execute_update(CaseWorkflow.erase, request)
+            update = await start()
+            accepted = True
+            return await update.result()
     except WorkflowUpdateFailedError as failed:
         cause = failed.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise EventRefusedError(f"refused: {reason}") from None
     except (TimeoutError, RPCTimeoutOrCancelledError):
-        raise _no_worker(case_ref, timeout) from None
+        # The client reports any cancellation as RPCTimeoutOrCancelledError: only our
+        # deadline is a timeout; a cancellation from outside stays one.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from None
+        raise await _pending(client, case_ref, timeout, what,
+                                 accepted=accepted) from None
+    except RPCError as error:
+        if error.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise await _pending(client, case_ref, timeout, what,
+                                 accepted=accepted) from None
+        raise await _case_error(client, case_ref, error) from None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """What ``kbflow status`` shows of a case.
+
+    Attributes:
+        case_ref: the case.
+        status: its status; None for an erased case whose status cannot be read any more
+            (its run did not end with a readable result, e.g. terminated, then erased).
+        timeline: its timeline; None when erased, or when no worker answered for a
+            closed case.
+        erasure: the erasure on record in the data dir, if any.
+        erased: the case's data is erased (an erasure record, a destroyed data key, or
+            a status saying so).
+    """
+
+    case_ref: str
+    status: CaseStatus | None
+    timeline: list[TimelineEntry] | None
+    erasure: Erasure | None
+    erased: bool
+
+
+async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = None,
+                    key_destroyed: bool = False,
+                    timeout: timedelta = QUERY_TIMEOUT) -> CaseView:
+    """The case's status and timeline, for every way a case can have ended.
+
+    An erased case (``erasure`` on record, or its data key destroyed) is never queried:
+    a worker would have to replay a history it can no longer decode (ERROR logs), or
+    could answer from its cache. Its status then comes from its run's result (written
+    after erasure under the system key) if it completed, else from the erasure record.
+    A completed case answers from its result without a worker.
+
+    Raises:
+        CaseError: unknown case, a query failed, or no worker answered within ``timeout``
+            for an open case.
+    """
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
+    erased = erasure is not None or key_destroyed
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if erased and error.status is RPCStatusCode.NOT_FOUND:  # history gone too
+            return CaseView(case_ref, None, None, erasure, erased=True)
+        raise await _case_error(client, case_ref, error, timeout) from None
+    completed = description.status is WorkflowExecutionStatus.COMPLETED
+    if erased:
+        status = await _result_if_readable(handle) if completed else None
+        return CaseView(case_ref, status, None, erasure, erased=True)
+    status = await _status(client, handle, case_ref, completed, timeout)
+    if status.erased_at is not None:  # erased, but this data dir holds no record of it
+        return CaseView(case_ref, status, None, erasure, erased=True)
+    try:
+        timeline = await case_timeline(client, case_ref, timeout)
+    except CaseError:  # the status is known; the timeline needs a worker that can answer
+        timeline = None
+    return CaseView(case_ref, status, timeline, erasure, erased=False)
+
+
+async def _result_if_readable(handle: WorkflowHandle[Any, CaseStatus]) -> CaseStatus | None:
+    try:
+        return await handle.result()
+    except (KeyUnavailable, ValueError, RPCError):  # a result under the destroyed key
+        return None
+
+
+async def _status(client: Client, handle: WorkflowHandle[Any, CaseStatus], case_ref: str,
+                  completed: bool, timeout: timedelta) -> CaseStatus:
+    try:
+        if completed:
+            return await handle.result()
+        return await handle.query(CaseWorkflow.status, rpc_timeout=timeout)
     except RPCError as error:
         raise await _case_error(client, case_ref, error, timeout) from None
+    except WorkflowQueryFailedError:
+        raise CaseError(f"case {case_ref}: a worker could not answer the status query "
+                        "(see the worker's log)") from None
+    except (KeyUnavailable, ValueError):
+        raise CaseError(f"case {case_ref}: erased; its history can no longer be read") from None
 
 
 async def case_status(client: Client, case_ref: str,
@@ -290,26 +458,26 @@ async def case_status(client: Client, case_ref: str,
     A closed case answers from its result without a worker.
 
     Raises:
-        CaseError: unknown case, or no worker answered within ``timeout``.
+        CaseError: unknown case, erased, the query failed, or no worker answered within
+            ``timeout``.
     """
     handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
     try:
         description = await handle.describe()
-        if description.status is WorkflowExecutionStatus.COMPLETED:
-            return await handle.result()
-        return await handle.query(CaseWorkflow.status, rpc_timeout=timeout)
     except RPCError as error:
         raise await _case_error(client, case_ref, error, timeout) from None
-    except KeyUnavailable:
-        raise CaseError(f"case {case_ref}: erased; its history can no longer be read") from None
+    return await _status(client, handle, case_ref,
+                         description.status is WorkflowExecutionStatus.COMPLETED, timeout)
 
 
 async def case_timeline(client: Client, case_ref: str,
                         timeout: timedelta = QUERY_TIMEOUT) -> list[TimelineEntry]:
-    """The case's ``timeline`` query (needs a worker, also for a closed case).
+    """The case's ``timeline`` query (needs a worker, also for a closed case). Never ask
+    it of an erased case (``case_view`` does not).
 
     Raises:
-        CaseError: unknown case, or no worker answered within ``timeout``.
+        CaseError: unknown case, the query failed, or no worker answered within
+            ``timeout``.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
     try:
@@ -319,7 +487,7 @@ async def case_timeline(client: Client, case_ref: str,
     except WorkflowQueryFailedError:  # a closed case is queried by replay: not after erasure
         raise CaseError(f"case {case_ref}: its history can no longer be read "
                         "(erased, or a worker failed to replay it)") from None
-    except KeyUnavailable:
+    except (KeyUnavailable, ValueError):
         raise CaseError(f"case {case_ref}: erased; its history can no longer be read") from None
 
 
@@ -337,11 +505,55 @@ async def _case_error(client: Client, case_ref: str, error: RPCError,
                          "no event is accepted")
     if timeout is not None and error.status in (RPCStatusCode.CANCELLED,
                                                 RPCStatusCode.DEADLINE_EXCEEDED):
-        return _no_worker(case_ref, timeout)
+        return CaseError(f"case {case_ref}: no worker answered within "
+                         f"{timeout.total_seconds():.0f} s; is `kbflow worker` running on "
+                         "this task queue (KBFLOW_TASK_QUEUE)?")
     return CaseError(f"case {case_ref}: Temporal error {error.status.name}: {error.message}")
 
 
-def _no_worker(case_ref: str, timeout: timedelta) -> CaseError:
-    return CaseError(f"case {case_ref}: no worker answered within "
-                     f"{timeout.total_seconds():.0f} s; is `kbflow worker` running on this "
-                     "task queue (KBFLOW_TASK_QUEUE)?")
+async def _pending(client: Client, case_ref: str, timeout: timedelta, what: str, *,
+                   accepted: bool) -> EventPendingError:
+    """Why an update was not done within ``timeout``: accepted but its deliveries are
+    retried, or not accepted (no worker polls the case's task queue, or none answered)."""
+    waited = f"{timeout.total_seconds():.0f} s"
+    hint = RESEND_HINT if what == "event" else "run the same command again to learn the outcome"
+    if accepted:
+        work = "deliveries" if what == "event" else "erasure activity"
+        return EventPendingError(
+            f"case {case_ref}: pending: the case accepted the {what}, but its {work} "
+            f"did not finish within {waited} (the worker is retrying, e.g. after a "
+            f"storage fault; see its log); {hint}", accepted=True)
+    queue, pollers = await _pollers(client, case_ref)
+    if pollers == 0:
+        cause = (f"no worker polls task queue {queue}; start `kbflow worker` (with "
+                 "KBFLOW_TASK_QUEUE set alike)")
+    elif pollers is None:
+        cause = (f"no worker took the {what} up; is `kbflow worker` running on this task "
+                 "queue")
+    else:
+        cause = (f"{pollers} worker(s) polled task queue {queue} within "
+                 f"{POLLER_SEEN_WITHIN.total_seconds():.0f} s but none took the {what} up "
+                 "(stopped, busy, or failing on this case; see the worker's log)")
+    return EventPendingError(f"case {case_ref}: pending: the {what} is not applied within "
+                             f"{waited}: {cause}; {hint}", accepted=False)
+
+
+async def _pollers(client: Client, case_ref: str) -> tuple[str, int | None]:
+    """The case's task queue and how many workers poll it for workflow tasks (None: not
+    known)."""
+    try:
+        description = await client.get_workflow_handle(workflow_id(case_ref)).describe(
+            rpc_timeout=QUERY_TIMEOUT)
+        queue = description.task_queue
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+            timeout=QUERY_TIMEOUT)
+    except RPCError:
+        return "?", None
+    # The server lists a poller for minutes after its worker stopped; a live worker
+    # polls again at least every minute (long poll).
+    recent = dt.datetime.now(dt.UTC) - POLLER_SEEN_WITHIN
+    return queue, sum(1 for poller in response.pollers
+                      if poller.last_access_time.ToDatetime(dt.UTC) >= recent)

@@ -8,6 +8,15 @@ to end); ``codec-server`` (decodes payloads for the Web UI and the temporal CLI)
 ``disclosures`` (GDPR art. 15). Configuration comes from the environment
 (``kbflow.settings``). Failures print one line on stderr and exit with code 1; nothing
 prints a personal value except ``packets --json``, which shows the packets as delivered.
+
+Exit codes of the commands that send an event (``event``, ``erase``): 0 applied, 1
+refused or an error, 3 (``EXIT_PENDING``) pending: Temporal holds the event but it is not
+applied yet (no worker polls, or its deliveries are being retried); re-send the same file
+to learn the outcome. A storage fault (read-only data dir, disk full, permission denied,
+locked) is one line naming the file and the reason, exit 1: ``StorageError`` is caught in
+``_run`` and ``_run_sync``, and in ``_Kbflow`` as the last resort, so no command prints a
+traceback. ``status``, ``packets``, ``inbox``, ``disclosures`` and ``register`` only read,
+and open the data dir read-only.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -30,6 +40,8 @@ from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
+from encryption.keys import KeyStore
+from encryption.storage import StorageError
 from kbflow import reference
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.events import ErasureReason, ErasureRequest
@@ -39,15 +51,19 @@ from kbflow.register import register as processing_register
 from kbflow.settings import Settings, workflow_id
 from starter import inputs, render
 from starter.cases import (
+    EVENT_TIMEOUT,
     CaseError,
+    CaseView,
+    EventPendingError,
     Started,
-    case_status,
-    case_timeline,
+    case_view,
+    data_dir_keys,
     derived_case_ref,
     erase_running_case,
     open_client,
     send_event,
     start_case,
+    without_key_here,
 )
 from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
@@ -68,6 +84,9 @@ class _Kbflow(typer.Typer):
             code = 0
         except SystemExit as exit_:
             code = _exit_code(exit_.code)
+        except (StorageError, sqlite3.Error, OSError) as error:  # the last resort
+            print(f"error: {_storage_message(error)}", file=sys.stderr)
+            code = 1
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -94,7 +113,16 @@ app = _Kbflow(
 
 _T = TypeVar("_T")
 
+#: Exit code of an event (or erasure) that Temporal holds but that is not applied yet.
+EXIT_PENDING = 3
+#: Default of --wait (seconds).
+DEFAULT_WAIT = EVENT_TIMEOUT.total_seconds()
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+WaitOption = Annotated[float, typer.Option(
+    "--wait", metavar="SECONDS", min=0.1,
+    help="How long to wait for a worker to apply the event and deliver its packets; "
+         f"then exit {EXIT_PENDING} (pending).")]
 CaseRefArgument = Annotated[str, typer.Argument(
     metavar="CASE_REF", help="The case ref, e.g. KB-2026-7Q4M2X.")]
 
@@ -104,12 +132,32 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _storage_message(error: BaseException) -> str:
+    """One line for a storage fault: the store's own message, else the file and the
+    reason (``encryption.storage.reason``), never any content."""
+    if isinstance(error, StorageError):
+        return str(error)
+    from encryption.storage import reason
+
+    if isinstance(error, OSError):
+        where = f" {error.filename}" if error.filename else ""
+        return f"cannot read or write{where}: {reason(error)}"
+    assert isinstance(error, sqlite3.Error)
+    return f"storage: {reason(error)}"
+
+
 def _run(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run ``work`` on a fresh event loop; known failures become one line and exit 1."""
+    """Run ``work`` on a fresh event loop; known failures become one line: exit 1, or
+    ``EXIT_PENDING`` for an event Temporal holds but has not applied yet."""
     try:
         return asyncio.run(work())
+    except EventPendingError as pending:
+        typer.echo(str(pending), err=True)
+        raise typer.Exit(EXIT_PENDING) from None
     except (inputs.InputError, CaseError, DevServerError) as error:
         _fail(str(error))
+    except (StorageError, sqlite3.Error, OSError) as error:
+        _fail(_storage_message(error))
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM in the demo
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
@@ -230,11 +278,18 @@ def event(
     event_name: Annotated[str, typer.Argument(
         metavar="EVENT", help="Event name (`kbflow schema --help` lists them).")],
     body_file: Annotated[Path, typer.Argument(metavar="FILE", help="The event body (JSON).")],
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Send an agency event to a case and show what it did.
 
-    The body is validated against the event's model before Temporal is contacted; a
-    refused event prints the case's reason and exits with code 1.
+    The body is validated against the event's model before Temporal is contacted.
+
+    Exit codes: **0** applied (prints the outcome); **1** refused (prints the case's
+    reason) or another error; **3** pending: Temporal holds the event but it is not
+    applied within --wait seconds, because no worker polls the task queue or because the
+    case accepted it and its deliveries are still being retried (e.g. a storage fault on
+    the worker). Re-send the same file to learn the outcome: a re-send is never applied
+    twice.
     """
     settings = Settings.from_env()
     _run_sync(lambda: inputs.check_case_ref(case_ref))
@@ -243,8 +298,14 @@ def event(
     body = _run_sync(lambda: inputs.event_body(event_name, document, source=str(body_file)))
 
     async def work() -> Any:
-        client = await open_client(settings)
-        return await send_event(client, case_ref, event_name, body)
+        # Only reads keys (the case's key exists since its start): works on a read-only
+        # data dir too.
+        keys = data_dir_keys(settings, read_only=True)
+        client = await open_client(settings, keys=keys)
+        if not keys.has_key(workflow_id(case_ref)):
+            raise await without_key_here(client, case_ref, settings)
+        return await send_event(client, case_ref, event_name, body,
+                                timeout=dt.timedelta(seconds=wait))
 
     for line in render.outcome_lines(_run(work)):
         typer.echo(line)
@@ -277,32 +338,44 @@ def template(name: EventOrCaseArgument) -> None:
 
 @app.command()
 def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
-    """Show a case: phase, end state, steps done, what it awaits, timeline."""
+    """Show a case: phase, end state, steps done, what it awaits, timeline.
+
+    An erased case shows "erased" with the date and reason of its erasure, however it
+    ended (completed, terminated, erased while open, retention ended); its timeline is
+    gone and no worker is asked for it. Only reads: works on a read-only data dir.
+    """
     settings = Settings.from_env()
     _run_sync(lambda: inputs.check_case_ref(case_ref))
 
-    async def work() -> Any:
-        client = await open_client(settings)
-        case = await case_status(client, case_ref)
-        try:
-            timeline = await case_timeline(client, case_ref)
-        except CaseError:
-            if case.closed_at is None:
-                raise
-            timeline = None  # a closed case's status comes from its result, no worker needed
-        return case, timeline
+    async def work() -> CaseView:
+        keys = data_dir_keys(settings, read_only=True)
+        client = await open_client(settings, keys=keys)
+        erasure = _erasure_of(settings, case_ref, keys)
+        return await case_view(client, case_ref, erasure=erasure,
+                               key_destroyed=keys.is_destroyed(workflow_id(case_ref)))
 
-    case, timeline = _run(work)
+    view = _run(work)
     if as_json:
         _echo_json({
-            **case.model_dump(mode="json"),
+            **(view.status.model_dump(mode="json") if view.status else
+               {"case_ref": case_ref}),
             "workflow_id": workflow_id(case_ref),
-            "timeline": None if timeline is None
-            else [entry.model_dump(mode="json") for entry in timeline],
+            "erased": view.erased,
+            "erasure": None if view.erasure is None else view.erasure.model_dump(mode="json"),
+            "timeline": None if view.timeline is None
+            else [entry.model_dump(mode="json") for entry in view.timeline],
         })
         return
-    for line in render.status_lines(case, timeline):
+    for line in render.view_lines(view):
         typer.echo(line)
+
+
+def _erasure_of(settings: Settings, case_ref: str, keys: KeyStore) -> Erasure | None:
+    """The erasure of ``case_ref`` on record in the data dir's outbox store, if any."""
+    if not settings.outbox_path.is_file():
+        return None
+    store = OutboxStore(settings.outbox_path, keys=keys, read_only=True)
+    return next((e for e in store.erasures() if e.case_ref == case_ref), None)
 
 
 @app.command()
@@ -321,16 +394,16 @@ def packets(
     _run_sync(lambda: inputs.check_case_ref(case_ref))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
-    store = OutboxStore(settings.outbox_path)
-    erased = [e for e in store.erasures() if e.case_ref == case_ref]
+    store = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True))
+    erased = [e for e in _run_sync(store.erasures) if e.case_ref == case_ref]
     if erased:
         _fail(f"case {case_ref}: erased on {erased[0].at:%Y-%m-%d} ({erased[0].reason}); "
               "its packets are gone")
     try:
-        if not store.packets(case_ref):
+        if not _run_sync(lambda: store.packets(case_ref)):
             _fail(f"case {case_ref}: no packets in {settings.outbox_path} (unknown case, or "
                   "a worker with another KBFLOW_DATA_DIR)")
-        found = store.packets(case_ref, party)
+        found = _run_sync(lambda: store.packets(case_ref, party))
     except PacketUnreadable as error:
         _fail(f"{error}; with only some parties' keys here, ask for one --party")
     if as_json:
@@ -362,7 +435,8 @@ def inbox(
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
-        found = OutboxStore(settings.outbox_path).inbox(party)
+        found = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True
+                                              ).inbox(party))
     except PacketUnreadable as error:
         _fail(str(error))
     if case_ref is not None:
@@ -381,6 +455,7 @@ def erase(
     requested_by: Annotated[str, typer.Option(
         help="Function or staff id of who asks (not a name).")],
     reason: Annotated[ErasureReason, typer.Option(help="Why, from a fixed list.")],
+    wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Erase a case now (crypto-shredding): destroy its data key, so its Temporal history
     and every backup become unreadable, remove its packets, and record the erasure.
@@ -388,6 +463,10 @@ def erase(
     A running case erases itself (the workflow's `erase` update; an open case closes as
     `erased`). For a case whose run has ended, the stored data is erased directly. The
     processing log stays: it holds no personal values.
+
+    Exit codes: **0** erased (or erased already); **1** refused or an error (e.g. a
+    read-only data dir); **3** pending: Temporal holds the request but no worker carried
+    it out within --wait seconds; run the same command again to learn the outcome.
     """
     settings = Settings.from_env()
     _run_sync(lambda: inputs.check_case_ref(case_ref))
@@ -395,8 +474,8 @@ def erase(
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:
         _fail(inputs.describe(error))
-    store = OutboxStore(settings.outbox_path)
-    for earlier in store.erasures():
+    store = _run_sync(lambda: OutboxStore(settings.outbox_path))
+    for earlier in _run_sync(store.erasures):
         if earlier.case_ref == case_ref:
             typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
                        f"UTC ({earlier.reason}); nothing left to erase")
@@ -404,14 +483,16 @@ def erase(
 
     async def work() -> Erasure | None:
         client = await open_client(settings)
-        return await erase_running_case(client, case_ref, request)
+        return await erase_running_case(client, case_ref, request,
+                                        timeout=dt.timedelta(seconds=wait))
 
     erasure = _run(work)
     if erasure is None:  # no open run: erase what rests in the data dir
-        if not store.keys.has_key(workflow_id(case_ref)):
+        if not _run_sync(lambda: store.keys.has_key(workflow_id(case_ref))):
             _fail(f"case {case_ref}: unknown case (no run, no data in {settings.data_dir})")
-        erasure = store.erase(case_ref, reason=request.reason.value,
-                              requested_by=request.requested_by, at=dt.datetime.now(dt.UTC))
+        erasure = _run_sync(lambda: store.erase(
+            case_ref, reason=request.reason.value, requested_by=request.requested_by,
+            at=dt.datetime.now(dt.UTC)))
     typer.echo(f"erased case {case_ref} on {erasure.at:%Y-%m-%d %H:%M} UTC: data key "
                f"{'destroyed' if erasure.key_destroyed else 'already gone'}, "
                f"{erasure.packets_removed} packet(s) removed; reason: {erasure.reason}")
@@ -602,7 +683,8 @@ def disclosures(
         subject_id = subject
     else:
         subject_id = _subject_of(settings, name, date_of_birth)
-    log = OutboxStore(settings.outbox_path).processing_log(data_subject_id=subject_id)
+    log = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True
+                                        ).processing_log(data_subject_id=subject_id))
     answer = access_answer(subject_id, log)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))
@@ -634,10 +716,12 @@ def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None)
 
 
 def _run_sync(check: Callable[[], _T]) -> _T:
-    """Run a local check; an ``InputError`` or an unknown event name becomes one line and
-    exit 1."""
+    """Run a local check or a local read or write of the data dir; an ``InputError``, an
+    unknown event name or a storage fault becomes one line and exit 1."""
     try:
         return check()
     except (inputs.InputError, reference.UnknownEventError) as error:
         _fail(str(error))
+    except (StorageError, sqlite3.Error, OSError) as error:
+        _fail(_storage_message(error))
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from activities.outbox_store import Erasure
 from encryption.codec_server import TOKEN_ENV
 from kbflow.case import CaseStatus, EventOutcome, TimelineEntry
 from kbflow.disclosures import AccessAnswer
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.register import RegisterEntry
+from starter.cases import CaseView
 
 ARROW = "->"
 
@@ -77,6 +79,34 @@ def status_lines(status: CaseStatus, timeline: list[TimelineEntry] | None) -> li
             party = entry.party.value if entry.party else "-"
             lines.append(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.kind:<10} {step}  "
                          f"{party:<5} {entry.detail}")
+    return lines
+
+
+def erased_line(erasure: Erasure | None, status: CaseStatus | None) -> str:
+    """``erased on 2026-03-01 10:00 UTC (art-17-request); its data is gone``."""
+    if erasure is not None:
+        when = f" on {erasure.at:%Y-%m-%d %H:%M} UTC ({erasure.reason})"
+    elif status is not None and status.erased_at is not None:
+        when = f" on {status.erased_at:%Y-%m-%d %H:%M} UTC"
+    else:
+        when = " (its data key is destroyed)"
+    return f"erased{when}; its data is gone"
+
+
+def view_lines(view: CaseView) -> list[str]:
+    """``kbflow status``: the case at a glance; for an erased case, "erased" with the
+    erasure's date and reason, and what is still known of how it ended."""
+    if not view.erased:
+        assert view.status is not None
+        return status_lines(view.status, view.timeline)
+    lines = [f"case: {view.case_ref}", erased_line(view.erasure, view.status)]
+    if view.status is not None:
+        lines += [f"phase: {view.status.phase.value}",
+                  f"end state: {view.status.end_state.value if view.status.end_state else '-'}",
+                  f"steps done: {', '.join(str(s) for s in view.status.steps_done) or '-'}"]
+        if view.status.closed_at:
+            lines.append(f"closed at: {view.status.closed_at:%Y-%m-%d %H:%M:%S %Z}")
+    lines.append("timeline: gone (erased)")
     return lines
 
 

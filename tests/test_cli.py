@@ -25,10 +25,16 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
+from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore
+from encryption.storage import StorageError
+from kbflow.logs import configure_logging
+from kbflow.packets import Packet
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from kbflow.settings import Settings, installed_binary
+from starter.cli import EXIT_PENDING
+from tests.test_logs import restore_logging  # noqa: F401 (a fixture)
 from worker import build_worker, connect
 
 KBFLOW = Path(sys.executable).parent / "kbflow"
@@ -315,3 +321,176 @@ async def test_cli_outside_the_workers_data_dir_refuses(tmp_path: Path) -> None:
                                    check=False)
     assert "no master keys" in _one_line_error(done)
     assert not (elsewhere / "master.keys").exists()  # no fresh key nobody else knows
+
+
+# ---- honest outcomes (issue 6 finding 4) and quiet erasure (finding 8) -----------------------
+
+
+@dataclass
+class _Case:
+    cli: Cli
+    ref: str
+    settings: Settings
+    files: list[tuple[str, Path]]  # (event name, body file) of the example, in order
+
+
+async def _started(dev_server: WorkflowEnvironment, tmp_path: Path) -> _Case:
+    """A case of example 03 started through the CLI (no worker needed to start)."""
+    cli = _cli(dev_server, tmp_path / "data", f"kbflow-cli-{uuid.uuid4()}")
+    # The keys a worker makes on first use: the CLI never creates them.
+    KeyStore.open(cli.data_dir)
+    Pseudonymiser.from_env_or_file(cli.data_dir)
+    scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
+    started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
+    assert started.returncode == 0, started.stderr
+    match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8}-[0-9A-Z])$", started.stdout,
+                      re.MULTILINE)
+    assert match, started.stdout
+    settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
+                        namespace=cli.env["TEMPORAL_NAMESPACE"],
+                        task_queue=cli.env["KBFLOW_TASK_QUEUE"], data_dir=cli.data_dir)
+    files = [(item.event, _write(tmp_path / f"{index:02d}.json", item.body))
+             for index, item in enumerate(scenario.events)]
+    return _Case(cli, match.group(1), settings, files)
+
+
+def _pending_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == EXIT_PENDING, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].endswith("re-send the same file to learn the outcome")
+    return lines[0]
+
+
+async def test_an_event_no_worker_takes_is_pending_and_a_resend_learns_the_outcome(
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    case = await _started(dev_server, tmp_path)
+    name, path = case.files[0]  # step 2
+    # No worker polls the case's task queue: Temporal holds the event, exit 3 says so.
+    pending = _pending_line(await case.cli("event", case.ref, name, str(path), "--wait", "2"))
+    assert "no worker polls task queue" in pending
+    assert case.settings.task_queue in pending
+
+    keys = KeyStore.open(case.settings.data_dir)
+    store = OutboxStore(case.settings.outbox_path, keys=keys)
+    client = await connect(case.settings, keys)
+    async with build_worker(client, case.settings.task_queue, store):
+        applied = await case.cli("event", case.ref, name, str(path))
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.startswith(f"accepted: {name}")
+        again = await case.cli("event", case.ref, name, str(path))
+        assert (again.returncode, again.stdout) == (0, applied.stdout)
+        status = await case.cli.json("status", case.ref)
+    assert status["steps_done"] == [1, 2]
+    # Applied exactly once: one step-2 packet to each of IND and DT&V.
+    assert sorted(p.recipient.value for p in store.packets(case.ref) if int(p.step) == 2) == [
+        "DTV", "IND"]
+
+
+class _FailingStore(OutboxStore):
+    """An outbox store whose disk is full while ``failing`` is set."""
+
+    failing = False
+
+    def deliver(self, packet: Packet) -> bool:
+        if self.failing:
+            raise StorageError(f"cannot write {self.path}: disk full")
+        return super().deliver(packet)
+
+
+async def test_an_event_whose_deliveries_are_retried_is_pending_not_no_worker(
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    case = await _started(dev_server, tmp_path)
+    keys = KeyStore.open(case.settings.data_dir)
+    store = _FailingStore(case.settings.outbox_path, keys=keys)
+    client = await connect(case.settings, keys)
+    name, path = case.files[0]
+    async with build_worker(client, case.settings.task_queue, store):
+        assert (await case.cli("status", case.ref)).returncode == 0  # step 1 delivered
+        store.failing = True
+        pending = _pending_line(await case.cli("event", case.ref, name, str(path),
+                                               "--wait", "3"))
+        assert "the case accepted the event" in pending and "retrying" in pending
+        assert "no worker" not in pending
+        assert store.packets(case.ref) and all(int(p.step) == 1
+                                               for p in store.packets(case.ref))
+        store.failing = False  # the disk has room again: Temporal's next retry delivers
+        applied = await case.cli("event", case.ref, name, str(path))
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.startswith(f"accepted: {name}")
+    assert sorted(p.recipient.value for p in store.packets(case.ref) if int(p.step) == 2) == [
+        "DTV", "IND"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_erasure_and_status_afterwards_are_quiet_for_every_ending(
+        capfd: pytest.CaptureFixture[str],
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    configure_logging(json=True)  # as the worker does; capfd sees this process's stderr
+    open_case = await _started(dev_server, tmp_path / "open")
+    ended = await _started(dev_server, tmp_path / "terminated")
+    settings = open_case.settings
+    keys = KeyStore.open(settings.data_dir)
+    store = OutboxStore(settings.outbox_path, keys=keys)
+    client = await connect(settings, keys)
+    other_keys = KeyStore.open(ended.settings.data_dir)
+    other_store = OutboxStore(ended.settings.outbox_path, keys=other_keys)
+    other_client = await connect(ended.settings, other_keys)
+    async with build_worker(client, settings.task_queue, store), \
+            build_worker(other_client, ended.settings.task_queue, other_store):
+        for case in (open_case, ended):
+            for name, path in case.files[:3]:  # steps 2 and 3
+                sent = await case.cli("event", case.ref, name, str(path))
+                assert sent.returncode == 0, sent.stderr
+            # Its timeline is served while the case lives (the worker caches the run).
+            assert (await case.cli.json("status", case.ref))["timeline"]
+        # One case terminated (as after GrpcMessageTooLarge), then erased from the data dir.
+        await other_client.get_workflow_handle(f"kb-case-{ended.ref}").terminate(
+            reason="test")
+        for case in (open_case, ended):
+            erased = await case.cli("erase", case.ref, "--requested-by", "RvdK-privacy-01",
+                                    "--reason", "art-17-request")
+            assert erased.returncode == 0, erased.stderr
+            assert "data key destroyed" in erased.stdout
+        texts = [await case.cli("status", case.ref) for case in (open_case, ended)]
+        views = [await case.cli.json("status", case.ref) for case in (open_case, ended)]
+    err = capfd.readouterr().err
+
+    for text in texts:
+        assert text.returncode == 0, text.stderr
+        assert "Traceback" not in text.stderr
+        assert re.search(r"^erased on \d{4}-\d\d-\d\d \d\d:\d\d UTC \(art-17-request\)",
+                         text.stdout, re.MULTILINE), text.stdout
+        assert "timeline: gone (erased)" in text.stdout
+    opened, terminated = views
+    assert opened["erased"] and opened["timeline"] is None
+    assert opened["end_state"] == "erased" and opened["erasure"]["reason"] == "art-17-request"
+    assert terminated["erased"] and terminated["timeline"] is None
+    assert terminated["erasure"]["case_ref"] == ended.ref
+    assert "phase" not in terminated  # a terminated run left no readable status
+    # The worker log holds the erasures and no error or traceback.
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert sum(1 for r in records if r.get("event") == "case erased") == 1  # the open one
+    assert [r for r in records if r.get("level") in ("error", "critical")] == []
+    assert "Traceback" not in err
+
+
+async def test_a_read_only_event_command_needs_the_cases_key_here(
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    case = await _started(dev_server, tmp_path)
+    elsewhere = _cli(dev_server, tmp_path / "elsewhere", case.settings.task_queue)
+    name, path = case.files[0]
+    line = _one_line_error(await elsewhere("event", case.ref, name, str(path)))
+    assert "no data key for it" in line and "KBFLOW_DATA_DIR" in line
+
+
+async def test_an_erasure_no_worker_takes_is_pending(dev_server: WorkflowEnvironment,
+                                                     tmp_path: Path) -> None:
+    case = await _started(dev_server, tmp_path)
+    done = await case.cli("erase", case.ref, "--requested-by", "RvdK-privacy-01",
+                          "--reason", "art-17-request", "--wait", "2")
+    assert done.returncode == EXIT_PENDING, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "the erasure is not applied" in done.stderr and "no worker polls" in done.stderr
+    assert done.stderr.strip().endswith("run the same command again to learn the outcome")

@@ -191,17 +191,16 @@ def test_unencrypted_payloads_pass_through_decode(http: TestClient) -> None:
     assert _payloads(response) == [original]
 
 
-def test_a_payload_of_an_erased_case_is_not_decoded(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # The worker erases; the codec server is another process with its own KeyStore.
+def test_a_payload_of_an_erased_case_is_not_decoded(tmp_path: Path) -> None:
+    # The worker (or `kbflow erase`) erases; the codec server is another process with its
+    # own KeyStore, which has just decoded the case (so a caching store holds its key).
     worker_keys = KeyStore.open(tmp_path)
     [erased] = _for_case(worker_keys, CASE, _plain(f.RELAAS.concerns))
     [kept] = _for_case(worker_keys, OTHER_CASE, _plain(f.GOALS[0]))
     with TestClient(create_app(KeyStore.open(tmp_path), TOKEN, [UI])) as http:
         assert http.post("/decode", json=_body(erased), headers=BEARER).status_code == 200
         assert worker_keys.destroy(CASE)
-        # The server trusts a cached key for at most CACHE_SECONDS; let it expire now.
-        monkeypatch.setattr("encryption.keys.CACHE_SECONDS", 0.0)
+        # Refused the moment the erasure returned: no cached key is trusted.
         response = http.post("/decode", json=_body(erased), headers=BEARER)
         assert response.status_code == 422
         detail = response.json()["detail"]

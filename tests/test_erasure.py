@@ -7,13 +7,14 @@ are gone, and the erasure is on record; every other case stays readable.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -24,6 +25,8 @@ from kbflow.case import EndState, Phase
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest
 from kbflow.process import RETENTION_AFTER_CLOSE
 from kbflow.settings import workflow_id
+from starter import render
+from starter.cases import case_view
 from tests import factories as f
 from tests.conftest import time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
@@ -118,3 +121,52 @@ async def test_a_closed_case_is_erased_when_retention_ends(
     assert erasure.reason.startswith("retention-ended")
     assert f"{retention.days} days" in erasure.reason
     assert keys.is_destroyed(workflow_id(ref))
+
+
+async def test_a_terminated_then_erased_case_serves_no_timeline_from_the_workers_cache(
+    client: Client, task_queue: str, worker: Worker, store: OutboxStore, keys: KeyStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handle = await start_case(client, task_queue)
+    await send(handle, f.announce(), f.residence_ind())
+    await settled(handle)
+    ref = handle.id.removeprefix("kb-case-")
+    assert await handle.query(CaseWorkflow.timeline)  # served while the case lives
+    await handle.terminate(reason="test")  # the worker still holds the run in its cache
+    erasure = store.erase(ref, reason="art-17-request", requested_by="RvdK-privacy-01",
+                          at=dt.datetime.now(dt.UTC))  # as `kbflow erase` does then
+    caplog.set_level(logging.WARNING)
+    # Refused by the worker that holds the run (ErasedCaseQueries): the failure itself is
+    # encoded ("Encoded failure"); a worker replaying the history instead would log an
+    # ERROR (it cannot decode it), and one answering from its cache would not fail.
+    for query in (CaseWorkflow.timeline, CaseWorkflow.awaiting):
+        with pytest.raises(WorkflowQueryFailedError):
+            await handle.query(query)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (await handle.query(CaseWorkflow.status)).erased_at is None  # no personal data
+    # kbflow status never asks: the erasure on record says it all.
+    view = await case_view(client, ref, erasure=erasure,
+                           key_destroyed=keys.is_destroyed(handle.id))
+    assert view.erased and view.status is None and view.timeline is None
+    assert render.view_lines(view)[:2] == [
+        f"case: {ref}",
+        f"erased on {erasure.at:%Y-%m-%d %H:%M} UTC (art-17-request); its data is gone"]
+
+
+async def test_a_case_erased_when_retention_ended_shows_as_erased(
+    own_env: WorkflowEnvironment, client: Client, task_queue: str, worker: Worker,
+    store: OutboxStore, keys: KeyStore,
+) -> None:
+    start = CaseStart.model_validate({**f.case_start().model_dump(), "retention_days": 30})
+    handle = await start_case(client, task_queue, start)
+    await send(handle, f.announce(), f.residence_ind(known=False),
+               f.residence_dtv(known=False), f.decision(investigate=False))
+    await handle.result()  # the server skips the 30 days
+    [erasure] = store.erasures()
+    view = await case_view(client, start.case_ref, erasure=erasure,
+                           key_destroyed=keys.is_destroyed(handle.id))
+    assert view.erased and view.timeline is None
+    assert view.status is not None and view.status.end_state is EndState.NO_INVESTIGATION
+    lines = render.view_lines(view)
+    assert lines[1].startswith(f"erased on {erasure.at:%Y-%m-%d %H:%M} UTC (retention-ended")
+    assert "end state: no_investigation" in lines
