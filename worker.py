@@ -40,7 +40,7 @@ async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=encrypted_data_converter(keys or KeyStore.open(settings.data_dir)),
+        data_converter=encrypted_data_converter(keys or KeyStore.open(settings)),
         header_codec_behavior=HeaderCodecBehavior.CODEC,
     )
 
@@ -65,9 +65,9 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None."""
-    keys = KeyStore.open(settings.data_dir)  # one instance: codec and outbox shred alike
+    keys = KeyStore.open(settings)  # one instance: codec and outbox shred alike
     client = await connect(settings, keys)
-    store = OutboxStore(settings.outbox_path, keys=keys)
+    store = OutboxStore(settings, keys=keys)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

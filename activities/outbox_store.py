@@ -18,7 +18,6 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,7 +31,7 @@ from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.processing_log import ProcessingLogEntry, Pseudonymise, entries_for
-from kbflow.settings import workflow_id
+from kbflow.settings import Settings, workflow_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -90,8 +89,9 @@ class OutboxStore:
     """Outboxes, reminders, erasures and the processing log in one SQLite file.
 
     Args:
-        path: the SQLite file; keys default to the files beside it (dev) or the
-            environment (``encryption.keys``, ``encryption.sealed``).
+        settings: the store is ``settings.outbox_path``; the keys not given default to
+            what ``settings`` configures (``Pseudonymiser.load``, ``KeyStore.open``,
+            ``PartyKeys.open``).
         pseudonymise: data-subject ids for the processing log.
         keys: the case data keys (shared with the payload codec).
         party_keys: the parties' key pairs (public keys suffice to deliver).
@@ -99,12 +99,12 @@ class OutboxStore:
     Safe to share between threads: every call opens its own connection.
     """
 
-    def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None, *,
+    def __init__(self, settings: Settings, pseudonymise: Pseudonymise | None = None, *,
                  keys: KeyStore | None = None, party_keys: PartyKeys | None = None) -> None:
-        self.path = path
-        self.pseudonymise = pseudonymise or Pseudonymiser.from_env_or_file(path.parent)
-        self.keys = keys or KeyStore.open(path.parent)
-        self.party_keys = party_keys or PartyKeys.open(path.parent)
+        self.path = path = settings.outbox_path
+        self.pseudonymise = pseudonymise or Pseudonymiser.load(settings)
+        self.keys = keys or KeyStore.open(settings)
+        self.party_keys = party_keys or PartyKeys.open(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)

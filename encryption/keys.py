@@ -14,7 +14,6 @@ current) or, for development, from ``<data dir>/master.keys`` (created, mode 060
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import sqlite3
 import threading
@@ -27,8 +26,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encryption.secret_files import append_secret_line, read_or_create_secret
+from kbflow.settings import MASTER_KEYS_ENV as MASTER_KEYS_ENV
+from kbflow.settings import Settings
 
-MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 #: Scope of payloads that belong to no case (no workflow id in the serialization context).
 SYSTEM_SCOPE = "kbflow-system"
 #: How long a process trusts a cached data key before asking the store again (seconds):
@@ -72,21 +72,25 @@ class MasterKeys:
         return cls(keys=keys, current=order[0] if current_first else order[-1])
 
     @classmethod
-    def load(cls, data_dir: Path) -> MasterKeys:
-        """From ``KBFLOW_MASTER_KEYS``, else from (or new in) ``<data_dir>/master.keys``."""
-        configured = os.environ.get(MASTER_KEYS_ENV)
-        if configured:
-            return cls.parse(configured, current_first=True)
+    def load(cls, settings: Settings) -> MasterKeys:
+        """From ``settings.master_keys`` (``KBFLOW_MASTER_KEYS``), else from (or new in)
+        ``settings.master_keys_path`` (``<data dir>/master.keys``).
+
+        Raises:
+            ValueError: the keys are malformed (see ``parse``).
+        """
+        if settings.master_keys:
+            return cls.parse(settings.master_keys, current_first=True)
         text = read_or_create_secret(
-            data_dir / "master.keys",
+            settings.master_keys_path,
             lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
         return cls.parse(text, current_first=False)
 
     @staticmethod
-    def add_to_file(data_dir: Path) -> str:
-        """Append a new master key to ``<data_dir>/master.keys``, making it current."""
+    def add_to_file(settings: Settings) -> str:
+        """Append a new master key to ``settings.master_keys_path``, making it current."""
         key_id = f"mk-{secrets.token_hex(4)}"
-        append_secret_line(data_dir / "master.keys", f"{key_id}:{secrets.token_hex(32)}")
+        append_secret_line(settings.master_keys_path, f"{key_id}:{secrets.token_hex(32)}")
         return key_id
 
 
@@ -121,10 +125,10 @@ class KeyStore:
             db.executescript(_SCHEMA)
 
     @classmethod
-    def open(cls, data_dir: Path) -> KeyStore:
-        """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys."""
-        return cls(data_dir / "keys.sqlite3", MasterKeys.load(data_dir),
-                   reload_master_keys=lambda: MasterKeys.load(data_dir))
+    def open(cls, settings: Settings) -> KeyStore:
+        """The store in ``settings.key_store_path`` with the configured master keys."""
+        return cls(settings.key_store_path, MasterKeys.load(settings),
+                   reload_master_keys=lambda: MasterKeys.load(settings))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -8,7 +8,6 @@ workflow's reason, which names the rule and never a personal value), no worker a
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import timedelta
 
 from temporalio.client import (
@@ -24,10 +23,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.outbox_store import Erasure
-from encryption.keys import MASTER_KEYS_ENV, KeyUnavailable
+from encryption.keys import KeyUnavailable
 from kbflow.case import CaseStatus, EventOutcome, TimelineEntry, event_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
-from kbflow.settings import Settings, workflow_id
+from kbflow.settings import MASTER_KEYS_ENV, Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
 
@@ -55,8 +54,8 @@ async def open_client(settings: Settings, *, create_keys: bool = False) -> Clien
         CaseError: no keys in the data dir, malformed master keys, or Temporal does not
             answer on TEMPORAL_ADDRESS.
     """
-    keys_file = settings.data_dir / "master.keys"
-    if not create_keys and not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
+    keys_file = settings.master_keys_path
+    if not create_keys and not settings.master_keys and not keys_file.is_file():
         raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
                         f"(or set {MASTER_KEYS_ENV})")
     try:

@@ -26,7 +26,6 @@ import typer
 from pydantic import ValidationError
 
 from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
-from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
 from encryption.keys import KeyStore
@@ -35,7 +34,7 @@ from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
-from kbflow.settings import Settings, workflow_id
+from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, workflow_id
 from starter import inputs, render
 from starter.cases import (
     CaseError,
@@ -189,7 +188,7 @@ def start(
 
     async def work() -> None:
         client = await open_client(settings)
-        if KeyStore.open(settings.data_dir).is_destroyed(workflow_id(case.case_ref)):
+        if KeyStore.open(settings).is_destroyed(workflow_id(case.case_ref)):
             raise CaseError(f"case {case.case_ref}: this ref belonged to an erased case; "
                             "leave out --case-ref to get a fresh one")
         await start_case(client, settings, case)
@@ -271,7 +270,7 @@ def packets(
     _run_sync(lambda: inputs.check_case_ref(case_ref))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
-    store = OutboxStore(settings.outbox_path)
+    store = OutboxStore(settings)
     erased = [e for e in store.erasures() if e.case_ref == case_ref]
     if erased:
         _fail(f"case {case_ref}: erased on {erased[0].at:%Y-%m-%d} ({erased[0].reason}); "
@@ -312,7 +311,7 @@ def inbox(
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
-        found = OutboxStore(settings.outbox_path).inbox(party)
+        found = OutboxStore(settings).inbox(party)
     except PacketUnreadable as error:
         _fail(str(error))
     if case_ref is not None:
@@ -345,7 +344,7 @@ def erase(
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:
         _fail(inputs.describe(error))
-    store = OutboxStore(settings.outbox_path)
+    store = OutboxStore(settings)
     for earlier in store.erasures():
         if earlier.case_ref == case_ref:
             typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
@@ -454,14 +453,14 @@ def codec_server_command(
     settings = Settings.from_env()
     origins = ui_origin or list(codec.DEFAULT_UI_ORIGINS)
     try:
-        keys = open_existing(settings.data_dir)
+        keys = open_existing(settings)
     except KeyAdminError as error:
         _fail(str(error))
-    from_env = bool(os.environ.get(codec.TOKEN_ENV))
-    token = codec.load_token(settings.data_dir)
+    from_env = settings.codec_token is not None
+    token = codec.load_token(settings)
     endpoint = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for line in render.codec_server_lines(
-            endpoint, None if from_env else settings.data_dir / "codec.token",
+            endpoint, None if from_env else settings.codec_token_path,
             token if show_token else None, origins):
         typer.echo(line, err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -483,7 +482,7 @@ def rotate_master_key_command() -> None:
     """
     settings = Settings.from_env()
     try:
-        rotation = rotate_master_key(settings.data_dir)
+        rotation = rotate_master_key(settings)
     except KeyAdminError as error:
         _fail(str(error))
     typer.echo(f"new master key {rotation.master_key_id} is current; "
@@ -499,7 +498,7 @@ def rewrap() -> None:
     """
     settings = Settings.from_env()
     try:
-        count = rewrap_data_keys(settings.data_dir)
+        count = rewrap_data_keys(settings)
     except KeyAdminError as error:
         _fail(str(error))
     typer.echo(f"rewrapped {count} data key(s)")
@@ -552,7 +551,7 @@ def disclosures(
         subject_id = subject
     else:
         subject_id = _subject_of(settings, name, date_of_birth)
-    log = OutboxStore(settings.outbox_path).processing_log(data_subject_id=subject_id)
+    log = OutboxStore(settings).processing_log(data_subject_id=subject_id)
     answer = access_answer(subject_id, log)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))
@@ -570,12 +569,11 @@ def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None)
         born = dt.date.fromisoformat(date_of_birth)
     except ValueError:
         _fail("--date-of-birth: must be a date, YYYY-MM-DD")
-    if not os.environ.get(PSEUDONYM_KEY_ENV) and not (
-            settings.data_dir / "pseudonym.key").is_file():
+    if not settings.pseudonym_key and not settings.pseudonym_key_path.is_file():
         _fail(f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or use the worker's "
               "KBFLOW_DATA_DIR")
     try:
-        pseudonymise = Pseudonymiser.from_env_or_file(settings.data_dir)
+        pseudonymise = Pseudonymiser.load(settings)
         return subject_id_of(name, born, pseudonymise)
     except ValidationError:
         _fail("--name: must be 1 to 200 characters")

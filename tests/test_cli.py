@@ -66,7 +66,8 @@ class Cli:
 
 
 def _cli(dev_server: WorkflowEnvironment, data_dir: Path, task_queue: str) -> Cli:
-    KeyStore.open(data_dir)  # the worker's data dir: its keys exist before the CLI runs
+    # the worker's data dir: its keys exist before the CLI runs
+    KeyStore.open(Settings(data_dir=data_dir))
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
@@ -101,7 +102,7 @@ async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path:
     }
     settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
                         namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
-    store = OutboxStore(settings.outbox_path)
+    store = OutboxStore(settings)
     # The worker shares the CLI's data dir, so its key store: both encrypt alike.
     client = await connect(settings)
 
@@ -238,7 +239,7 @@ async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path
 @pytest.mark.parametrize("command", [["start", "{case}"], ["status", "KB-2026-AAAA1111"]])
 async def test_cli_without_temporal_says_so(tmp_path: Path, command: list[str]) -> None:
     case = _write(tmp_path / "case.json", Scenario.load(example_files()[0]).case)
-    KeyStore.open(tmp_path)
+    KeyStore.open(Settings(data_dir=tmp_path))
     env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", "KBFLOW_DATA_DIR": str(tmp_path)}
     args = [arg.format(case=case) for arg in command]
     done = await asyncio.to_thread(subprocess.run, [str(KBFLOW), *args], env=env,
@@ -254,9 +255,9 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
     scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
     settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
                         namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
-    keys = KeyStore.open(settings.data_dir)  # one key store for codec and outbox, as in
+    keys = KeyStore.open(settings)  # one key store for codec and outbox, as in
     client = await connect(settings, keys)  # worker.run_worker: erasure reaches both
-    async with build_worker(client, task_queue, OutboxStore(settings.outbox_path, keys=keys)):
+    async with build_worker(client, task_queue, OutboxStore(settings, keys=keys)):
         started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
         assert started.returncode == 0, started.stderr
         match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8})\b", started.stdout)

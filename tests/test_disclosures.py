@@ -23,6 +23,7 @@ from kbflow.packets import Packet, project_packet
 from kbflow.process import PARTY_NAMES, PROCESS_TABLE, RETENTION_AFTER_CLOSE, Party, Step
 from kbflow.processing_log import entries_for
 from kbflow.record import CaseRecord
+from kbflow.settings import Settings
 from starter.cli import app
 from tests import factories as f
 
@@ -41,7 +42,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def delivered(data_dir: Path) -> list[Packet]:
     """Case 1 (child, parent, sibling): steps 3 and 6; case 2 (the parent only): step 2.
     Delivered out of time order, to see the answer sorted."""
-    store = OutboxStore(data_dir / "outbox.sqlite3")
+    store = OutboxStore(Settings.from_env())
     first = f.full_record()
     second = CaseRecord.model_validate({**f.full_record().model_dump(),
                                         "case_ref": f.new_case_ref(), "persons": (f.PARENT,)})
