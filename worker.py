@@ -1,9 +1,10 @@
 """The kbflow worker: runs ``CaseWorkflow`` and the delivery activities until interrupted.
 
-Reads ``kbflow.settings.Settings`` from the environment (TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE, KBFLOW_TASK_QUEUE, KBFLOW_DATA_DIR); logs JSON lines to stderr that
-carry case refs, steps and workflow ids, never personal data. SIGTERM or SIGINT stops it
-gracefully: running activities finish, then it exits.
+Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
+address and namespace, the task queue, the data dir and the keys); logs JSON lines to
+stderr that carry case refs, steps and workflow ids, never personal data. SIGTERM or
+SIGINT stops it gracefully: running activities get ``GRACEFUL_SHUTDOWN`` (30 s) to
+finish, then it exits.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
     """A Temporal client with kbflow's encrypting data converter (``encryption.codec``),
     for the worker and the CLI; headers go through the codec too.
 
-    ``keys`` defaults to the key store in the data dir.
+    ``keys`` defaults to the key store ``settings`` configures (``KeyStore.open``).
     """
     return await Client.connect(
         settings.temporal_address,
@@ -83,7 +84,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    """Entry point of ``python worker.py`` and ``kbflow worker``."""
+    """Entry point of ``python worker.py``; ``kbflow worker`` does the same, with a
+    one-line error when Temporal cannot be reached."""
     configure_logging(json=True)
     asyncio.run(run_worker(Settings.from_env()))
 

@@ -5,8 +5,8 @@ Temporal's remote-codec contract: ``POST /encode`` and ``POST /decode`` take and
 authenticated with the codec token, either as ``Authorization: Bearer <token>`` (the
 ``temporal`` CLI's ``--codec-auth``) or in the path, ``/t/<token>/decode`` (a codec
 endpoint an operator sets in their own browser's UI settings). CORS admits only the UI's
-origin, with the ``X-Namespace`` and ``Authorization`` headers; a request from any other
-origin is refused (403).
+origins (``ui_origins``), with the ``X-Namespace``, ``Authorization`` and ``Content-Type``
+headers; a request from any other origin is refused (403).
 
 The token comes from ``KBFLOW_CODEC_TOKEN`` or, for development, ``<data dir>/codec.token``
 (created, mode 0600). It never reaches a log: the access log shows ``/t/<token>/…``

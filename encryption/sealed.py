@@ -2,7 +2,8 @@
 
 A packet in a party's outbox is a NaCl sealed box (X25519 + XSalsa20-Poly1305, PyNaCl) to
 that party's public key: only the holder of the party's private key opens it, so no party
-reads another's packets. kbflow itself needs only the public keys.
+reads another's packets. Delivering needs only the public keys; ``kbflow inbox PARTY``
+needs PARTY's private key.
 
 Keys live in ``KBFLOW_PARTY_KEYS_DIR`` (default ``<data dir>/party-keys``): ``<PARTY>.pub``
 (public, hex) and, for development and the demo, ``<PARTY>.key`` (private, hex, mode 0600),
