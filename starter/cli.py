@@ -1,12 +1,15 @@
 """``kbflow``: the command line (installed as the ``kbflow`` script).
 
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
-agency event), ``status``, ``packets`` (a case's outboxes), ``demo`` (every example, end
-to end); ``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
+agency event), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
+received), ``erase`` (a case, now), ``demo`` (every example, end to end);
+``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
-``disclosures`` (GDPR art. 15). Configuration comes from the environment
-(``kbflow.settings``). Failures print one line on stderr and exit with code 1; nothing
-prints a personal value except ``packets --json``, which shows the packets as delivered.
+``disclosures`` (GDPR art. 15). Configuration comes from the environment, read once per
+command (``kbflow.settings.Settings.from_env``). The failures the commands expect (bad
+input, Temporal unreachable, a refused event, missing keys or data) print one line on
+stderr and exit with code 1, an interrupt exits with 130; nothing prints a personal value
+except ``packets --json`` and ``inbox --json``, which show the packets as delivered.
 """
 
 from __future__ import annotations
@@ -270,7 +273,7 @@ def packets(
     _run_sync(lambda: inputs.check_case_ref(case_ref))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
-    store = OutboxStore(settings)
+    store = _outbox(settings)
     erased = [e for e in store.erasures() if e.case_ref == case_ref]
     if erased:
         _fail(f"case {case_ref}: erased on {erased[0].at:%Y-%m-%d} ({erased[0].reason}); "
@@ -311,7 +314,7 @@ def inbox(
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
-        found = OutboxStore(settings).inbox(party)
+        found = _outbox(settings).inbox(party)
     except PacketUnreadable as error:
         _fail(str(error))
     if case_ref is not None:
@@ -344,7 +347,7 @@ def erase(
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:
         _fail(inputs.describe(error))
-    store = OutboxStore(settings)
+    store = _outbox(settings)
     for earlier in store.erasures():
         if earlier.case_ref == case_ref:
             typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
@@ -551,7 +554,7 @@ def disclosures(
         subject_id = subject
     else:
         subject_id = _subject_of(settings, name, date_of_birth)
-    log = OutboxStore(settings).processing_log(data_subject_id=subject_id)
+    log = _outbox(settings).processing_log(data_subject_id=subject_id)
     answer = access_answer(subject_id, log)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))
@@ -578,6 +581,16 @@ def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None)
     except ValidationError:
         _fail("--name: must be 1 to 200 characters")
     except ValueError as error:  # a malformed KBFLOW_PSEUDONYM_KEY
+        _fail(str(error))
+
+
+def _outbox(settings: Settings) -> OutboxStore:
+    """The worker's outbox store, with the data dir's existing keys: never a fresh master
+    key (in a wrong KBFLOW_DATA_DIR the command would otherwise make keys no worker knows,
+    and ``erase`` would send its update encrypted under them). Fails with one line."""
+    try:
+        return OutboxStore(settings, keys=open_existing(settings))
+    except KeyAdminError as error:
         _fail(str(error))
 
 

@@ -257,3 +257,41 @@ def test_the_modules_called_pure_are() -> None:
             if (found := _impurities(ROOT / module))} == {}
     # The control: each module named impure does something the check sees.
     assert all(_impurities(ROOT / module) for module in impure), impure
+
+
+# ---- a wrong data dir gets no fresh keys ---------------------------------------------------
+
+def _cli(data_dir: Path, *args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from starter.cli import app
+
+    env = {"KBFLOW_DATA_DIR": str(data_dir), "TEMPORAL_ADDRESS": "127.0.0.1:1",
+           "KBFLOW_MASTER_KEYS": None, "KBFLOW_PSEUDONYM_KEY": None}
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stderr
+
+
+def test_erase_in_a_wrong_data_dir_makes_no_keys(tmp_path: Path) -> None:
+    code, stderr = _cli(tmp_path / "elsewhere", "erase", "KB-2026-AAAA1111",
+                        "--requested-by", "staff-1", "--reason", "court-order")
+    assert code == 1
+    assert stderr.strip().splitlines() == [
+        f"error: no key store at {tmp_path / 'elsewhere' / 'keys.sqlite3'}; "
+        "is KBFLOW_DATA_DIR the worker's?"]
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.parametrize("command", [["packets", "KB-2026-AAAA1111"], ["inbox", "IND"],
+                                     ["disclosures", "--subject", "subj-" + "0" * 32]])
+def test_reading_without_the_master_keys_makes_none(tmp_path: Path, command: list[str]) -> None:
+    settings = Settings(data_dir=tmp_path)
+    OutboxStore(settings)  # the worker's data dir, whose master keys live elsewhere
+    settings.master_keys_path.unlink()
+    code, stderr = _cli(tmp_path, *command)
+    assert code == 1
+    assert stderr.strip().splitlines() == [
+        "error: no master keys: set KBFLOW_MASTER_KEYS or use the worker's KBFLOW_DATA_DIR "
+        f"({settings.master_keys_path} is missing)"]
+    assert not settings.master_keys_path.exists()
