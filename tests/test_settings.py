@@ -25,8 +25,10 @@ from kbflow.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 #: Python source of kbflow, its tools and benchmarks; tests set variables for subprocesses.
-SOURCE = sorted(path for path in ROOT.rglob("*.py")
-                if not {"tests", ".venv", "build", ".git"} & set(path.relative_to(ROOT).parts))
+SOURCE = sorted(
+    [*ROOT.glob("*.py"),
+     *(path for folder in ROOT.iterdir() if folder.is_dir() and not folder.name.startswith(".")
+       and folder.name not in {"tests", "build", "dist"} for path in folder.rglob("*.py"))])
 SECRETS = {"KBFLOW_MASTER_KEYS": f"mk-test:{'ab' * 32}", "KBFLOW_PSEUDONYM_KEY": "cd" * 32,
            "KBFLOW_CODEC_TOKEN": "codec-token-secret"}
 
