@@ -1,9 +1,10 @@
 """The kbflow worker: runs ``CaseWorkflow`` and the delivery activities until interrupted.
 
-Reads ``kbflow.settings.Settings`` from the environment (TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE, KBFLOW_TASK_QUEUE, KBFLOW_DATA_DIR); logs JSON lines to stderr that
-carry case refs, steps and workflow ids, never personal data. SIGTERM or SIGINT stops it
-gracefully: running activities finish, then it exits.
+Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
+address and namespace, the task queue, the data dir and the keys); logs JSON lines to
+stderr that carry case refs, steps and workflow ids, never personal data. SIGTERM or
+SIGINT stops it gracefully: running activities get ``GRACEFUL_SHUTDOWN`` (30 s) to
+finish, then it exits.
 
 An erased case's decoded state is never served from the worker's cache: once its data key
 is destroyed, every query but ``status`` (no personal data) is refused
@@ -50,12 +51,12 @@ async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
     """A Temporal client with kbflow's encrypting data converter (``encryption.codec``),
     for the worker and the CLI; headers go through the codec too.
 
-    ``keys`` defaults to the key store in the data dir.
+    ``keys`` defaults to the key store ``settings`` configures (``KeyStore.open``).
     """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=encrypted_data_converter(keys or KeyStore.open(settings.data_dir)),
+        data_converter=encrypted_data_converter(keys or KeyStore.open(settings)),
         header_codec_behavior=HeaderCodecBehavior.CODEC,
     )
 
@@ -120,9 +121,9 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None."""
-    keys = KeyStore.open(settings.data_dir)  # one instance: codec and outbox shred alike
+    keys = KeyStore.open(settings)  # one instance: codec and outbox shred alike
     client = await connect(settings, keys)
-    store = OutboxStore(settings.outbox_path, keys=keys)
+    store = OutboxStore(settings, keys=keys)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -138,7 +139,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    """Entry point of ``python worker.py`` and ``kbflow worker``."""
+    """Entry point of ``python worker.py``; ``kbflow worker`` does the same, with a
+    one-line error when Temporal cannot be reached."""
     configure_logging(json=True)
     asyncio.run(run_worker(Settings.from_env()))
 

@@ -1,1 +1,1 @@
-"""Activities: kbflow's I/O (delivering packets, the processing log, reminders)."""
+"""Activities: kbflow's I/O (delivering packets, the processing log, reminders, erasure)."""

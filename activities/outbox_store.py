@@ -33,7 +33,7 @@ from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.processing_log import ProcessingLogEntry, Pseudonymise, entries_for
-from kbflow.settings import workflow_id
+from kbflow.settings import Settings, workflow_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -96,8 +96,9 @@ class OutboxStore:
     """Outboxes, reminders, erasures and the processing log in one SQLite file.
 
     Args:
-        path: the SQLite file; keys default to the files beside it (dev) or the
-            environment (``encryption.keys``, ``encryption.sealed``).
+        settings: the store is ``settings.outbox_path``; the keys not given default to
+            what ``settings`` configures (``Pseudonymiser.load``, ``KeyStore.open``,
+            ``PartyKeys.open``).
         pseudonymise: data-subject ids for the processing log.
         keys: the case data keys (shared with the payload codec).
         party_keys: the parties' key pairs (public keys suffice to deliver).
@@ -113,19 +114,19 @@ class OutboxStore:
             and Temporal retries them.
     """
 
-    def __init__(self, path: Path, pseudonymise: Pseudonymise | None = None, *,
+    def __init__(self, settings: Settings, pseudonymise: Pseudonymise | None = None, *,
                  keys: KeyStore | None = None, party_keys: PartyKeys | None = None,
                  read_only: bool = False) -> None:
-        self.path = path
+        self.path = path = settings.outbox_path
         self.read_only = read_only
         try:
             self.pseudonymise = pseudonymise or (
-                _no_pseudonyms if read_only else Pseudonymiser.from_env_or_file(path.parent))
-            self.party_keys = party_keys or PartyKeys.open(path.parent)
+                _no_pseudonyms if read_only else Pseudonymiser.load(settings))
+            self.party_keys = party_keys or PartyKeys.open(settings)
         except OSError as error:  # the pseudonym key or the party keys' folder
-            raise StorageError.of(error, Path(error.filename or path.parent),
+            raise StorageError.of(error, Path(error.filename or settings.data_dir),
                                   writing=not read_only) from None
-        self.keys = keys or KeyStore.open(path.parent, read_only=read_only)
+        self.keys = keys or KeyStore.open(settings, read_only=read_only)
         if not read_only:
             create_schema(path, _SCHEMA)
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 
 from encryption.secret_files import read_or_create_secret
 from kbflow.events import subject_name
 from kbflow.items import Person
-
-KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
+from kbflow.settings import PSEUDONYM_KEY_ENV as KEY_ENV
+from kbflow.settings import Settings
 
 
 class Pseudonymiser:
@@ -42,17 +40,17 @@ class Pseudonymiser:
         return hmac.new(self._key, b"kbflow subkey|" + purpose, hashlib.sha256).digest()
 
     @classmethod
-    def from_env_or_file(cls, data_dir: Path) -> Pseudonymiser:
-        """The key from ``KBFLOW_PSEUDONYM_KEY``, else from (or new in) the data dir.
+    def load(cls, settings: Settings) -> Pseudonymiser:
+        """The key from ``settings.pseudonym_key`` (``KBFLOW_PSEUDONYM_KEY``), else from (or
+        new in) ``settings.pseudonym_key_path``.
 
         Raises:
             ValueError: the variable is set but is not 64 hex characters.
         """
-        configured = os.environ.get(KEY_ENV)
-        if configured:
+        if settings.pseudonym_key:
             try:
-                return cls(bytes.fromhex(configured))
+                return cls(bytes.fromhex(settings.pseudonym_key))
             except ValueError:
                 raise ValueError(f"{KEY_ENV}: must be 64 hex characters") from None
-        key = read_or_create_secret(data_dir / "pseudonym.key", lambda: secrets.token_hex(32))
+        key = read_or_create_secret(settings.pseudonym_key_path, lambda: secrets.token_hex(32))
         return cls(bytes.fromhex(key))

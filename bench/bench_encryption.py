@@ -154,9 +154,10 @@ async def temporal(server: str, data_dir: Path) -> AsyncIterator[str]:
         finally:
             await env.shutdown()
         return
+    files = Settings(data_dir=data_dir)
     config = DevServerConfig(host="127.0.0.1", port=_free_port(), ui_port=_free_port(),
-                             namespace="default", db_file=data_dir / "temporal.sqlite")
-    dev_server = SpawnedDevServer(config, data_dir / "temporal-server.log")
+                             namespace="default", db_file=files.dev_server_db_path)
+    dev_server = SpawnedDevServer(config, files.dev_server_log_path)
     try:
         address = f"127.0.0.1:{config.port}"
         await dev_server.wait_ready(Settings(temporal_address=address))
@@ -170,7 +171,7 @@ async def bench_cases(server: str, rounds: int, modes: tuple[str, ...], data_dir
     """Every example, ``rounds`` times per mode (plus one warm-up round), interleaved: the
     runs of one case follow each other, the order of the modes rotating by round."""
     scenarios = {path.stem: Scenario.load(path) for path in example_files()}
-    keys = KeyStore.open(data_dir)
+    keys = KeyStore.open(Settings(data_dir=data_dir))
     converters: dict[str, DataConverter] = {
         "plain": pydantic_data_converter,
         "encrypted": encrypted_data_converter(keys),
@@ -181,7 +182,7 @@ async def bench_cases(server: str, rounds: int, modes: tuple[str, ...], data_dir
         address = await stack.enter_async_context(temporal(server, data_dir))
         settings: dict[str, Settings] = {}
         clients: dict[str, Client] = {}
-        store = OutboxStore(data_dir / "outbox.sqlite3", keys=keys)
+        store = OutboxStore(Settings(data_dir=data_dir), keys=keys)
         for mode in modes:
             settings[mode] = Settings(temporal_address=address, data_dir=data_dir,
                                       task_queue=f"bench-{mode}-{uuid.uuid4()}")
@@ -256,7 +257,8 @@ async def bench_codec(data_dir: Path) -> list[CodecRow]:
     converter = pydantic_data_converter.payload_converter
     sized = sorted(((len(converter.to_payloads([p])[0].SerializeToString()), p)
                     for p in example_packets()), key=lambda pair: pair[0])
-    codec = CaseCodec(KeyStore.open(data_dir)).with_context(WorkflowSerializationContext(
+    keys = KeyStore.open(Settings(data_dir=data_dir))
+    codec = CaseCodec(keys).with_context(WorkflowSerializationContext(
         namespace="default", workflow_id="kb-case-KB-2026-BENCH001"))
     rows = []
     for label, (size, packet) in (("median packet", sized[len(sized) // 2]),
@@ -279,7 +281,7 @@ async def bench_codec(data_dir: Path) -> list[CodecRow]:
 async def bench_new_key(data_dir: Path) -> float:
     """Seconds to create a new case's data key (generate, wrap, one SQLite write): the
     first payload of every case pays it once."""
-    keys = KeyStore.open(data_dir)
+    keys = KeyStore.open(Settings(data_dir=data_dir))
     scopes = (f"kb-case-KB-2026-NEWKEY{number:04d}" for number in itertools.count())
 
     async def new_key() -> None:

@@ -5,8 +5,8 @@ Temporal's remote-codec contract: ``POST /encode`` and ``POST /decode`` take and
 authenticated with the codec token, either as ``Authorization: Bearer <token>`` (the
 ``temporal`` CLI's ``--codec-auth``) or in the path, ``/t/<token>/decode`` (a codec
 endpoint an operator sets in their own browser's UI settings). CORS admits only the UI's
-origin, with the ``X-Namespace`` and ``Authorization`` headers; a request from any other
-origin is refused (403).
+origins (``ui_origins``), with the ``X-Namespace``, ``Authorization`` and ``Content-Type``
+headers; a request from any other origin is refused (403).
 
 The token comes from ``KBFLOW_CODEC_TOKEN`` or, for development, ``<data dir>/codec.token``
 (created, mode 0600). It never reaches a log: the access log shows ``/t/<token>/…``
@@ -24,10 +24,8 @@ import binascii
 import copy
 import hmac
 import logging
-import os
 import re
 import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -40,8 +38,9 @@ from temporalio.api.common.v1 import Payload
 from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.secret_files import read_or_create_secret
+from kbflow.settings import CODEC_TOKEN_ENV, Settings
 
-TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
+TOKEN_ENV = CODEC_TOKEN_ENV  # the name importers know it by
 DEFAULT_UI_ORIGIN = "http://localhost:8233"
 #: The origins ``kbflow codec-server`` admits by default: the dev server's Web UI, by
 #: either loopback name (``kbflow server`` prints the first).
@@ -80,12 +79,12 @@ class Payloads(BaseModel):
     payloads: list[JsonPayload] = Field(default_factory=list)  # "{}" is an empty list
 
 
-def load_token(data_dir: Path) -> str:
-    """The codec token from ``KBFLOW_CODEC_TOKEN``, else from (or new in) the data dir."""
-    configured = os.environ.get(TOKEN_ENV)
-    if configured:
-        return configured
-    return read_or_create_secret(data_dir / "codec.token", lambda: secrets.token_urlsafe(32))
+def load_token(settings: Settings) -> str:
+    """The codec token from ``settings.codec_token`` (``KBFLOW_CODEC_TOKEN``), else from (or
+    new in) ``settings.codec_token_path``."""
+    if settings.codec_token:
+        return settings.codec_token
+    return read_or_create_secret(settings.codec_token_path, lambda: secrets.token_urlsafe(32))
 
 
 def create_app(keys: KeyStore, token: str, ui_origins: list[str]) -> FastAPI:

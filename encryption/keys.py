@@ -14,7 +14,6 @@ current) or, for development, from ``<data dir>/master.keys`` (created, mode 060
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import sqlite3
 import threading
@@ -29,8 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encryption.secret_files import append_secret_line, read_or_create_secret
 from encryption.storage import StorageError, connect, create_schema
+from kbflow.settings import MASTER_KEYS_ENV as MASTER_KEYS_ENV
+from kbflow.settings import Settings
 
-MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 #: Scope of payloads that belong to no case (no workflow id in the serialization context).
 SYSTEM_SCOPE = "kbflow-system"
 #: How long a process trusts a cached data key before asking the store again (seconds):
@@ -76,29 +76,28 @@ class MasterKeys:
         return cls(keys=keys, current=order[0] if current_first else order[-1])
 
     @classmethod
-    def load(cls, data_dir: Path, *, create: bool = True) -> MasterKeys:
-        """From ``KBFLOW_MASTER_KEYS``, else from (or, with ``create``, new in)
-        ``<data_dir>/master.keys``.
+    def load(cls, settings: Settings, *, create: bool = True) -> MasterKeys:
+        """From ``settings.master_keys`` (``KBFLOW_MASTER_KEYS``), else from (or, with
+        ``create``, new in) ``settings.master_keys_path`` (``<data dir>/master.keys``).
 
         Raises:
-            ValueError: malformed master keys.
+            ValueError: the keys are malformed (see ``parse``).
             FileNotFoundError: no master-key file and not ``create``.
         """
-        configured = os.environ.get(MASTER_KEYS_ENV)
-        if configured:
-            return cls.parse(configured, current_first=True)
+        if settings.master_keys:
+            return cls.parse(settings.master_keys, current_first=True)
         if not create:
-            return cls.parse((data_dir / "master.keys").read_text(), current_first=False)
+            return cls.parse(settings.master_keys_path.read_text(), current_first=False)
         text = read_or_create_secret(
-            data_dir / "master.keys",
+            settings.master_keys_path,
             lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
         return cls.parse(text, current_first=False)
 
     @staticmethod
-    def add_to_file(data_dir: Path) -> str:
-        """Append a new master key to ``<data_dir>/master.keys``, making it current."""
+    def add_to_file(settings: Settings) -> str:
+        """Append a new master key to ``settings.master_keys_path``, making it current."""
         key_id = f"mk-{secrets.token_hex(4)}"
-        append_secret_line(data_dir / "master.keys", f"{key_id}:{secrets.token_hex(32)}")
+        append_secret_line(settings.master_keys_path, f"{key_id}:{secrets.token_hex(32)}")
         return key_id
 
 
@@ -149,9 +148,9 @@ class KeyStore:
             create_schema(path, _SCHEMA)
 
     @classmethod
-    def open(cls, data_dir: Path, *, read_only: bool = False,
+    def open(cls, settings: Settings, *, read_only: bool = False,
              cache_seconds: float = CACHE_SECONDS) -> KeyStore:
-        """The store in ``<data_dir>/keys.sqlite3`` with the configured master keys.
+        """The store in ``settings.key_store_path`` with the configured master keys.
 
         Raises:
             StorageError: the store or the master-key file cannot be read (read-only:
@@ -159,12 +158,12 @@ class KeyStore:
             ValueError: malformed master keys.
         """
         try:
-            master_keys = MasterKeys.load(data_dir, create=not read_only)
+            master_keys = MasterKeys.load(settings, create=not read_only)
         except OSError as error:
-            raise StorageError.of(error, data_dir / "master.keys",
+            raise StorageError.of(error, settings.master_keys_path,
                                   writing=not read_only) from None
-        return cls(data_dir / "keys.sqlite3", master_keys,
-                   reload_master_keys=lambda: MasterKeys.load(data_dir, create=not read_only),
+        return cls(settings.key_store_path, master_keys,
+                   reload_master_keys=lambda: MasterKeys.load(settings, create=not read_only),
                    read_only=read_only, cache_seconds=cache_seconds)
 
     def without_cache(self) -> KeyStore:

@@ -2,7 +2,8 @@
 
 A packet in a party's outbox is a NaCl sealed box (X25519 + XSalsa20-Poly1305, PyNaCl) to
 that party's public key: only the holder of the party's private key opens it, so no party
-reads another's packets. kbflow itself needs only the public keys.
+reads another's packets. Delivering needs only the public keys; ``kbflow inbox PARTY``
+needs PARTY's private key.
 
 Keys live in ``KBFLOW_PARTY_KEYS_DIR`` (default ``<data dir>/party-keys``): ``<PARTY>.pub``
 (public, hex) and, for development and the demo, ``<PARTY>.key`` (private, hex, mode 0600),
@@ -11,15 +12,14 @@ created on first use. In production each party keeps its ``.key`` to itself.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from encryption.secret_files import read_or_create_secret
 from kbflow.process import Party
-
-PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
+from kbflow.settings import PARTY_KEYS_ENV as PARTY_KEYS_ENV
+from kbflow.settings import Settings
 
 
 class PartyKeyMissing(LookupError):
@@ -34,12 +34,11 @@ class PartyKeys:
         self.create_missing = create_missing
 
     @classmethod
-    def open(cls, data_dir: Path) -> PartyKeys:
-        """The folder from ``KBFLOW_PARTY_KEYS_DIR``, else ``<data_dir>/party-keys``."""
-        configured = os.environ.get(PARTY_KEYS_ENV)
-        if configured:  # ops' folder of the parties' public keys: never make keys there
-            return cls(Path(configured), create_missing=False)
-        return cls(data_dir / "party-keys")
+    def open(cls, settings: Settings) -> PartyKeys:
+        """The folder ``settings.party_keys_path``: ``KBFLOW_PARTY_KEYS_DIR`` if set, else
+        ``<data dir>/party-keys``."""
+        # ops' folder of the parties' public keys: never make keys there
+        return cls(settings.party_keys_path, create_missing=settings.party_keys_dir is None)
 
     def _create(self, party: Party) -> None:
         private = PrivateKey(bytes.fromhex(read_or_create_secret(

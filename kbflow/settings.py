@@ -1,11 +1,29 @@
 """Configuration from the environment, in one place.
 
+``Settings.from_env()`` reads every environment variable kbflow reads, once; no other
+module reads the environment. The other modules take a ``Settings`` (or what they need
+from it) as an argument. Every file kbflow keeps in the data dir is named here once, as a
+``Settings`` property.
+
 | variable | default | meaning |
 |---|---|---|
 | ``TEMPORAL_ADDRESS`` | ``localhost:7233`` | Temporal frontend, host:port |
 | ``TEMPORAL_NAMESPACE`` | ``default`` | Temporal namespace |
 | ``KBFLOW_TASK_QUEUE`` | ``kbflow-cases`` | task queue of the case workflows and activities |
-| ``KBFLOW_DATA_DIR`` | ``./.kbflow`` | outbox store, processing log, dev-server database |
+| ``KBFLOW_DATA_DIR`` | ``./.kbflow`` | outbox, processing log, key store, dev key files |
+| ``KBFLOW_MASTER_KEYS`` | the data dir's file | master keys, ``id:64-hex[,…]``; secret |
+| ``KBFLOW_PSEUDONYM_KEY`` | the data dir's file | pseudonym key, 64 hex characters; secret |
+| ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the codec server's token; secret |
+| ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
+
+The data dir's files are the ``*_path`` properties below (``master.keys``,
+``pseudonym.key``, ``codec.token``; created, mode 0600, on first use); the data dir also
+holds the dev server's database. In ``KBFLOW_MASTER_KEYS`` the first key is current. A
+configured ``KBFLOW_PARTY_KEYS_DIR`` never gets keys created in it (ops' folder of the
+parties' public keys).
+
+A variable set to the empty string counts as unset. The secrets stay out of
+``repr(settings)``.
 """
 
 from __future__ import annotations
@@ -14,36 +32,96 @@ import os
 import shutil
 import sys
 import sysconfig
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_TASK_QUEUE = "kbflow-cases"
+MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
+PSEUDONYM_KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
+CODEC_TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
+PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where kbflow finds Temporal and keeps its data."""
+    """Where kbflow finds Temporal, keeps its data and gets its secrets.
+
+    ``master_keys``, ``pseudonym_key``, ``codec_token`` and ``party_keys_dir`` are
+    ``None`` when not configured; the modules then use the development files in the data
+    dir (the ``*_path`` properties).
+    """
 
     temporal_address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
     data_dir: Path = Path(".kbflow")
+    master_keys: str | None = field(default=None, repr=False)
+    pseudonym_key: str | None = field(default=None, repr=False)
+    codec_token: str | None = field(default=None, repr=False)
+    party_keys_dir: Path | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read the variables in the module docstring; unset ones take their defaults."""
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables in the module docstring; unset (or empty) ones take their
+        defaults.
+
+        Args:
+            env: the environment to read; default ``os.environ``.
+        """
+        env = os.environ if env is None else env
+        party_keys_dir = env.get(PARTY_KEYS_ENV)
         return cls(
-            temporal_address=env.get("TEMPORAL_ADDRESS", cls.temporal_address),
-            namespace=env.get("TEMPORAL_NAMESPACE", cls.namespace),
-            task_queue=env.get("KBFLOW_TASK_QUEUE", cls.task_queue),
-            data_dir=Path(env.get("KBFLOW_DATA_DIR", str(cls.data_dir))),
+            temporal_address=env.get("TEMPORAL_ADDRESS") or cls.temporal_address,
+            namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
+            task_queue=env.get("KBFLOW_TASK_QUEUE") or cls.task_queue,
+            data_dir=Path(env.get("KBFLOW_DATA_DIR") or cls.data_dir),
+            master_keys=env.get(MASTER_KEYS_ENV) or None,
+            pseudonym_key=env.get(PSEUDONYM_KEY_ENV) or None,
+            codec_token=env.get(CODEC_TOKEN_ENV) or None,
+            party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
         )
 
     @property
     def outbox_path(self) -> Path:
         """The SQLite file holding the parties' outboxes and the processing log."""
         return self.data_dir / "outbox.sqlite3"
+
+    @property
+    def key_store_path(self) -> Path:
+        """The SQLite file holding the case data keys, wrapped by a master key."""
+        return self.data_dir / "keys.sqlite3"
+
+    @property
+    def master_keys_path(self) -> Path:
+        """The development master-key file, used when ``master_keys`` is not set."""
+        return self.data_dir / "master.keys"
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        """The development pseudonym-key file, used when ``pseudonym_key`` is not set."""
+        return self.data_dir / "pseudonym.key"
+
+    @property
+    def codec_token_path(self) -> Path:
+        """The development codec-token file, used when ``codec_token`` is not set."""
+        return self.data_dir / "codec.token"
+
+    @property
+    def party_keys_path(self) -> Path:
+        """The folder of the parties' key pairs: ``party_keys_dir`` if set, else the
+        development folder in the data dir."""
+        return self.party_keys_dir or self.data_dir / "party-keys"
+
+    @property
+    def dev_server_db_path(self) -> Path:
+        """The Temporal dev server's SQLite database (``kbflow server``, ``kbflow demo``)."""
+        return self.data_dir / "temporal.sqlite"
+
+    @property
+    def dev_server_log_path(self) -> Path:
+        """Where ``kbflow demo`` writes the output of a dev server it starts."""
+        return self.data_dir / "temporal-server.log"
 
 
 def workflow_id(case_ref: str) -> str:

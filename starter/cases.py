@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,12 +36,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.outbox_store import Erasure, OutboxStore
 from activities.pseudonyms import Pseudonymiser
-from encryption.keys import MASTER_KEYS_ENV, KeyStore, KeyUnavailable
+from encryption.keys import KeyStore, KeyUnavailable
 from kbflow import case_refs
 from kbflow.case import CaseStatus, EventOutcome, Phase, TimelineEntry, event_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.items import Role
-from kbflow.settings import Settings, workflow_id
+from kbflow.settings import MASTER_KEYS_ENV, Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
 
@@ -95,14 +94,14 @@ def data_dir_keys(settings: Settings, *, read_only: bool = False) -> KeyStore:
     """
     _check_master_keys(settings)
     try:
-        return KeyStore.open(settings.data_dir, read_only=read_only)
+        return KeyStore.open(settings, read_only=read_only)
     except ValueError as error:  # malformed KBFLOW_MASTER_KEYS or master.keys
         raise CaseError(str(error)) from None
 
 
 def _check_master_keys(settings: Settings) -> None:
-    keys_file = settings.data_dir / "master.keys"
-    if not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
+    keys_file = settings.master_keys_path
+    if not settings.master_keys and not keys_file.is_file():
         raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
                         f"(or set {MASTER_KEYS_ENV})")
 
@@ -173,7 +172,7 @@ async def start_case(client: Client, settings: Settings, start: CaseStart, *,
             open case already (only with ``open_cases_in``); Temporal errors.
     """
     wid = workflow_id(start.case_ref)
-    if await asyncio.to_thread(KeyStore.open(settings.data_dir).is_destroyed, wid):
+    if await asyncio.to_thread(KeyStore.open(settings).is_destroyed, wid):
         raise _erased_start(start.case_ref)
     if open_cases_in is not None and not await _exists(client, start.case_ref):
         await _refuse_second_case(client, start, open_cases_in)

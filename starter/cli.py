@@ -2,12 +2,15 @@
 
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
-example), ``status``, ``packets`` (a case's outboxes), ``demo`` (every example, end
-to end); ``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
+example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
+received), ``erase`` (a case, now), ``demo`` (every example, end to end);
+``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
-``disclosures`` (GDPR art. 15). Configuration comes from the environment
-(``kbflow.settings``). Failures print one line on stderr and exit with code 1; nothing
-prints a personal value except ``packets --json``, which shows the packets as delivered.
+``disclosures`` (GDPR art. 15). Configuration comes from the environment, read once per
+command (``kbflow.settings.Settings.from_env``). The failures the commands expect (bad
+input, Temporal unreachable, a refused event, missing keys or data) print one line on
+stderr and exit with code 1, an interrupt exits with 130; nothing prints a personal value
+except ``packets --json`` and ``inbox --json``, which show the packets as delivered.
 
 Exit codes of the commands that send an event (``event``, ``erase``): 0 applied, 1
 refused or an error, 3 (``EXIT_PENDING``) pending: Temporal holds the event but it is not
@@ -37,7 +40,6 @@ import typer
 from pydantic import ValidationError
 
 from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
-from activities.pseudonyms import KEY_ENV as PSEUDONYM_KEY_ENV
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
 from encryption.keys import KeyStore
@@ -48,7 +50,7 @@ from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
-from kbflow.settings import Settings, workflow_id
+from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, workflow_id
 from starter import inputs, render
 from starter.cases import (
     EVENT_TIMEOUT,
@@ -248,15 +250,14 @@ def start(
 
     async def work() -> Started:
         client = await open_client(settings)
-        if not os.environ.get(PSEUDONYM_KEY_ENV) and not (
-                settings.data_dir / "pseudonym.key").is_file():
+        if not settings.pseudonym_key and not settings.pseudonym_key_path.is_file():
             raise CaseError(f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or use the "
                             "worker's KBFLOW_DATA_DIR")
         try:
-            pseudonymise = Pseudonymiser.from_env_or_file(settings.data_dir)
+            pseudonymise = Pseudonymiser.load(settings)
         except ValueError as error:  # a malformed KBFLOW_PSEUDONYM_KEY
             raise CaseError(str(error)) from None
-        store = OutboxStore(settings.outbox_path, pseudonymise)
+        store = OutboxStore(settings, pseudonymise)
         assert checked.idempotency_key is not None  # inputs.case_start requires it
         ref = derived_case_ref(pseudonymise, checked.idempotency_key)
         case = checked.model_copy(update={"case_ref": ref})
@@ -374,7 +375,7 @@ def _erasure_of(settings: Settings, case_ref: str, keys: KeyStore) -> Erasure | 
     """The erasure of ``case_ref`` on record in the data dir's outbox store, if any."""
     if not settings.outbox_path.is_file():
         return None
-    store = OutboxStore(settings.outbox_path, keys=keys, read_only=True)
+    store = OutboxStore(settings, keys=keys, read_only=True)
     return next((e for e in store.erasures() if e.case_ref == case_ref), None)
 
 
@@ -394,7 +395,7 @@ def packets(
     _run_sync(lambda: inputs.check_case_ref(case_ref))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
-    store = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True))
+    store = _outbox(settings, read_only=True)
     erased = [e for e in _run_sync(store.erasures) if e.case_ref == case_ref]
     if erased:
         _fail(f"case {case_ref}: erased on {erased[0].at:%Y-%m-%d} ({erased[0].reason}); "
@@ -435,8 +436,7 @@ def inbox(
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
-        found = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True
-                                              ).inbox(party))
+        found = _run_sync(lambda: _outbox(settings, read_only=True).inbox(party))
     except PacketUnreadable as error:
         _fail(str(error))
     if case_ref is not None:
@@ -474,7 +474,7 @@ def erase(
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:
         _fail(inputs.describe(error))
-    store = _run_sync(lambda: OutboxStore(settings.outbox_path))
+    store = _outbox(settings)
     for earlier in _run_sync(store.erasures):
         if earlier.case_ref == case_ref:
             typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
@@ -585,14 +585,14 @@ def codec_server_command(
     settings = Settings.from_env()
     origins = ui_origin or list(codec.DEFAULT_UI_ORIGINS)
     try:
-        keys = open_existing(settings.data_dir)
+        keys = open_existing(settings)
     except KeyAdminError as error:
         _fail(str(error))
-    from_env = bool(os.environ.get(codec.TOKEN_ENV))
-    token = codec.load_token(settings.data_dir)
+    from_env = settings.codec_token is not None
+    token = codec.load_token(settings)
     endpoint = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for line in render.codec_server_lines(
-            endpoint, None if from_env else settings.data_dir / "codec.token",
+            endpoint, None if from_env else settings.codec_token_path,
             token if show_token else None, origins):
         typer.echo(line, err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -614,7 +614,7 @@ def rotate_master_key_command() -> None:
     """
     settings = Settings.from_env()
     try:
-        rotation = rotate_master_key(settings.data_dir)
+        rotation = rotate_master_key(settings)
     except KeyAdminError as error:
         _fail(str(error))
     typer.echo(f"new master key {rotation.master_key_id} is current; "
@@ -630,7 +630,7 @@ def rewrap() -> None:
     """
     settings = Settings.from_env()
     try:
-        count = rewrap_data_keys(settings.data_dir)
+        count = rewrap_data_keys(settings)
     except KeyAdminError as error:
         _fail(str(error))
     typer.echo(f"rewrapped {count} data key(s)")
@@ -683,8 +683,8 @@ def disclosures(
         subject_id = subject
     else:
         subject_id = _subject_of(settings, name, date_of_birth)
-    log = _run_sync(lambda: OutboxStore(settings.outbox_path, read_only=True
-                                        ).processing_log(data_subject_id=subject_id))
+    log = _run_sync(lambda: _outbox(settings, read_only=True
+                                    ).processing_log(data_subject_id=subject_id))
     answer = access_answer(subject_id, log)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))
@@ -702,17 +702,28 @@ def _subject_of(settings: Settings, name: str | None, date_of_birth: str | None)
         born = dt.date.fromisoformat(date_of_birth)
     except ValueError:
         _fail("--date-of-birth: must be a date, YYYY-MM-DD")
-    if not os.environ.get(PSEUDONYM_KEY_ENV) and not (
-            settings.data_dir / "pseudonym.key").is_file():
+    if not settings.pseudonym_key and not settings.pseudonym_key_path.is_file():
         _fail(f"no pseudonym key: set {PSEUDONYM_KEY_ENV} or use the worker's "
               "KBFLOW_DATA_DIR")
     try:
-        pseudonymise = Pseudonymiser.from_env_or_file(settings.data_dir)
+        pseudonymise = Pseudonymiser.load(settings)
         return subject_id_of(name, born, pseudonymise)
     except ValidationError:
         _fail("--name: must be 1 to 200 characters")
     except ValueError as error:  # a malformed KBFLOW_PSEUDONYM_KEY
         _fail(str(error))
+
+
+def _outbox(settings: Settings, *, read_only: bool = False) -> OutboxStore:
+    """The worker's outbox store with the data dir's existing keys: never a fresh master
+    key (in a wrong KBFLOW_DATA_DIR the command would otherwise make keys no worker knows,
+    and ``erase`` would send its update encrypted under them). ``read_only`` opens it
+    read-only (creating nothing). Fails with one line."""
+    try:
+        keys = _run_sync(lambda: open_existing(settings, read_only=read_only))
+    except KeyAdminError as error:
+        _fail(str(error))
+    return _run_sync(lambda: OutboxStore(settings, keys=keys, read_only=read_only))
 
 
 def _run_sync(check: Callable[[], _T]) -> _T:

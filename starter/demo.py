@@ -98,7 +98,7 @@ async def run_demo(settings: Settings, ui_port: int, note: Note) -> DemoReport:
     async with contextlib.AsyncExitStack() as stack:
         started_server = not await answers(settings.temporal_address)
         if started_server:
-            log_path = settings.data_dir / "temporal-server.log"
+            log_path = settings.dev_server_log_path
             note(f"starting the Temporal dev server on {settings.temporal_address} "
                  f"(state {config.db_file}, log {log_path})")
             server = SpawnedDevServer(config, log_path)
@@ -111,7 +111,7 @@ async def run_demo(settings: Settings, ui_port: int, note: Note) -> DemoReport:
             await stack.enter_async_context(_in_process_worker(client, settings))
         else:
             note(f"using the worker that polls task queue {settings.task_queue}")
-        store = OutboxStore(settings.outbox_path)
+        store = OutboxStore(settings)
         cases = await asyncio.gather(*(_run_case(client, settings, store, path)
                                        for path in example_files()))
     return DemoReport(cases=list(cases), workflows_url=config.workflows_url(),
@@ -197,7 +197,7 @@ async def _in_process_worker(client: Client, settings: Settings) -> Any:
         data_converter=client.data_converter, identity=identity,
     )
     async with build_worker(demo_client, settings.task_queue,
-                            OutboxStore(settings.outbox_path)) as worker:
+                            OutboxStore(settings)) as worker:
         yield worker
 
 

@@ -74,7 +74,7 @@ class DevServerConfig:
         """The server for ``settings``: frontend on TEMPORAL_ADDRESS, state in the data dir."""
         host, port = split_address(settings.temporal_address)
         return cls(host=host, port=port, ui_port=ui_port, namespace=settings.namespace,
-                   db_file=settings.data_dir / "temporal.sqlite",
+                   db_file=settings.dev_server_db_path,
                    codec_endpoint=codec_endpoint)
 
     def command(self) -> list[str]:

@@ -7,11 +7,10 @@ payload, a packet or a Temporal history. Erased cases have no key left to rewrap
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from encryption.keys import MASTER_KEYS_ENV, KeyStore, KeyUnavailable, MasterKeys
+from encryption.keys import KeyStore, KeyUnavailable, MasterKeys
+from kbflow.settings import MASTER_KEYS_ENV, Settings
 
 
 class KeyAdminError(Exception):
@@ -26,29 +25,25 @@ class Rotation:
     rewrapped: int
 
 
-def key_store_path(data_dir: Path) -> Path:
-    """The key store file in ``data_dir``."""
-    return data_dir / "keys.sqlite3"
-
-
-def open_existing(data_dir: Path) -> KeyStore:
+def open_existing(settings: Settings, *, read_only: bool = False) -> KeyStore:
     """The data dir's key store with the configured master keys; refuses to create either
     (a wrong KBFLOW_DATA_DIR would otherwise get a fresh, empty store and a master key
-    nobody else uses).
+    nobody else uses). ``read_only`` opens it without writing anything.
 
     Raises:
         KeyAdminError: no key store, no master keys, or malformed master keys.
     """
-    path = key_store_path(data_dir)
+    path = settings.key_store_path
     if not path.is_file():
         raise KeyAdminError(f"no key store at {path}; is KBFLOW_DATA_DIR the worker's?")
-    keys_file = data_dir / "master.keys"
-    if not os.environ.get(MASTER_KEYS_ENV) and not keys_file.is_file():
+    keys_file = settings.master_keys_path
+    if not settings.master_keys and not keys_file.is_file():
         raise KeyAdminError(f"no master keys: set {MASTER_KEYS_ENV} or use the worker's "
                             f"KBFLOW_DATA_DIR ({keys_file} is missing)")
     try:
-        return KeyStore(path, MasterKeys.load(data_dir),
-                        reload_master_keys=lambda: MasterKeys.load(data_dir))
+        return KeyStore(path, MasterKeys.load(settings, create=False),
+                        reload_master_keys=lambda: MasterKeys.load(settings, create=False),
+                        read_only=read_only)
     except ValueError as error:  # a malformed KBFLOW_MASTER_KEYS or master.keys
         raise KeyAdminError(str(error)) from None
 
@@ -61,7 +56,7 @@ def _rewrap(store: KeyStore) -> int:
                             ) from None
 
 
-def rewrap(data_dir: Path) -> int:
+def rewrap(settings: Settings) -> int:
     """Rewrap every live data key with the current master key.
 
     Returns:
@@ -71,23 +66,24 @@ def rewrap(data_dir: Path) -> int:
         KeyAdminError: no key store, malformed master keys, or a data key wrapped by a
             master key that is not configured.
     """
-    return _rewrap(open_existing(data_dir))
+    return _rewrap(open_existing(settings))
 
 
-def rotate_master_key(data_dir: Path) -> Rotation:
-    """Add a new master key to ``<data_dir>/master.keys`` and rewrap every data key with it.
+def rotate_master_key(settings: Settings) -> Rotation:
+    """Add a new master key to ``settings.master_keys_path`` and rewrap every data key with
+    it.
 
     Raises:
         KeyAdminError: ``KBFLOW_MASTER_KEYS`` is set (rotate in the secret store instead),
             there is no key store or master-key file, or a live data key is wrapped by a
             master key that is not configured (all checked before anything changes).
     """
-    if os.environ.get(MASTER_KEYS_ENV):
+    if settings.master_keys:
         raise KeyAdminError(
             f"{MASTER_KEYS_ENV} is set: add the new key first in that list in your secret "
             "store, restart kbflow's processes, then run `kbflow rewrap`")
-    store = open_existing(data_dir)
+    store = open_existing(settings)
     # Finish any earlier rotation first: every live key must unwrap before the file changes.
     _rewrap(store)
-    master_key_id = MasterKeys.add_to_file(data_dir)
-    return Rotation(master_key_id=master_key_id, rewrapped=_rewrap(KeyStore.open(data_dir)))
+    master_key_id = MasterKeys.add_to_file(settings)
+    return Rotation(master_key_id=master_key_id, rewrapped=_rewrap(KeyStore.open(settings)))

@@ -46,7 +46,7 @@ from temporalio.worker import Worker
 from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
-from kbflow.settings import installed_binary
+from kbflow.settings import Settings, installed_binary
 from starter.dev_server import SpawnedDevServer
 from worker import build_worker
 
@@ -169,7 +169,7 @@ def history_check(environment: WorkflowEnvironment) -> HistoryCheck:
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     """The session's key store (master key and per-case data keys)."""
-    return KeyStore.open(tmp_path_factory.mktemp("keys"))
+    return KeyStore.open(Settings(data_dir=tmp_path_factory.mktemp("keys")))
 
 
 @contextlib.asynccontextmanager
@@ -210,7 +210,7 @@ def task_queue() -> str:
 @pytest.fixture
 def store(tmp_path: Path, keys: KeyStore) -> OutboxStore:
     # The codec's key store: erasure destroys the key of history and packets alike.
-    return OutboxStore(tmp_path / "outbox.sqlite3", keys=keys)
+    return OutboxStore(Settings(data_dir=tmp_path), keys=keys)
 
 
 @pytest_asyncio.fixture

@@ -39,7 +39,7 @@ from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore, MasterKeys
 from kbflow.case import EventOutcome
 from kbflow.scenario import Scenario, example_files
-from kbflow.settings import installed_binary, workflow_id
+from kbflow.settings import Settings, installed_binary, workflow_id
 from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
@@ -92,7 +92,7 @@ async def main(into: Path = LATEST_DIR) -> None:
     )
     task_queue = f"kbflow-record-{uuid.uuid4()}"
     with tempfile.TemporaryDirectory() as data_dir:
-        store = OutboxStore(Path(data_dir) / "outbox.sqlite3", keys=keys)
+        store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
         async with build_worker(env.client, task_queue, store):
             into.mkdir(exist_ok=True)
             for number, path in enumerate(example_files(), start=1):

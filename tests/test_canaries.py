@@ -335,7 +335,7 @@ async def test_no_canary_in_the_clear(tmp_path: Path, capfd: pytest.CaptureFixtu
         with _restored_logging():
             configure_logging(json=True)  # as the worker does; capfd sees its stderr
             client = await connect(settings)
-            store = OutboxStore(settings.outbox_path)
+            store = OutboxStore(settings)
             async with build_worker(client, settings.task_queue, store):
                 await asyncio.gather(*(_run_case(client, settings, case) for case in cases))
             # Control: a case started without the codec, on a queue no worker polls.
@@ -352,8 +352,8 @@ async def test_no_canary_in_the_clear(tmp_path: Path, capfd: pytest.CaptureFixtu
             clear = {f"workflow show {w} (no codec)": out
                      for w, out in zip(workflows, shown[:-1], strict=True)}
             control_shown = shown[-1]
-            token = load_token(data_dir)
-            with _codec_server(KeyStore.open(data_dir), token) as endpoint:
+            token = load_token(settings)
+            with _codec_server(KeyStore.open(settings), token) as endpoint:
                 codec = ("--codec-endpoint", endpoint, "--codec-auth", f"Bearer {token}")
                 shown = await asyncio.gather(*(_show(settings.temporal_address, w, *codec)
                                                for w in workflows))

@@ -72,7 +72,8 @@ class Cli:
 
 
 def _cli(dev_server: WorkflowEnvironment, data_dir: Path, task_queue: str) -> Cli:
-    KeyStore.open(data_dir)  # the worker's data dir: its keys exist before the CLI runs
+    # the worker's data dir: its keys exist before the CLI runs
+    KeyStore.open(Settings(data_dir=data_dir))
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
@@ -107,7 +108,7 @@ async def test_a_case_through_the_cli(dev_server: WorkflowEnvironment, tmp_path:
     }
     settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
                         namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
-    store = OutboxStore(settings.outbox_path)
+    store = OutboxStore(settings)
     # The worker shares the CLI's data dir, so its key store: both encrypt alike.
     client = await connect(settings)
 
@@ -245,7 +246,7 @@ async def test_demo_runs_every_example(dev_server: WorkflowEnvironment, tmp_path
 @pytest.mark.parametrize("command", [["start", "{case}"], ["status", "KB-2026-AAAA1111"]])
 async def test_cli_without_temporal_says_so(tmp_path: Path, command: list[str]) -> None:
     case = _write(tmp_path / "case.json", Scenario.load(example_files()[0]).case)
-    KeyStore.open(tmp_path)
+    KeyStore.open(Settings(data_dir=tmp_path))
     env = {**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:1", "KBFLOW_DATA_DIR": str(tmp_path)}
     args = [arg.format(case=case) for arg in command]
     done = await asyncio.to_thread(subprocess.run, [str(KBFLOW), *args], env=env,
@@ -261,9 +262,9 @@ async def test_inbox_then_erase_through_the_cli(dev_server: WorkflowEnvironment,
     scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
     settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
                         namespace=cli.env["TEMPORAL_NAMESPACE"], data_dir=cli.data_dir)
-    keys = KeyStore.open(settings.data_dir)  # one key store for codec and outbox, as in
+    keys = KeyStore.open(settings)  # one key store for codec and outbox, as in
     client = await connect(settings, keys)  # worker.run_worker: erasure reaches both
-    async with build_worker(client, task_queue, OutboxStore(settings.outbox_path, keys=keys)):
+    async with build_worker(client, task_queue, OutboxStore(settings, keys=keys)):
         started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
         assert started.returncode == 0, started.stderr
         match = re.search(r"started case (KB-\d{4}-[0-9A-Z]{8}-[0-9A-Z])$", started.stdout,
@@ -338,8 +339,8 @@ async def _started(dev_server: WorkflowEnvironment, tmp_path: Path) -> _Case:
     """A case of example 03 started through the CLI (no worker needed to start)."""
     cli = _cli(dev_server, tmp_path / "data", f"kbflow-cli-{uuid.uuid4()}")
     # The keys a worker makes on first use: the CLI never creates them.
-    KeyStore.open(cli.data_dir)
-    Pseudonymiser.from_env_or_file(cli.data_dir)
+    KeyStore.open(Settings(data_dir=cli.data_dir))
+    Pseudonymiser.load(Settings(data_dir=cli.data_dir))
     scenario = Scenario.load(EXAMPLES_DIR / "03_ots_advice_requested.json")
     started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
     assert started.returncode == 0, started.stderr
@@ -372,8 +373,8 @@ async def test_an_event_no_worker_takes_is_pending_and_a_resend_learns_the_outco
     assert "no worker polls task queue" in pending
     assert case.settings.task_queue in pending
 
-    keys = KeyStore.open(case.settings.data_dir)
-    store = OutboxStore(case.settings.outbox_path, keys=keys)
+    keys = KeyStore.open(case.settings)
+    store = OutboxStore(case.settings, keys=keys)
     client = await connect(case.settings, keys)
     async with build_worker(client, case.settings.task_queue, store):
         applied = await case.cli("event", case.ref, name, str(path))
@@ -402,8 +403,8 @@ class _FailingStore(OutboxStore):
 async def test_an_event_whose_deliveries_are_retried_is_pending_not_no_worker(
         dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
     case = await _started(dev_server, tmp_path)
-    keys = KeyStore.open(case.settings.data_dir)
-    store = _FailingStore(case.settings.outbox_path, keys=keys)
+    keys = KeyStore.open(case.settings)
+    store = _FailingStore(case.settings, keys=keys)
     client = await connect(case.settings, keys)
     name, path = case.files[0]
     async with build_worker(client, case.settings.task_queue, store):
@@ -431,11 +432,11 @@ async def test_erasure_and_status_afterwards_are_quiet_for_every_ending(
     open_case = await _started(dev_server, tmp_path / "open")
     ended = await _started(dev_server, tmp_path / "terminated")
     settings = open_case.settings
-    keys = KeyStore.open(settings.data_dir)
-    store = OutboxStore(settings.outbox_path, keys=keys)
+    keys = KeyStore.open(settings)
+    store = OutboxStore(settings, keys=keys)
     client = await connect(settings, keys)
-    other_keys = KeyStore.open(ended.settings.data_dir)
-    other_store = OutboxStore(ended.settings.outbox_path, keys=other_keys)
+    other_keys = KeyStore.open(ended.settings)
+    other_store = OutboxStore(ended.settings, keys=other_keys)
     other_client = await connect(ended.settings, other_keys)
     async with build_worker(client, settings.task_queue, store), \
             build_worker(other_client, ended.settings.task_queue, other_store):

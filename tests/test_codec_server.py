@@ -36,7 +36,7 @@ from encryption.codec_server import (
     redact_token,
 )
 from encryption.keys import KeyStore
-from kbflow.settings import workflow_id
+from kbflow.settings import Settings, workflow_id
 from starter.dev_server import DevServerConfig
 from tests import factories as f
 
@@ -51,7 +51,7 @@ KBFLOW = Path(sys.executable).parent / "kbflow"
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyStore:
     """A key store of its own (own master key) per test."""
-    return KeyStore.open(tmp_path)
+    return KeyStore.open(Settings(data_dir=tmp_path))
 
 
 @pytest.fixture
@@ -194,10 +194,10 @@ def test_unencrypted_payloads_pass_through_decode(http: TestClient) -> None:
 def test_a_payload_of_an_erased_case_is_not_decoded(tmp_path: Path) -> None:
     # The worker (or `kbflow erase`) erases; the codec server is another process with its
     # own KeyStore, which has just decoded the case (so a caching store holds its key).
-    worker_keys = KeyStore.open(tmp_path)
+    worker_keys = KeyStore.open(Settings(data_dir=tmp_path))
     [erased] = _for_case(worker_keys, CASE, _plain(f.RELAAS.concerns))
     [kept] = _for_case(worker_keys, OTHER_CASE, _plain(f.GOALS[0]))
-    with TestClient(create_app(KeyStore.open(tmp_path), TOKEN, [UI])) as http:
+    with TestClient(create_app(KeyStore.open(Settings(data_dir=tmp_path)), TOKEN, [UI])) as http:
         assert http.post("/decode", json=_body(erased), headers=BEARER).status_code == 200
         assert worker_keys.destroy(CASE)
         # Refused the moment the erasure returned: no cached key is trusted.
@@ -272,12 +272,13 @@ def test_the_access_log_shows_no_token() -> None:
 def test_the_token_file_is_private_and_stable(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KBFLOW_CODEC_TOKEN", raising=False)
-    token = load_token(tmp_path)
+    monkeypatch.setenv("KBFLOW_DATA_DIR", str(tmp_path))
+    token = load_token(Settings.from_env())
     assert len(token) >= 32
     assert (tmp_path / "codec.token").stat().st_mode & 0o777 == 0o600
-    assert load_token(tmp_path) == token
+    assert load_token(Settings.from_env()) == token
     monkeypatch.setenv("KBFLOW_CODEC_TOKEN", "from-the-secret-store")
-    assert load_token(tmp_path) == "from-the-secret-store"
+    assert load_token(Settings.from_env()) == "from-the-secret-store"
 
 
 # ---- kbflow server and kbflow codec-server ---------------------------------------------------
@@ -352,10 +353,10 @@ def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def test_kbflow_codec_server_decodes_a_case_and_logs_no_token(tmp_path: Path) -> None:
-    keys = KeyStore.open(tmp_path)
+    keys = KeyStore.open(Settings(data_dir=tmp_path))
     original = _plain(f.RELAAS.concerns)
     [encrypted] = _for_case(keys, CASE, original)
-    token = load_token(tmp_path)
+    token = load_token(Settings(data_dir=tmp_path))
     process, port = _serve(tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -378,8 +379,8 @@ def test_kbflow_codec_server_decodes_a_case_and_logs_no_token(tmp_path: Path) ->
 
 
 def test_kbflow_codec_server_shows_the_token_when_asked(tmp_path: Path) -> None:
-    KeyStore.open(tmp_path)
-    token = load_token(tmp_path)
+    KeyStore.open(Settings(data_dir=tmp_path))
+    token = load_token(Settings(data_dir=tmp_path))
     process, port = _serve(tmp_path, "--show-token", "--ui-origin", "http://ui.test:8080")
     try:
         preflight = httpx.options(f"http://127.0.0.1:{port}/decode", headers={
@@ -407,7 +408,7 @@ def test_a_malformed_body_is_refused_without_echoing_it(tmp_path: Path) -> None:
     from encryption.codec_server import create_app
     from encryption.keys import KeyStore
 
-    client = TestClient(create_app(KeyStore.open(tmp_path), "t0ken", ["http://localhost:8233"]))
+    client = TestClient(create_app(KeyStore.open(Settings(data_dir=tmp_path)), "t0ken", ["http://localhost:8233"]))
     answer = client.post("/encode", json={"payloads": [{"data": 42, "secret": "Fenna Fictief"}]},
                          headers={"Authorization": "Bearer t0ken"})
     assert answer.status_code == 422

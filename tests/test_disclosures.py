@@ -27,6 +27,7 @@ from kbflow.packets import Packet, project_packet
 from kbflow.process import PARTY_NAMES, PROCESS_TABLE, RETENTION_AFTER_CLOSE, Party, Step
 from kbflow.processing_log import entries_for
 from kbflow.record import CaseRecord
+from kbflow.settings import Settings
 from starter.cli import app
 from tests import factories as f
 
@@ -45,7 +46,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def delivered(data_dir: Path) -> list[Packet]:
     """Case 1 (child, parent, sibling): steps 3 and 6; case 2 (the parent only): step 2.
     Delivered out of time order, to see the answer sorted."""
-    store = OutboxStore(data_dir / "outbox.sqlite3")
+    store = OutboxStore(Settings.from_env())
     first = f.full_record()
     second = CaseRecord.model_validate({**f.full_record().model_dump(),
                                         "case_ref": f.new_case_ref(), "persons": (f.PARENT,)})
@@ -212,7 +213,7 @@ NFD_NAME = unicodedata.normalize("NFD", NFC_NAME)  # the same letters, as macOS 
                          ids=["logged-nfd-asked-nfc", "logged-nfc-asked-nfd"])
 def test_a_name_is_found_however_it_was_typed(data_dir: Path, logged: str, asked: str) -> None:
     assert NFC_NAME != NFD_NAME
-    store = OutboxStore(data_dir / "outbox.sqlite3")
+    store = OutboxStore(Settings(data_dir=data_dir))
     child = f.CHILD.model_copy(update={"name": logged})
     record = CaseRecord.model_validate({**f.full_record().model_dump(),
                                         "persons": (child, f.PARENT)})

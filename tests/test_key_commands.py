@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 from encryption.codec import CaseCodec
 from encryption.keys import KeyStore, MasterKeys
-from kbflow.settings import workflow_id
+from kbflow.settings import Settings, workflow_id
 from starter.cli import app
 
 CASES = [workflow_id(f"KB-2026-ROTATE{n:04d}") for n in range(3)]
@@ -46,7 +46,7 @@ def _one_line_error(result: Result) -> str:
 
 
 def test_rotate_master_key_adds_a_key_and_rewraps_every_data_key(data_dir: Path) -> None:
-    keys = KeyStore.open(data_dir)
+    keys = KeyStore.open(Settings.from_env())
     history = _history(keys)
     keys.destroy(CASES[2])  # an erased case has nothing left to rewrap
     old = keys.master_keys.current
@@ -62,7 +62,7 @@ def test_rotate_master_key_adds_a_key_and_rewraps_every_data_key(data_dir: Path)
 
     # A process started now (new master key current) reads the old history; the history
     # is the same bytes; the old master key is no longer needed.
-    fresh = KeyStore.open(data_dir)
+    fresh = KeyStore.open(Settings.from_env())
     assert fresh.master_keys.current == new
     only_new = KeyStore(fresh.path, MasterKeys(keys={new: fresh.master_keys.keys[new]},
                                                current=new))
@@ -76,7 +76,7 @@ def test_rotate_master_key_adds_a_key_and_rewraps_every_data_key(data_dir: Path)
 
 def test_rotate_master_key_refuses_when_keys_come_from_the_environment(
         data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    KeyStore.open(data_dir).key_for_scope(CASES[0])
+    KeyStore.open(Settings.from_env()).key_for_scope(CASES[0])
     before = (data_dir / "master.keys").read_text()
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", f"mk-env:{'44' * 32}")
     error = _one_line_error(CliRunner().invoke(app, ["rotate-master-key"]))
@@ -91,21 +91,22 @@ def test_rewrap_after_rotating_in_the_secret_store(data_dir: Path,
     old = f"mk-old:{'55' * 32}"
     new = f"mk-new:{'66' * 32}"
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", old)
-    history = _history(KeyStore.open(data_dir))
+    history = _history(KeyStore.open(Settings.from_env()))
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", f"{new},{old}")  # the new one first
     done = CliRunner().invoke(app, ["rewrap"])
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == "rewrapped 3 data key(s)"
     assert CliRunner().invoke(app, ["rewrap"]).stdout.strip() == "rewrapped 0 data key(s)"
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", new)  # the old key retired
-    assert all(_decodes(KeyStore.open(data_dir), payload) for payload in history.values())
+    retired = KeyStore.open(Settings.from_env())
+    assert all(_decodes(retired, payload) for payload in history.values())
     assert not (data_dir / "master.keys").exists()
 
 
 def test_rewrap_names_a_master_key_it_does_not_have(data_dir: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", f"mk-gone:{'77' * 32}")
-    _history(KeyStore.open(data_dir))
+    _history(KeyStore.open(Settings.from_env()))
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", f"mk-next:{'88' * 32}")  # forgot the old one
     error = _one_line_error(CliRunner().invoke(app, ["rewrap"]))
     assert "master key mk-gone is not configured" in error
@@ -120,7 +121,7 @@ def test_key_commands_need_the_workers_key_store(data_dir: Path, command: str) -
 
 @pytest.mark.parametrize("command", ["rotate-master-key", "rewrap"])
 def test_key_commands_need_the_master_keys(data_dir: Path, command: str) -> None:
-    KeyStore.open(data_dir).key_for_scope(CASES[0])
+    KeyStore.open(Settings.from_env()).key_for_scope(CASES[0])
     (data_dir / "master.keys").unlink()
     error = _one_line_error(CliRunner().invoke(app, [command]))
     assert error.startswith("error: no master keys: set KBFLOW_MASTER_KEYS")

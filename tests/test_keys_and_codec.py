@@ -22,7 +22,7 @@ from temporalio.converter import (
 import encryption.keys as keys_module
 from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.keys import SYSTEM_SCOPE, KeyStore, KeyUnavailable, MasterKeys
-from kbflow.settings import workflow_id
+from kbflow.settings import Settings, workflow_id
 from tests import factories as f
 
 CASE_A = workflow_id("KB-2026-KEYSAAAA01")
@@ -31,7 +31,7 @@ CASE_B = workflow_id("KB-2026-KEYSBBBB02")
 
 @pytest.fixture
 def keys(tmp_path: Path) -> KeyStore:
-    return KeyStore.open(tmp_path)
+    return KeyStore.open(Settings(data_dir=tmp_path))
 
 
 def _personal() -> Payload:
@@ -147,15 +147,15 @@ def _data_key_rows(path: Path) -> dict[str, tuple[str | None, bytes | None]]:
 def test_master_key_rotation_rewraps_and_old_payloads_still_decode(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KBFLOW_MASTER_KEYS", raising=False)
-    keys = KeyStore.open(tmp_path)
+    keys = KeyStore.open(Settings(data_dir=tmp_path))
     old_master = keys.master_keys.current
     history = {case: _encode(keys, case, _personal()) for case in (CASE_A, CASE_B)}
     recorded = {case: [p.SerializeToString() for p in payloads]
                 for case, payloads in history.items()}
     before = _data_key_rows(keys.path)
 
-    new_master = MasterKeys.add_to_file(tmp_path)
-    rotated = KeyStore.open(tmp_path)
+    new_master = MasterKeys.add_to_file(Settings(data_dir=tmp_path))
+    rotated = KeyStore.open(Settings(data_dir=tmp_path))
     assert rotated.master_keys.current == new_master != old_master
     assert rotated.rewrap() == 2
     assert rotated.rewrap() == 0  # nothing left under the old master key
@@ -185,14 +185,15 @@ def test_master_key_rotation_rewraps_and_old_payloads_still_decode(
 
 def test_master_keys_from_the_environment_put_the_first_current(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBFLOW_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", f"mk-new:{'22' * 32},mk-old:{'33' * 32}")
-    master = MasterKeys.load(tmp_path)
+    master = MasterKeys.load(Settings.from_env())
     assert master.current == "mk-new"
     assert set(master.keys) == {"mk-new", "mk-old"}
     assert not (tmp_path / "master.keys").exists()
     monkeypatch.setenv("KBFLOW_MASTER_KEYS", "mk-short:abcd")
     with pytest.raises(ValueError, match="id:64 hex"):
-        MasterKeys.load(tmp_path)
+        MasterKeys.load(Settings.from_env())
 
 
 # ---- crypto-shredding -------------------------------------------------------------------
@@ -208,7 +209,8 @@ def test_destroying_a_case_key_makes_only_that_case_undecodable(tmp_path: Path,
     assert keys.destroy(CASE_A) is False  # gone already
     assert keys.destroy(workflow_id("KB-2026-NEVER00001")) is False
     assert keys.is_destroyed(CASE_A) and not keys.is_destroyed(CASE_B)
-    for store in (keys, KeyStore.open(tmp_path)):  # this process, and a fresh one
+    fresh = KeyStore.open(Settings(data_dir=tmp_path))
+    for store in (keys, fresh):  # this process, and a fresh one
         with pytest.raises(KeyUnavailable, match=f"{key_id_a}: destroyed \\(case erased\\)"):
             _decode(store, a)
         with pytest.raises(KeyUnavailable, match="destroyed"):
@@ -218,8 +220,8 @@ def test_destroying_a_case_key_makes_only_that_case_undecodable(tmp_path: Path,
     [after] = _encode(keys, CASE_A, Payload(metadata={"encoding": b"binary/null"}))
     assert after.metadata[KEY_ID].decode() == keys.key_for_scope(SYSTEM_SCOPE)[0]
     # Rotation skips it: there is nothing left to rewrap.
-    MasterKeys.add_to_file(tmp_path)
-    assert KeyStore.open(tmp_path).rewrap() == 2  # CASE_B and the system key
+    MasterKeys.add_to_file(Settings(data_dir=tmp_path))
+    assert KeyStore.open(Settings(data_dir=tmp_path)).rewrap() == 2  # CASE_B and the system key
 
 
 def test_a_destroyed_key_leaves_no_bytes_on_disk(tmp_path: Path, keys: KeyStore) -> None:
@@ -245,10 +247,12 @@ def test_a_running_process_follows_a_master_key_rotation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(keys_module, "CACHE_SECONDS", 0.0)  # every lookup reads the store
-    running = KeyStore.open(tmp_path)  # e.g. a worker, started before the rotation
+    # e.g. a worker, started before the rotation
+    running = KeyStore.open(Settings(data_dir=tmp_path))
     key_id, key = running.key_for_scope("kb-case-KB-2026-ROTATE01")
-    MasterKeys.add_to_file(tmp_path)
-    assert KeyStore.open(tmp_path).rewrap() == 1  # the rotation, by another process
+    MasterKeys.add_to_file(Settings(data_dir=tmp_path))
+    # the rotation, by another process
+    assert KeyStore.open(Settings(data_dir=tmp_path)).rewrap() == 1
     assert running.key(key_id) == key  # reloads the master keys instead of failing
 
 
@@ -261,7 +265,8 @@ def test_an_ops_folder_of_public_keys_is_never_written(
     folder = tmp_path / "public-keys"
     folder.mkdir()
     monkeypatch.setenv(PARTY_KEYS_ENV, str(folder))
-    keys = PartyKeys.open(tmp_path / "data")
+    monkeypatch.setenv("KBFLOW_DATA_DIR", str(tmp_path / "data"))
+    keys = PartyKeys.open(Settings.from_env())
     with pytest.raises(PartyKeyMissing, match="RVDK: no public key"):
         keys.seal(Party.RVDK, b"packet")
     assert list(folder.iterdir()) == []

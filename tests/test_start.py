@@ -59,14 +59,15 @@ class Kbflow:
     """The CLI in one data dir and task queue, and a client like the worker's."""
 
     def __init__(self, dev_server: WorkflowEnvironment, data_dir: Path) -> None:
-        KeyStore.open(data_dir)  # the worker's data dir: its keys exist before the CLI runs
+        # the worker's data dir: its keys exist before the CLI runs
+        KeyStore.open(Settings(data_dir=data_dir))
         self.task_queue = f"kbflow-start-{uuid.uuid4()}"
         self.data_dir = data_dir
         self.settings = Settings(
             temporal_address=dev_server.client.service_client.config.target_host,
             namespace=dev_server.client.namespace, task_queue=self.task_queue,
             data_dir=data_dir)
-        self.store = OutboxStore(self.settings.outbox_path)  # creates the pseudonym key
+        self.store = OutboxStore(self.settings)  # creates the pseudonym key
         self.env = {**os.environ, "TEMPORAL_ADDRESS": self.settings.temporal_address,
                     "TEMPORAL_NAMESPACE": self.settings.namespace,
                     "KBFLOW_TASK_QUEUE": self.task_queue, "KBFLOW_DATA_DIR": str(data_dir)}
@@ -230,7 +231,7 @@ def test_an_implausible_start_is_refused_before_temporal(
     case["persons"] = [{**case["persons"][0], **change}, *case["persons"][1:]]
     assert case["persons"][0]["role"] == "child"
     data_dir = tmp_path / "data"
-    KeyStore.open(data_dir)
+    KeyStore.open(Settings(data_dir=data_dir))
     path = _write(tmp_path / "case.json", case)
     line = _invoke(monkeypatch, data_dir, "start", str(path))
     assert line == f"error: {path}: implausible CaseStart: {reason}"

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from activities.outbox_store import OutboxStore
 from encryption.keys import KeyStore
 from encryption.storage import StorageError, reason
+from kbflow.settings import Settings
 from starter import cli as kbflow_cli
 from tests.test_cli import (
     _cli,
@@ -67,8 +68,8 @@ async def test_a_read_only_data_dir_serves_reads_and_refuses_writes_in_one_line(
         dev_server: WorkflowEnvironment, tmp_path: Path, data_mount: Path) -> None:
     case = await _started(dev_server, tmp_path)
     settings = case.settings
-    keys = KeyStore.open(settings.data_dir)
-    store = OutboxStore(settings.outbox_path, keys=keys)
+    keys = KeyStore.open(settings)
+    store = OutboxStore(settings, keys=keys)
     client = await connect(settings, keys)
     async with build_worker(client, settings.task_queue, store):
         for name, path in case.files[:4]:  # steps 2 and 3, the decision
@@ -121,7 +122,7 @@ async def test_a_full_disk_is_one_line_and_reading_still_works(
         dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "data", "1m") as data_dir:
         cli = _cli(dev_server, data_dir, "kbflow-full-disk")
-        OutboxStore(data_dir / "outbox.sqlite3")
+        OutboxStore(Settings(data_dir=data_dir))
         filler = data_dir / "filler"
         with contextlib.suppress(OSError), filler.open("wb") as fill:
             while True:
@@ -140,7 +141,8 @@ async def test_a_full_disk_is_one_line_and_reading_still_works(
 def test_a_key_store_opened_for_writing_still_reads_a_read_only_data_dir(
         tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "data", "4m") as data_dir:
-        keys = KeyStore.open(data_dir, cache_seconds=0.0)  # as a worker's, no cache
+        # as a worker's, no cache
+        keys = KeyStore.open(Settings(data_dir=data_dir), cache_seconds=0.0)
         key_id, key = keys.key_for_scope("kb-case-KB-2026-AAAA1111")
         assert not (data_dir / "keys.sqlite3-shm").exists()  # all connections closed
         _remount(data_dir, "ro")
@@ -157,14 +159,14 @@ def test_a_key_store_opened_for_writing_still_reads_a_read_only_data_dir(
 
 def test_a_full_disk_at_the_store_boundary_is_one_storage_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    KeyStore.open(tmp_path)
+    KeyStore.open(Settings(data_dir=tmp_path))
 
     def full(*_: object, **__: object) -> sqlite3.Connection:
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr("encryption.storage.sqlite3.connect", full)
     with pytest.raises(StorageError) as failed:
-        OutboxStore(tmp_path / "outbox.sqlite3")
+        OutboxStore(Settings(data_dir=tmp_path))
     # The outbox store opens its key store first: that is the file that fails.
     assert str(failed.value) == f"cannot write {tmp_path / 'keys.sqlite3'}: disk full"
 
@@ -178,17 +180,18 @@ def test_a_full_disk_at_the_store_boundary_is_one_storage_error(
 
 
 def test_a_read_only_store_creates_nothing(tmp_path: Path) -> None:
-    KeyStore.open(tmp_path)  # the master key and the key store exist, the outbox not
+    # the master key and the key store exist, the outbox not
+    KeyStore.open(Settings(data_dir=tmp_path))
     with pytest.raises(StorageError, match=r"cannot read .*outbox.sqlite3: cannot open"):
-        OutboxStore(tmp_path / "outbox.sqlite3", read_only=True).erasures()
+        OutboxStore(Settings(data_dir=tmp_path), read_only=True).erasures()
     assert not (tmp_path / "outbox.sqlite3").exists()
     assert not (tmp_path / "pseudonym.key").exists()
-    keys = KeyStore.open(tmp_path, read_only=True)
+    keys = KeyStore.open(Settings(data_dir=tmp_path), read_only=True)
     with pytest.raises(LookupError, match="read-only"):
         keys.key_for_scope("kb-case-KB-2026-AAAA1111")  # no key is made for it
-    assert not KeyStore.open(tmp_path).has_key("kb-case-KB-2026-AAAA1111")
+    assert not KeyStore.open(Settings(data_dir=tmp_path)).has_key("kb-case-KB-2026-AAAA1111")
     with pytest.raises(StorageError, match=r"master\.keys: no such file"):
-        KeyStore.open(tmp_path / "elsewhere", read_only=True)
+        KeyStore.open(Settings(data_dir=tmp_path / "elsewhere"), read_only=True)
     assert not (tmp_path / "elsewhere").exists()  # no fresh master key nobody knows
 
 
