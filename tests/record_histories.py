@@ -86,22 +86,26 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
 
 async def main(into: Path = LATEST_DIR) -> None:
     keys = fixture_keys()
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=encrypted_data_converter(keys),
-        test_server_existing_path=str(installed_binary("temporal-test-server")),
-    )
-    task_queue = f"kbflow-record-{uuid.uuid4()}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
-        async with build_worker(env.client, task_queue, store):
-            into.mkdir(exist_ok=True)
-            for number, path in enumerate(example_files(), start=1):
-                history = await record_one(env, env.client, task_queue, Scenario.load(path),
-                                           f"KB-2026-REPLAY{number:02d}")
-                (into / f"{path.stem}.json").write_text(history, encoding="utf-8")
-                print(f"recorded {path.stem}")
-    await env.shutdown()
-
+    into.mkdir(exist_ok=True)
+    for number, path in enumerate(example_files(), start=1):
+        # A server of its own per example: each case is reported on today's date, as the
+        # example's dates of birth and ruling dates expect.
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=encrypted_data_converter(keys),
+            test_server_existing_path=str(installed_binary("temporal-test-server")),
+        )
+        task_queue = f"kbflow-record-{uuid.uuid4()}"
+        try:
+            with tempfile.TemporaryDirectory() as data_dir:
+                store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
+                async with build_worker(env.client, task_queue, store):
+                    history = await record_one(env, env.client, task_queue,
+                                               Scenario.load(path),
+                                               f"KB-2026-REPLAY{number:02d}")
+        finally:
+            await env.shutdown()
+        (into / f"{path.stem}.json").write_text(history, encoding="utf-8")
+        print(f"recorded {path.stem}")
 
 if __name__ == "__main__":
     import argparse

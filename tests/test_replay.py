@@ -5,6 +5,9 @@ converter (and the fixtures' keys), so that a change which would break running c
   encrypted payloads, running through retention and erasure.
 - tests/histories/before-retention/*.json: recorded before ``RETENTION_PATCH``; cases that
   ended when they closed. They prove the patch keeps old runs replayable.
+- tests/histories/ots-from-ruling-date/*.json: recorded with ``RULING_DATE_PATCH`` and
+  ``PLAUSIBLE_START_PATCH`` (rulings carry their date; starts are checked), and the
+  transition-table rules; the two sets above predate them.
 
 Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
@@ -19,18 +22,51 @@ from temporalio.worker import Replayer
 
 from encryption.codec import ENCODING, encrypted_data_converter
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
-from tests.record_histories import HISTORIES_DIR, fixture_keys
-from workflows.case_workflow import CaseWorkflow
+from tests.record_histories import HISTORIES_DIR, LATEST_DIR, fixture_keys
+from workflows.case_workflow import (
+    PLAUSIBLE_START_PATCH,
+    RETENTION_PATCH,
+    RULING_DATE_PATCH,
+    CaseWorkflow,
+)
 
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))
 BEFORE_RETENTION = sorted((HISTORIES_DIR / "before-retention").glob("*.json"))
-ALL = CURRENT + BEFORE_RETENTION
+RULING_DATES = sorted(LATEST_DIR.glob("*.json"))
+ALL = CURRENT + BEFORE_RETENTION + RULING_DATES
 
 
 def test_every_example_has_recorded_histories() -> None:
     examples = {path.stem for path in example_files()}
     assert {path.stem for path in CURRENT} == examples
     assert {path.stem for path in BEFORE_RETENTION} == examples
+    assert {path.stem for path in RULING_DATES} == examples
+
+
+def _patches(path: Path) -> set[str]:
+    """The ids of the ``workflow.patched`` markers in a recorded history."""
+    found = set()
+    for event in json.loads(path.read_text(encoding="utf-8"))["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker["markerName"] == "core_patch":
+            data = marker["details"]["patch-data"]["payloads"][0]["data"]
+            found.add(json.loads(base64.b64decode(data))["id"])
+    return found
+
+
+@pytest.mark.parametrize("path", RULING_DATES, ids=[p.stem for p in RULING_DATES])
+def test_newest_histories_hold_the_newest_patches(path: Path) -> None:
+    patches = _patches(path)
+    assert {PLAUSIBLE_START_PATCH, RETENTION_PATCH} <= patches
+    scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
+    if any(item.event in ("court_ruling", "extension_ruling") for item in scenario.events):
+        assert RULING_DATE_PATCH in patches
+
+
+@pytest.mark.parametrize("path", CURRENT + BEFORE_RETENTION,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in CURRENT + BEFORE_RETENTION])
+def test_older_histories_predate_ruling_dates(path: Path) -> None:
+    assert not _patches(path) & {RULING_DATE_PATCH, PLAUSIBLE_START_PATCH}
 
 
 @pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
