@@ -68,7 +68,8 @@ class DeliveryActivities:
     async def send_reminder(self, reminder: Reminder) -> bool:
         """Put a reminder (no personal data) in the late party's outbox, once per notice id."""
         sent = await asyncio.to_thread(self.store.remind, reminder)
-        log.info("reminder sent", case_ref=reminder.case_ref, party=reminder.party.value,
+        log.info("reminder sent" if sent else "reminder already sent",
+                 case_ref=reminder.case_ref, party=reminder.party.value,
                  awaited_event=reminder.event, workflow_id=activity.info().workflow_id)
         return sent
 

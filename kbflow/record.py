@@ -1,7 +1,9 @@
 """The case record: everything kbflow knows about one case, gathered from its events.
 
-Packets are projections of this record (kbflow/packets.py); nothing else reads it. It
-holds personal data and never leaves the workflow except inside a packet.
+The case rules (kbflow/case.py) write it from the events and read what they decide on
+(the measure requested, whether an advice exists); packets are projections of it
+(kbflow/packets.py). It holds personal data and never leaves the workflow except inside
+a packet.
 """
 
 from __future__ import annotations

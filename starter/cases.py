@@ -244,17 +244,26 @@ async def _refuse_second_case(client: Client, start: CaseStart, store: OutboxSto
                                 "--second-case if a second case is intended")
 
 
-async def _is_open(client: Client, case_ref: str) -> bool:
-    """Whether the case's run is running and its phase is not closed. A running case whose
-    status cannot be queried (no worker) counts as open."""
-    handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
+async def _is_running(client: Client, handle: WorkflowHandle[Any, Any], case_ref: str) -> bool:
+    """Whether the case's run is open in Temporal (False: closed, terminated or unknown).
+
+    Raises:
+        CaseError: another Temporal error.
+    """
     try:
         description = await handle.describe()
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             return False
         raise await _case_error(client, case_ref, error) from None
-    if description.status is not WorkflowExecutionStatus.RUNNING:
+    return description.status is WorkflowExecutionStatus.RUNNING
+
+
+async def _is_open(client: Client, case_ref: str) -> bool:
+    """Whether the case's run is running and its phase is not closed. A running case whose
+    status cannot be queried (no worker) counts as open."""
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
+    if not await _is_running(client, handle, case_ref):
         return False
     try:
         status = await handle.query(CaseWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
@@ -324,13 +333,7 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
         CaseError: another Temporal error.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise await _case_error(client, case_ref, error) from None
-    if description.status is not WorkflowExecutionStatus.RUNNING:
+    if not await _is_running(client, handle, case_ref):
         return None
     return await _staged_update(
         client, case_ref, timeout, "erasure",

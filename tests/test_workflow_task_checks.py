@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -23,7 +21,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from encryption.keys import KeyStore
-from kbflow.settings import installed_binary
 from tests.conftest import (
     FAULT_INJECTION_MARKER,
     HistoryCheck,
@@ -53,15 +50,6 @@ class Succeeds:
     @workflow.run
     async def run(self) -> str:
         return "done"
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(installed_binary("temporal")),
-    )
-    yield environment
-    await environment.shutdown()
 
 
 async def _until_task_failed(handle: WorkflowHandle[FailsItsTask, None]) -> None:
