@@ -23,7 +23,7 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/pytest
 
-## histories: re-record tests/histories/ after adding an example (never to fix a replay)
+## histories: record the newest set of tests/histories/ after adding an example (never to fix a replay)
 histories: $(BIN)/.installed
 	$(BIN)/python -m tests.record_histories
 
