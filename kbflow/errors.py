@@ -40,7 +40,7 @@ def describe(errors: ValidationError, model: type[BaseModel] | None = None) -> s
     appear (the message is built from error types, locations and limits only).
     """
     root = model or _model_named(errors.title)
-    details = _without_echoes(errors.errors(include_input=False, include_url=False))
+    details = _without_echoes([_sized(error) for error in errors.errors(include_url=False)])
     parts = [describe_error(error, root) for error in details]
     unique = list(dict.fromkeys(parts))
     if len(unique) == 1:
@@ -104,7 +104,8 @@ def _reason(error: ErrorDetails, expected: Any) -> str:
             return "must be a non-empty string"
         return f"must be a string of at least {least} characters"
     if kind == "string_too_long":
-        return f"must be a string of at most {ctx.get('max_length')} characters"
+        return (f"must be a string of at most {ctx.get('max_length')} characters"
+                + _has(ctx, "characters"))
     if kind == "string_pattern_mismatch":
         return f"must be a string matching {ctx.get('pattern')}"
     if kind in ("too_short", "too_long"):
@@ -112,7 +113,8 @@ def _reason(error: ErrorDetails, expected: Any) -> str:
         count = ctx.get(bound)
         if str(ctx.get("field_type", "")).lower() in ("dictionary", "object"):
             return f"must be an object of at {word} {count} fields"
-        return f"must be an array of at {word} {count} item{'s' if count != 1 else ''}"
+        return (f"must be an array of at {word} {count} item{'s' if count != 1 else ''}"
+                + _has(ctx, "items"))
     if kind in ("list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"):
         return "must be an array"
     if kind in ("model_type", "model_attributes_type", "dataclass_type", "dict_type",
@@ -222,6 +224,22 @@ def _type_at(model: type[BaseModel], loc: Iterable[int | str]) -> Any:
         else:
             continue  # a union tag or validator name in the location: not a field
     return _unwrap(current)
+
+
+def _sized(error: ErrorDetails) -> ErrorDetails:
+    """``error`` without its input, and for a text or list that is too long, with its
+    actual length in ``ctx`` (a size, never the value)."""
+    value = error.get("input")
+    sized = {key: item for key, item in error.items() if key != "input"}
+    if error["type"] in ("string_too_long", "too_long") and isinstance(value, str | list |
+                                                                        tuple | dict):
+        sized["ctx"] = {**error.get("ctx", {}), "actual_length": len(value)}
+    return sized  # type: ignore[return-value]
+
+
+def _has(ctx: Mapping[str, Any], unit: str) -> str:
+    length = ctx.get("actual_length")
+    return "" if length is None else f" (it has {length} {unit})"
 
 
 @cache

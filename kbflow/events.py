@@ -156,9 +156,9 @@ class CaseStart(BaseModel):
         one line naming the field and never its value; None if it can.
 
         A date of birth after the report date is "in the future"; every person with role
-        child must be under 18 on the report date. Pure: the caller passes the date
-        (the CLI today's, the workflow its start time), so that validating the model
-        never depends on the clock.
+        child must be under 18 on the report date; no two persons share a V-nummer.
+        Pure: the caller passes the date (the CLI today's, the workflow its start time),
+        so that validating the model never depends on the clock.
         """
         for index, person in enumerate(self.persons):
             if person.date_of_birth > report_date:
@@ -166,6 +166,13 @@ class CaseStart(BaseModel):
         for index, person in enumerate(self.persons):
             if person.role is Role.CHILD and _adult_on(person.date_of_birth) <= report_date:
                 return f"persons[{index}]: a child must be under 18 on the report date"
+        given: dict[str, int] = {}
+        for index, person in enumerate(self.persons):
+            if person.v_number is not None and person.v_number in given:
+                return (f"persons[{index}].v_number: the same V-nummer as "
+                        f"persons[{given[person.v_number]}]'s; a V-nummer names one person")
+            if person.v_number is not None:
+                given[person.v_number] = index
         return None
 
 
@@ -216,16 +223,33 @@ class AgencyEvent(BaseModel):
         }
 
 
-def body_size_problem(body: bytes | str, what: str = "body") -> str | None:
-    """Why a JSON event body or case start is too large, or ``None``.
+def body_size(body: BaseModel) -> int:
+    """Bytes of ``body`` as compact JSON (UTF-8) of the fields it gives: what the limit
+    ``kbflow.items.BODY_MAX_BYTES`` counts, the same for the CLI and the workflow."""
+    return len(body.model_dump_json(exclude_none=True).encode())
 
-    ``body`` is the JSON as sent; the limit is ``kbflow.items.BODY_MAX_BYTES``.
-    """
-    size = len(body.encode() if isinstance(body, str) else body)
+
+def body_size_problem(body: BaseModel, what: str = "body") -> str | None:
+    """Why an event body or case start is too large (``body_size`` over
+    ``kbflow.items.BODY_MAX_BYTES``), or ``None``."""
+    size = body_size(body)
     if size <= BODY_MAX_BYTES:
         return None
-    return (f"{what}: {size} bytes of JSON, over the limit of {BODY_MAX_BYTES} bytes "
-            "(128 KiB) for one event body; send long documents by reference")
+    return (f"{what}: {size} bytes as compact JSON, over the limit of {BODY_MAX_BYTES} "
+            "bytes (128 KiB) for one event body; send long documents by reference")
+
+
+#: Fields that a body as sent must give although its model, which also decodes the
+#: histories recorded before them, leaves them optional: the CLI requires them and the
+#: event reference and ``kbflow schema`` mark them required. The workflow's validator
+#: requires ``ruled_on`` itself (``kbflow.case.CaseState.admit``). ``case``: the start.
+REQUIRED_WHEN_SENT: dict[str, tuple[str, ...]] = {
+    "case": ("idempotency_key",),
+    "court_ruling": ("ruled_on",),
+    "extension_ruling": ("ruled_on",),
+}
+#: Fields of a model that a body as sent must not give: kbflow fills them in.
+MADE_BY_KBFLOW: dict[str, tuple[str, ...]] = {"case": ("case_ref",)}
 
 
 class RecordWeighing(AgencyEvent):

@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -52,9 +52,14 @@ BODY_MAX_BYTES = 128 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def _normal_text(text: str) -> str:
+def _normal_text(text: object) -> object:
     """Texts are normalised to Unicode NFC at the edge, so that a name typed in NFD (macOS,
-    some web forms) is the same name."""
+    some web forms) is the same name. This runs before the length is checked: NFC can make
+    a text longer (U+1D160 becomes three characters), and the CLI, the workflow and every
+    replay must count the same characters. A value that is not a string is left to the
+    type check."""
+    if not isinstance(text, str):
+        return text
     if _CONTROL.search(text):
         raise ValueError("must not contain control characters (other than tab and line breaks)")
     return unicodedata.normalize("NFC", text)
@@ -63,12 +68,12 @@ def _normal_text(text: str) -> str:
 ShortText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=SHORT_TEXT_MAX),
-    AfterValidator(_normal_text),
+    BeforeValidator(_normal_text),
 ]
 LongText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=LONG_TEXT_MAX),
-    AfterValidator(_normal_text),
+    BeforeValidator(_normal_text),
 ]
 #: A V-nummer is the ten-digit aliens-chain person number.
 VNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kbflow.case import RULES, Rule
-from kbflow.events import CaseStart
+from kbflow.events import MADE_BY_KBFLOW, REQUIRED_WHEN_SENT, CaseStart
 from kbflow.process import ITEM_MEANINGS, PROCESS_TABLE, Item
 
 #: The pseudo event name of the case start (``kbflow start``).
@@ -92,13 +92,27 @@ def _description_of(field: str) -> str | None:
 def json_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of event ``name``'s body (``case``: the case start).
 
-    pydantic's ``model_json_schema()`` of the model, with a description filled in for each
-    field the model leaves undescribed (from the §5 item meanings).
+    pydantic's ``model_json_schema()`` of the model as a body is sent: without the fields
+    kbflow fills in (``MADE_BY_KBFLOW``), with the fields it requires although the model,
+    which also decodes older histories, does not (``REQUIRED_WHEN_SENT``), and with a
+    description filled in for each field the model leaves undescribed (from the §5 item
+    meanings).
 
     Raises:
         UnknownEventError: unknown name.
     """
     schema = model_of(name).model_json_schema()
+    # The body as sent: what kbflow fills in is left out, what it requires is required.
+    for field in MADE_BY_KBFLOW.get(name, ()):
+        schema["properties"].pop(field, None)
+        schema["required"] = [f for f in schema.get("required", []) if f != field]
+    for field in REQUIRED_WHEN_SENT.get(name, ()):
+        schema["required"] = [*schema.get("required", []), field]
+        prop = schema["properties"][field]
+        kinds = [kind for kind in prop.pop("anyOf", []) if kind.get("type") != "null"]
+        if len(kinds) == 1:
+            prop.update(kinds[0])
+        prop.pop("default", None)
     for definition in [schema, *schema.get("$defs", {}).values()]:
         for field, prop in definition.get("properties", {}).items():
             if "description" not in prop:

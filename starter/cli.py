@@ -293,7 +293,7 @@ def event(
     twice.
     """
     settings = Settings.from_env()
-    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
     _run_sync(lambda: inputs.event_name(event_name))
     document = _run_sync(lambda: inputs.read_json_object(body_file))
     body = _run_sync(lambda: inputs.event_body(event_name, document, source=str(body_file)))
@@ -346,7 +346,7 @@ def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
     gone and no worker is asked for it. Only reads: works on a read-only data dir.
     """
     settings = Settings.from_env()
-    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
 
     async def work() -> CaseView:
         keys = data_dir_keys(settings, read_only=True)
@@ -392,7 +392,7 @@ def packets(
     the packets as delivered, bodies included.
     """
     settings = Settings.from_env()
-    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     store = _outbox(settings, read_only=True)
@@ -432,7 +432,8 @@ def inbox(
     """
     settings = Settings.from_env()
     if case_ref is not None:
-        _run_sync(lambda: inputs.check_case_ref(case_ref))
+        given = case_ref
+        case_ref = _run_sync(lambda: inputs.check_case_ref(given))
     if not settings.outbox_path.is_file():
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
@@ -469,7 +470,11 @@ def erase(
     it out within --wait seconds; run the same command again to learn the outcome.
     """
     settings = Settings.from_env()
-    _run_sync(lambda: inputs.check_case_ref(case_ref))
+    case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
+    if reason is ErasureReason.RETENTION_ENDED:
+        _fail("--reason: retention-ended is the retention timer's own reason; give why the "
+              "case is erased now (art-17-request, art-21-objection, unlawful-processing, "
+              "court-order)")
     try:
         request = ErasureRequest(requested_by=requested_by, reason=reason)
     except ValidationError as error:

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 from kbflow import case_refs
 from kbflow.case import RULES
 from kbflow.errors import describe as errors_in_json_words
-from kbflow.events import AgencyEvent, CaseStart, Event, body_size_problem
+from kbflow.events import (
+    REQUIRED_WHEN_SENT,
+    AgencyEvent,
+    CaseStart,
+    Event,
+    body_size_problem,
+)
 from kbflow.scenario import Scenario
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -34,31 +40,53 @@ def describe(errors: ValidationError, model: type[BaseModel] | None = None) -> s
     return errors_in_json_words(errors, model)
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object names a key twice (JSON parsers disagree on which one counts)."""
+
+
+def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            # Key names are field names, never personal values; long ones are cut.
+            raise _DuplicateKeyError(f"the key '{key[:40]}' appears twice in one object")
+    return dict(pairs)
+
+
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``.
 
     Raises:
-        InputError: the file is missing or unreadable, not JSON, or not a JSON object.
+        InputError: the file is missing or unreadable, not JSON, or not a JSON object; an
+            object names a key twice, or the JSON is nested too deeply.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no JSON
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read: {type(error).__name__}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: cannot read: not UTF-8 text") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or type(error).__name__}"
+                         ) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_without_duplicate_keys)
     except json.JSONDecodeError as error:
         # The message gives line and column only, not the text around them.
         raise InputError(f"{path}: not JSON: {error.msg} at line {error.lineno} "
                          f"column {error.colno}") from None
+    except _DuplicateKeyError as error:
+        raise InputError(f"{path}: not JSON kbflow accepts: {error}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not JSON kbflow accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: must hold a JSON object")
     return data
 
 
 def check_case_ref(case_ref: str) -> str:
-    """``case_ref`` as a ref that can address a case: one kbflow made (its check character
+    """``case_ref`` (spaces around it dropped, capitals as kbflow writes them) as a ref that
+    can address a case: one kbflow made (its check character
     matches, ``kbflow.case_refs``) or one of a case started before refs had a check
     character (``KB-<year>-<6-12 of A-Z0-9>``). Checked before Temporal is contacted, so
     a mistyped ref is caught here and never looked up.
@@ -68,7 +96,7 @@ def check_case_ref(case_ref: str) -> str:
             match; mistyped?"), never the ref.
     """
     try:
-        return case_refs.check_case_ref(case_ref, allow_legacy=True)
+        return case_refs.check_case_ref(case_ref.strip(), allow_legacy=True)
     except case_refs.CaseRefError as error:
         raise InputError(str(error)) from None
 
@@ -97,11 +125,9 @@ def case_start(document: dict[str, Any], source: str = "case", *,
     context = f"{source}: invalid case start"
     if "case_ref" in document:
         raise InputError(f"{context}: case_ref: kbflow generates case refs; leave it out")
-    if "idempotency_key" not in document:
-        raise InputError(f"{context}: idempotency_key: required, unique per case start "
-                         "(8-80 of A-Z a-z 0-9 . _ : -); a repeat returns the same case")
-    start = _validated(CaseStart, {**document, "case_ref": new_case_ref()}, context)
-    problem = body_size_problem(start.model_dump_json(), "case")
+    start = _validated(CaseStart, {**document, "case_ref": new_case_ref()}, context,
+                       _missing("case", document))
+    problem = body_size_problem(start, "case")
     if problem:
         raise InputError(f"{source}: {problem}")
     if case_ref is None:
@@ -129,18 +155,42 @@ def event_body(name: str, document: dict[str, Any], source: str = "body") -> Age
         InputError: unknown event, or an invalid body (field and reason named).
     """
     model = RULES[Event(event_name(name))].model
-    body = _validated(model, document, f"{source}: invalid {name} body")
-    problem = body_size_problem(body.model_dump_json(), "body")
+    body = _validated(model, document, f"{source}: invalid {name} body",
+                      _missing(name, document))
+    problem = body_size_problem(body, "body")
     if problem:
         raise InputError(f"{source}: {problem}")
     return body
 
 
-def _validated(model: type[_M], document: dict[str, Any], context: str) -> _M:
+#: Why a field of ``REQUIRED_WHEN_SENT`` is required.
+_WHY_REQUIRED = {
+    "idempotency_key": "unique per case start (8-80 of A-Z a-z 0-9 . _ : -); a repeat "
+                       "returns the same case",
+    "ruled_on": "the date of the ruling (YYYY-MM-DD)",
+}
+
+
+def _missing(name: str, document: dict[str, Any]) -> list[str]:
+    """The reasons for every field ``REQUIRED_WHEN_SENT`` for ``name`` that ``document``
+    does not give."""
+    return [f"{field}: required, {_WHY_REQUIRED[field]}"
+            for field in REQUIRED_WHEN_SENT.get(name, ()) if document.get(field) is None]
+
+
+def _validated(model: type[_M], document: dict[str, Any], context: str,
+               also: list[str] | None = None) -> _M:
+    """``document`` validated as ``model``; every reason against it (``also``: reasons
+    found before, e.g. a field required when sent) in one message."""
+    problems = list(also or ())
     try:
-        return model.model_validate(document)
+        validated = model.model_validate(document)
     except ValidationError as errors:
-        raise InputError(f"{context}: {describe(errors, model)}") from None
+        problems.append(describe(errors, model))
+    else:
+        if not problems:
+            return validated
+    raise InputError(f"{context}: {'; '.join(problems)}")
 
 
 def scenario(path: Path) -> Scenario:

@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from activities.outbox_store import OutboxStore
 from kbflow.case import RULES, EventOutcome, Phase
-from kbflow.events import CaseStart, Event
+from kbflow.events import CaseStart, Event, body_size
 from kbflow.items import (
     BODY_MAX_BYTES,
     DOSSIER_DOCUMENTS_MAX,
@@ -49,9 +49,9 @@ def long(n: int = LONG_TEXT_MAX) -> str:
 
 
 def json_size(name: str, body: dict[str, Any]) -> int:
-    """Bytes of ``body`` as kbflow sends it (the model's JSON)."""
+    """Bytes of ``body`` as the limit counts them (``kbflow.events.body_size``)."""
     model = CaseStart if name == "case" else RULES[Event(name)].model
-    return len(model.model_validate(body).model_dump_json().encode())
+    return body_size(model.model_validate(body))
 
 
 def weighing(party: str) -> dict[str, Any]:
@@ -226,11 +226,12 @@ async def test_validator_refuses_oversized_bodies_from_clients_that_bypass_the_c
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(name, model.model_validate(over), result_type=EventOutcome)
     message = str(refused.value.cause)
-    assert f"{BODY_MAX_BYTES + 1} bytes of JSON, over the limit of {BODY_MAX_BYTES}" in message
+    over_limit = f"{BODY_MAX_BYTES + 1} bytes as compact JSON, over the limit of {BODY_MAX_BYTES}"
+    assert over_limit in message
     with pytest.raises(WorkflowUpdateFailedError) as refused:  # the size passes; the order not
         await handle.execute_update(name, model.model_validate(at_limit),
                                     result_type=EventOutcome)
-    assert "bytes of JSON" not in str(refused.value.cause)  # refused on its merits
+    assert "bytes as compact JSON" not in str(refused.value.cause)  # refused on its merits
     outcome = await _send_raw(handle, "announce_investigation", {
         "sender": "RVDK", "idempotency_key": f.new_key(), "weighing": weighing("RVDK")})
     assert outcome.phase is Phase.ANNOUNCED  # the refusals changed nothing

@@ -162,12 +162,11 @@ class CaseWorkflow:
         event once the case is to be erased."""
         if self._erasure_request is not None:
             raise EventRefused("the case is being erased; no event is accepted")
-        rule_of(name)  # an unknown event is refused before its size is measured
-        if len(args) == 1:
-            problem = body_size_problem(args[0].payload.data, name)
-            if problem:
-                raise EventRefused(problem)
-        self._state.admit(name, self._decode(name, args), workflow.now())
+        event = self._decode(name, args)
+        problem = body_size_problem(event, name)
+        if problem:
+            raise EventRefused(problem)
+        self._state.admit(name, event, workflow.now())
 
     @workflow.update
     async def erase(self, request: ErasureRequest) -> Erasure:
