@@ -133,7 +133,7 @@ def largest(name: str, key: str, ruled_on: dt.date) -> dict[str, Any]:
                                  "procedure_history": long(),
                                  "dossier_documents": [short()] * DOSSIER_DOCUMENTS_MAX},
         "warm_handover": {"sender": "DTV", "handover_progress": long()},
-        "weighing": {"sender": "GI", "weighing": weighing("GI")},
+        "weighing": {"sender": "AVIM", "weighing": weighing("AVIM")},
         "v_number_correction": {"sender": "IND", "v_number": v_numbers()},
     }
     body = {**bodies[name], **common}
@@ -151,9 +151,9 @@ def largest_start() -> dict[str, Any]:
             "weighing": weighing("VT")}
 
 
-#: A maximum case: every event at its largest, in an order the rules allow.
-MAXIMUM_CASE = ["announce_investigation", "residence_information",
-                "residence_information/DTV", "investigation_decision",
+#: A maximum case: every event type at its largest, in an order the rules allow.
+MAXIMUM_CASE = ["weighing", "announce_investigation", "residence_information",
+                "residence_information/DTV", "v_number_correction", "investigation_decision",
                 "investigation_result", "court_ruling", "advice_availability_request",
                 "advice_availability", "advice_request", "advice", "extension_ruling",
                 "extension_advice_request", "extension_advice", "application_rejected",
@@ -249,6 +249,7 @@ async def test_a_maximum_case_runs_with_room_to_spare(
         body = largest(name, f.new_key(), reported)
         outcome = await _send_raw(handle, name.partition("/")[0], body)
         assert not outcome.duplicate, name
+    assert {name.partition("/")[0] for name in MAXIMUM_CASE} == {event.value for event in Event}
     status = await handle.query(CaseWorkflow.status)
     assert status.end_state is not None and status.end_state.value == "handed_over"
     assert len(store.packets(case_ref)) == 20  # 1 + 2 + 2 + 2 + 2 + 2 + 1 + 1 + 1 + 2 + ...
