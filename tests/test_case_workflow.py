@@ -22,7 +22,12 @@ import pytest
 from google.protobuf.empty_pb2 import Empty
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
@@ -541,3 +546,21 @@ async def test_a_reminder_is_sent_once(store: OutboxStore) -> None:
     assert await environment.run(activities.send_reminder, reminder) is True
     assert await environment.run(activities.send_reminder, reminder) is False
     assert store.reminders("KB-2026-REMIND0001") == [reminder]
+
+
+# ---- a start that cannot be true, from a client that bypasses the CLI -------------------
+
+
+async def test_an_implausible_start_fails_the_run_before_anything_is_disclosed(
+        client: Client, task_queue: str, worker: Worker, store: OutboxStore) -> None:
+    adult = f.CHILD.model_copy(update={"date_of_birth": dt.date(1960, 1, 1)})
+    start = f.case_start(persons=(adult, f.PARENT))
+    handle = await client.start_workflow(CaseWorkflow.run, start,
+                                         id=workflow_id(start.case_ref), task_queue=task_queue)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ImplausibleStart"
+    assert cause.message == ("case start refused: persons[0]: a child must be under 18 on "
+                             "the report date")
+    assert store.packets(start.case_ref) == []  # the report went to nobody
