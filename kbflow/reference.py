@@ -221,6 +221,17 @@ _JSON_TYPES = {"string": "string", "integer": "integer", "boolean": "true / fals
                "number": "number", "null": "null", "object": "object", "array": "array"}
 
 
+def _bounds(low: object, high: object, unit: str = "") -> list[str]:
+    """A schema's lower and upper bound as one limit ("1-200 characters", "at most 12")."""
+    if low is not None and high is not None:
+        return [f"{low}-{high}{unit}"]
+    if high is not None:
+        return [f"at most {high}{unit}"]
+    if low is not None:
+        return [f"at least {low}{unit}"]
+    return []
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -328,22 +339,10 @@ def _type_and_limits(prop: Mapping[str, Any], objects: _Objects) -> tuple[str, l
             limits.append("one of " + ", ".join(f"`{v}`" for v in prop["enum"]))
         if "const" in prop:
             limits.append(f"`{prop['const']}`")
-        low, high = prop.get("minLength"), prop.get("maxLength")
-        if low is not None and high is not None:
-            limits.append(f"{low}-{high} characters")
-        elif high is not None:
-            limits.append(f"at most {high} characters")
-        elif low is not None:
-            limits.append(f"at least {low} characters")
+        limits += _bounds(prop.get("minLength"), prop.get("maxLength"), " characters")
         if "pattern" in prop:
             limits.append(f"pattern `{prop['pattern']}`")
-        low, high = prop.get("minimum"), prop.get("maximum")
-        if low is not None and high is not None:
-            limits.append(f"{low}-{high}")
-        elif low is not None:
-            limits.append(f"at least {low}")
-        elif high is not None:
-            limits.append(f"at most {high}")
+        limits += _bounds(prop.get("minimum"), prop.get("maximum"))
     if nullable:
         kind += " or null"
     return kind, limits
