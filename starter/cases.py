@@ -67,6 +67,10 @@ class EventRefusedError(CaseError):
     """The case refused an event; the message is the workflow's reason."""
 
 
+class _BrokenRun(CaseError):
+    """The case's run fails every workflow task, so it takes no update."""
+
+
 class EventPendingError(CaseError):
     """Temporal holds the event but it is not applied yet. The message names the likely
     cause (no worker polls the task queue, or the case accepted the event and its
@@ -335,10 +339,18 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
     handle = client.get_workflow_handle(workflow_id(case_ref))
     if not await _is_running(client, handle, case_ref):
         return None
-    return await _staged_update(
-        client, case_ref, timeout, "erasure",
-        lambda: handle.start_update(CaseWorkflow.erase, request,
-                                    wait_for_stage=WorkflowUpdateStage.ACCEPTED))
+    try:
+        return await _staged_update(
+            client, case_ref, timeout, "erasure",
+            lambda: handle.start_update(CaseWorkflow.erase, request,
+                                        wait_for_stage=WorkflowUpdateStage.ACCEPTED))
+    except _BrokenRun:
+        # The run's workflow task keeps failing (e.g. a start that a client bypassing the
+        # CLI sent and the workflow cannot decode): it can take no update, so erasure ends
+        # the run, and the caller erases the stored data directly.
+        await handle.terminate(reason=f"erased on request ({request.reason.value}); its "
+                                      "workflow task kept failing")
+        return None
 
 
 async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what: str,
@@ -369,6 +381,11 @@ async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what
         if error.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
             raise await _pending(client, case_ref, timeout, what,
                                  accepted=accepted) from None
+        if (error.status is RPCStatusCode.FAILED_PRECONDITION
+                and "workflow task in failed state" in error.message.lower()):
+            raise _BrokenRun(f"case {case_ref}: its workflow task keeps failing, so it "
+                             "takes no event; the worker's log names the cause, and "
+                             "`kbflow erase` still erases it") from None
         raise await _case_error(client, case_ref, error) from None
 
 

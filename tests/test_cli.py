@@ -20,18 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
+from kbflow import case_refs
 from kbflow.logs import configure_logging
 from kbflow.packets import Packet
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
-from kbflow.settings import Settings
+from kbflow.settings import Settings, workflow_id
 from starter.cli import EXIT_PENDING
+from tests.conftest import history_check
 from tests.test_logs import restore_logging  # noqa: F401 (a fixture)
 from worker import build_worker, connect
 
@@ -484,3 +488,43 @@ async def test_an_erasure_no_worker_takes_is_pending(dev_server: WorkflowEnviron
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "the erasure is not applied" in done.stderr and "no worker polls" in done.stderr
     assert done.stderr.strip().endswith("run the same command again to learn the outcome")
+
+
+@pytest.mark.workflow_task_failures
+async def test_erase_ends_a_run_whose_workflow_task_keeps_failing(
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    # A client that bypasses the CLI starts a case the workflow cannot decode: its first
+    # task fails again and again, so the run takes no update. Erasure must still work.
+    task_queue = f"kbflow-cli-{uuid.uuid4()}"
+    cli = _cli(dev_server, tmp_path / "data", task_queue)
+    settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
+                        namespace=cli.env["TEMPORAL_NAMESPACE"], task_queue=task_queue,
+                        data_dir=cli.data_dir)
+    keys = KeyStore.open(settings)
+    client = await connect(settings, keys)
+    ref = case_refs.new_case_ref()
+    async with build_worker(client, task_queue, OutboxStore(settings, keys=keys)):
+        handle = await client.start_workflow("CaseWorkflow", {"case_ref": ref},
+                                             id=workflow_id(ref), task_queue=task_queue)
+        for _ in range(1000):  # bounded: until the server holds the task as failed
+            events = (await handle.fetch_history()).events
+            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("no workflow task failed")
+        refused = await cli("event", ref, "weighing", str(_write(tmp_path / "w.json", {
+            "sender": "RVDK", "idempotency_key": "rvdk-weighing-0001",
+            "weighing": {"necessary": True, "proportionate": True, "subsidiarity": True,
+                         "note": "n", "by": "RVDK-1"}})))
+        assert refused.returncode == 1
+        assert "its workflow task keeps failing" in refused.stderr
+        erased = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
+                           "--reason", "art-17-request")
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout.startswith(f"erased case {ref}")
+    assert "Traceback" not in erased.stderr
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.TERMINATED
+    assert keys.is_destroyed(workflow_id(ref))
+    await history_check(dev_server).new_failures()  # this run's failures are checked here
