@@ -19,9 +19,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## test: lint, then the whole suite (time-skipping server, real dev server for the CLI)
+## test: lint, then the whole suite (time-skipping server, real dev server for the CLI),
+## one test file at a time on each core (pytest-xdist; a file keeps its servers)
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 ## histories: record the newest set of tests/histories/ after adding an example (never to fix a replay)
 histories: $(BIN)/.installed
