@@ -25,6 +25,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: What a kbflow field name looks like. A key in a body that is no field name is named in
+#: an error only if it looks like one (a mistyped field): any other key could be a value
+#: put in the wrong place, a name for instance, and is never echoed.
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 #: A Python class name such as ``PersonVNumber`` or ``GiDetails`` (two capitals, no space).
 _CLASS_NAME = re.compile(r"\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")
 
@@ -64,6 +68,11 @@ def _without_echoes(details: list[ErrorDetails]) -> list[ErrorDetails]:
 def describe_error(error: ErrorDetails, model: type[BaseModel] | None = None) -> str:
     """One pydantic error as ``path: reason`` (just ``reason`` at the body's root)."""
     loc = error.get("loc", ())
+    if (error["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str)
+            and not FIELD_NAME.match(loc[-1])):
+        where = json_path(loc[:-1])
+        reason = "a key that is no field name (not shown)"
+        return f"{where}: {reason}" if where else reason
     path = json_path(loc)
     reason = _reason(error, _type_at(model, loc) if model is not None else None)
     return f"{path}: {reason}" if path else reason

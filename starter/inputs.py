@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from kbflow import case_refs
 from kbflow.case import RULES
+from kbflow.errors import FIELD_NAME
 from kbflow.errors import describe as errors_in_json_words
 from kbflow.events import (
     REQUIRED_WHEN_SENT,
@@ -48,8 +49,8 @@ def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     for key in keys:
         if keys.count(key) > 1:
-            # Key names are field names, never personal values; long ones are cut.
-            raise _DuplicateKeyError(f"the key '{key[:40]}' appears twice in one object")
+            named = f"the key '{key}'" if FIELD_NAME.match(key) else "a key"
+            raise _DuplicateKeyError(f"{named} appears twice in one object")
     return dict(pairs)
 
 

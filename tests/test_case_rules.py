@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import unicodedata
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -32,33 +33,16 @@ from kbflow.items import Measure, Person, PersonVNumber
 from kbflow.packets import Packet
 from kbflow.process import PROCESS_TABLE, Item, Party, Step
 from tests import factories as f
+from tests.test_case_state import Case as CaseOnClock
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 X, Y = "1111111111", "2222222222"  # fictional V-nummers
 
 
-class Case:
-    """A CaseState on a fake clock; events go through ``admit`` (as the workflow's
-    validator does) and then ``apply``."""
-
-    def __init__(self, start_at: dt.datetime = T0, **start: object) -> None:
-        self.ids = f.Ids()
-        self.now = start_at
-        self.state, self.packets = CaseState.start(f.case_start(**start),  # type: ignore[arg-type]
-                                                   self.now, self.ids)
-
-    def send(self, *events: f.Ev, dated: bool = True) -> list[Packet]:
-        sent: list[Packet] = []
-        for ev in events:
-            self.now += HOUR
-            event = ev.event
-            if dated and getattr(event, "ruled_on", None) is not None:
-                event = event.model_copy(update={"ruled_on": self.now.date()})
-            self.state.admit(ev.name, event, self.now)
-            sent += self.state.apply(ev.name, event, self.now, self.ids)[1]
-        self.packets += sent
-        return sent
+def Case(**start: Any) -> CaseOnClock:
+    """A case on a fake clock whose events pass ``admit`` (the validator) first."""
+    return CaseOnClock(f.case_start(**start) if start else None, T0, admit=True)
 
 
 def by(packets: list[Packet], step: int, sender: Party) -> list[Packet]:
@@ -299,3 +283,19 @@ def test_control_characters_are_refused() -> None:
 
 def test_steps_are_reached_in_order() -> None:
     assert [int(s) for s in Step] == list(range(1, 13))
+
+
+def test_a_corrected_v_nummer_travels_on_in_the_tables_own_flows() -> None:
+    case = Case()
+    case.send(f.announce(), f.residence_ind(v_numbers=((0, X),)))
+    correction = VNumberCorrection(sender=Party.IND, idempotency_key=f.new_key("fix"),
+                                   v_number=(PersonVNumber(person=0, v_number=Y),))
+    assert case.send(f.Ev("v_number_correction", correction)) == []  # no packet of its own
+    case.send(f.residence_dtv(), f.decision(), f.result())
+    # The RvdK received X, which is no longer on record, and never Y: its step 5 carries none.
+    for packet in by(case.packets, 5, Party.RVDK):
+        assert Item.V_NUMBER not in packet.items
+    # IND gave Y: its step-7 question to DT&V carries it.
+    case.send(f.ruling(), f.availability_request())
+    (question,) = by(case.packets, 7, Party.IND)
+    assert question.body["v_number"] == [{"person": 0, "v_number": Y}]

@@ -46,20 +46,26 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 
 class Case:
-    """A CaseState driven by a fake clock; keeps every packet it produced."""
+    """A CaseState driven by a fake clock; keeps every packet it produced. With ``admit``
+    every event first passes ``CaseState.admit``, as the workflow's validator makes it."""
 
-    def __init__(self, start: CaseStart | None = None, now: dt.datetime = T0) -> None:
+    def __init__(self, start: CaseStart | None = None, now: dt.datetime = T0, *,
+                 admit: bool = False) -> None:
         self.ids = f.Ids()
         self.now = now
+        self.admit = admit
         self.state, self.packets = CaseState.start(start or f.case_start(), now, self.ids)
 
-    def send(self, *events: f.Ev) -> list[Packet]:
+    def send(self, *events: f.Ev, dated: bool = True) -> list[Packet]:
+        """Apply ``events`` an hour apart; ``dated``: a ruling is sent on its day."""
         sent: list[Packet] = []
         for ev in events:
             self.now += TICK
             event = ev.event
-            if hasattr(event, "ruled_on"):  # a ruling sent on the day it was given
+            if dated and getattr(event, "ruled_on", None) is not None:
                 event = event.model_copy(update={"ruled_on": self.now.date()})
+            if self.admit:
+                self.state.admit(ev.name, event, self.now)
             outcome, packets = self.state.apply(ev.name, event, self.now, self.ids)
             assert not outcome.duplicate
             sent += packets

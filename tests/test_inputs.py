@@ -53,6 +53,23 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
         inputs.read_json_object(path)
 
 
+def test_a_key_that_is_no_field_name_is_never_echoed(tmp_path: Path) -> None:
+    body = {"sender": "RVDK", "idempotency_key": f.new_key(), "weighing": {
+        "necessary": True, "proportionate": True, "subsidiarity": True, "note": "n",
+        "by": "RVDK-1"}, "Fenna": f.CHILD.name, "v_numbr": []}
+    with pytest.raises(inputs.InputError) as refused:
+        inputs.event_body("weighing", body)
+    message = str(refused.value)
+    assert "a key that is no field name (not shown)" in message
+    assert "v_numbr: unknown field" in message  # a mistyped field is named
+    assert "Fenna" not in message
+    path = tmp_path / "body.json"
+    path.write_text('{"Fenna": 1, "Fenna": 2}', encoding="utf-8")
+    with pytest.raises(inputs.InputError, match="a key appears twice") as twice:
+        inputs.read_json_object(path)
+    assert "Fenna" not in str(twice.value)
+
+
 def test_deep_nesting_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "body.json"
     path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")

@@ -93,3 +93,10 @@ def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
 @pytest.mark.parametrize("path", BEFORE_RETENTION, ids=[p.stem for p in BEFORE_RETENTION])
 def test_old_histories_predate_the_patch(path: Path) -> None:
     assert '"markerName": "core_patch"' not in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+def test_no_committed_history_holds_a_failed_workflow_task(path: Path) -> None:
+    events = json.loads(path.read_text(encoding="utf-8"))["events"]
+    assert events and not [e for e in events
+                           if e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED"]

@@ -138,6 +138,18 @@ async def test_the_same_start_twice_is_one_case(dev_server: WorkflowEnvironment,
     assert await _started_events(client, ref) == 1
 
 
+async def test_the_readmes_start_from_the_template(dev_server: WorkflowEnvironment,
+                                                  tmp_path: Path) -> None:
+    # README: `kbflow template case > case.json`, then `kbflow start case.json`.
+    cli = Kbflow(dev_server, tmp_path / "data")
+    template = await cli("template", "case")
+    assert template.returncode == 0, template.stderr
+    path = tmp_path / "case.json"
+    path.write_text(template.stdout, encoding="utf-8")
+    ref = await cli.start(path)
+    assert case_refs.check_case_ref(ref) == ref
+
+
 async def test_the_same_key_with_another_start_is_refused(dev_server: WorkflowEnvironment,
                                                           tmp_path: Path) -> None:
     cli = Kbflow(dev_server, tmp_path / "data")
