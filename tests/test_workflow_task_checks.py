@@ -15,7 +15,9 @@ import uuid
 
 import pytest
 from temporalio import workflow
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -121,3 +123,28 @@ async def test_the_check_names_a_failed_workflow_task_on_the_dev_server(
 def test_the_marker_is_registered(pytestconfig: pytest.Config) -> None:
     assert any(line.startswith(f"{FAULT_INJECTION_MARKER}:")
                for line in pytestconfig.getini("markers"))
+
+
+
+async def test_a_terminate_during_a_running_task_is_not_a_failure(
+    dev_server: WorkflowEnvironment,
+) -> None:
+    # Terminating while a workflow task runs makes the server fail that task with
+    # FORCE_CLOSE_COMMAND and then write the termination: no workflow code failed. The
+    # task is taken with a bare poll (no worker), so it is running when the terminate comes.
+    client = dev_server.client
+    task_queue = f"kbflow-terminate-{uuid.uuid4()}"
+    workflow_id = f"terminate-mid-task-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow("HoldsItsTask", id=workflow_id, task_queue=task_queue)
+    polled = await client.workflow_service.poll_workflow_task_queue(
+        PollWorkflowTaskQueueRequest(namespace=client.namespace,
+                                     task_queue=TaskQueue(name=task_queue),
+                                     identity="a test taking the task by hand"))
+    assert polled.workflow_execution.workflow_id == workflow_id
+    await handle.terminate(reason="terminated mid-task")
+    events = [(e.event_type, e.workflow_task_failed_event_attributes.cause)
+              for e in (await handle.fetch_history()).events]
+    forced = (EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+              WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND)
+    assert events[-2:] == [forced, (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED, 0)]
+    assert await workflow_task_failures(client, workflow_id) == []
