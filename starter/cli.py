@@ -4,7 +4,8 @@ Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``ev
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
 example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
 received), ``erase`` (a case, now), ``demo`` (every example, end to end);
-``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
+``codec-server`` (decodes payloads for the Web UI and the temporal CLI, for operators),
+``operator issue|list|revoke`` (operators' own codec tokens),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
 ``disclosures`` (GDPR art. 15). Configuration comes from the environment, read once per
 command (``kbflow.settings.Settings.from_env``). The failures the commands expect (bad
