@@ -222,10 +222,13 @@ def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
     def record_decode(operator: str, payloads: list[Payload]) -> None:
         """One processing-log entry per case among the decoded payloads; 503 if the log
         cannot be written (the decoded payloads are then not sent)."""
-        counts = Counter(uncached.scope_of(p.metadata[KEY_ID].decode()) or "unknown"
-                         for p in payloads if p.metadata.get("encoding") == ENCODING)
-        if not counts:
+        by_key = Counter(p.metadata[KEY_ID].decode() for p in payloads
+                         if p.metadata.get("encoding") == ENCODING)
+        if not by_key:
             return  # nothing encrypted, nothing disclosed
+        counts: Counter[str] = Counter()
+        for key_id, count in by_key.items():  # one key-store lookup per key, not payload
+            counts[uncached.scope_of(key_id) or "unknown"] += count
         request_id, at = str(uuid.uuid4()), dt.datetime.now(dt.UTC)
         try:
             decode_log.record([
