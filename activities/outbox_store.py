@@ -8,7 +8,8 @@ backups included. Only ids, step, parties and time stay readable, to route and l
 
 A packet and its processing-log entries are written in one transaction, keyed by the
 packet id: delivering the same packet twice changes nothing. The processing log holds no
-personal values and outlives erasure.
+personal values and outlives erasure. Its ``decodes`` table records every decode through
+the codec server (``DecodeLog``): which operator read how many payloads of which case.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from encryption.storage import StorageError, connect, create_schema
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
-from kbflow.processing_log import ProcessingLogEntry, Pseudonymise, entries_for
+from kbflow.processing_log import DecodeEntry, ProcessingLogEntry, Pseudonymise, entries_for
 from kbflow.settings import Settings, workflow_id
 
 _SCHEMA = """
@@ -60,6 +61,14 @@ CREATE TABLE IF NOT EXISTS erasures (
     case_ref TEXT PRIMARY KEY,
     erasure_json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS decodes (
+    request_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    case_ref TEXT,
+    entry_json TEXT NOT NULL,
+    PRIMARY KEY (request_id, scope)
+);
+CREATE INDEX IF NOT EXISTS decodes_by_case ON decodes (case_ref);
 CREATE TABLE IF NOT EXISTS reminders (
     notice_id TEXT PRIMARY KEY,
     case_ref TEXT NOT NULL,
@@ -260,3 +269,47 @@ class OutboxStore:
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY rowid", params).fetchall()
         return [ProcessingLogEntry.model_validate_json(row[0]) for row in rows]
+
+
+class DecodeLog:
+    """The processing log's record of decodes through the codec server, in the outbox
+    store's file (``Settings.outbox_path``). It needs no key: the codec server writes it
+    without the pseudonym or the parties' keys.
+
+    Args:
+        path: the outbox store's SQLite file.
+        read_only: only read (``kbflow disclosures``): create nothing; a file without
+            the table (written before decodes were logged) holds no decodes.
+
+    Raises:
+        StorageError: the file cannot be created, opened, read or written (here and in
+            every method). The codec server then answers 503 and decodes nothing: no
+            decode goes unrecorded.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        if not read_only:
+            create_schema(path, _SCHEMA)
+
+    def record(self, entries: list[DecodeEntry]) -> None:
+        """Write ``entries`` in one transaction (acknowledged when this returns)."""
+        with connect(self.path, read_only=self.read_only) as db:
+            db.executemany("INSERT INTO decodes VALUES (?, ?, ?, ?)",
+                           [(e.request_id, e.scope, e.case_ref, e.model_dump_json())
+                            for e in entries])
+
+    def entries(self, case_refs: list[str] | None = None) -> list[DecodeEntry]:
+        """Decodes on record, oldest first; with ``case_refs``, only of those cases."""
+        if self.read_only and not self.path.is_file():
+            return []
+        with connect(self.path, read_only=self.read_only) as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'decodes'").fetchone() is None:
+                return []
+            query, params = "SELECT entry_json FROM decodes", list(case_refs or [])
+            if case_refs is not None:
+                query += f" WHERE case_ref IN ({', '.join('?' * len(params))})"
+            rows = db.execute(query + " ORDER BY rowid", params).fetchall()
+        return [DecodeEntry.model_validate_json(row[0]) for row in rows]

@@ -275,6 +275,13 @@ class KeyStore:
         self._remember(key_id, scope, key)
         return key
 
+    def scope_of(self, key_id: str) -> str | None:
+        """The scope (a case's workflow id, or ``SYSTEM_SCOPE``) of the data key
+        ``key_id``, live or destroyed; ``None`` if unknown. The codec server names the
+        case of each decode with it."""
+        row = self._select("SELECT scope FROM data_keys WHERE key_id = ?", (key_id,))
+        return None if row is None else str(row[0])
+
     def has_key(self, scope: str) -> bool:
         """Whether ``scope`` ever had a data key (live or destroyed)."""
         return self._select("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)) is not None

@@ -8,7 +8,9 @@ received what, from whom, in which step of which case, why, on which legal basis
 
 The log holds item names and a pseudonym, never personal values, so neither does the
 answer. A subject is looked up by pseudonym, or by name and date of birth through the
-same keyed hash the log was written with (``activities/pseudonyms.py``). This module is
+same keyed hash the log was written with (``activities/pseudonyms.py``). The answer also
+names every operator who read one of the subject's cases through the codec server
+(``OperatorLook``, from the log's ``DecodeEntry`` records). This module is
 pure: the caller reads the log and computes the pseudonym.
 """
 
@@ -30,7 +32,7 @@ from kbflow.process import (
     Item,
     Party,
 )
-from kbflow.processing_log import ProcessingLogEntry
+from kbflow.processing_log import DecodeEntry, ProcessingLogEntry
 
 #: A pseudonymous data-subject id as the log holds it: ``subj-`` + 32 hex characters.
 SUBJECT_ID = re.compile(r"^subj-[0-9a-f]{32}$")
@@ -72,6 +74,18 @@ class Disclosure(BaseModel):
     packet_id: str = Field(description="The packet, for the parties' own records")
 
 
+class OperatorLook(BaseModel):
+    """One operator's look at one of the subject's cases through the codec server: they
+    read ``payload_count`` of its encrypted payloads (``DecodeEntry``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: dt.datetime = Field(description="When the payloads were decoded")
+    case_ref: str = Field(description="The case looked at")
+    operator_id: str = Field(description="Staff id of the operator who looked")
+    payload_count: int = Field(description="How many encrypted payloads were decoded")
+
+
 class AccessAnswer(BaseModel):
     """Everything the processing log says about one data subject, oldest first."""
 
@@ -79,6 +93,8 @@ class AccessAnswer(BaseModel):
 
     data_subject_id: str = Field(description="The subject's pseudonym in the log")
     disclosures: tuple[Disclosure, ...] = Field(description="Oldest first")
+    operator_looks: tuple[OperatorLook, ...] = Field(
+        default=(), description="Operators' decodes of the subject's cases, oldest first")
     storage_period: str = Field(description="How long the personal data is kept")
 
     @property
@@ -123,11 +139,22 @@ def storage_period(retention: timedelta = RETENTION_AFTER_CLOSE) -> str:
 
 
 def access_answer(subject_id: str, log: Iterable[ProcessingLogEntry],
-                  retention: timedelta = RETENTION_AFTER_CLOSE) -> AccessAnswer:
-    """The art. 15 answer for ``subject_id`` from the processing-log entries ``log``."""
+                  retention: timedelta = RETENTION_AFTER_CLOSE, *,
+                  decodes: Iterable[DecodeEntry] = ()) -> AccessAnswer:
+    """The art. 15 answer for ``subject_id`` from the processing-log entries ``log`` and
+    the codec server's decodes ``decodes``: the subject's cases are those of their
+    entries, and every decode of one of those cases is a look at the subject's data."""
     entries = sorted((entry for entry in log if entry.data_subject_id == subject_id),
                      key=lambda entry: (entry.at, int(entry.step), entry.packet_id))
+    cases = {entry.case_ref for entry in entries}
+    looks = sorted((OperatorLook(at=decode.at, case_ref=decode.case_ref,
+                                 operator_id=decode.operator_id,
+                                 payload_count=decode.payload_count)
+                    for decode in decodes
+                    if decode.case_ref is not None and decode.case_ref in cases),
+                   key=lambda look: (look.at, look.case_ref, look.operator_id))
     return AccessAnswer(
+        operator_looks=tuple(looks),
         data_subject_id=subject_id,
         disclosures=tuple(
             Disclosure(

@@ -13,11 +13,12 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_DATA_DIR`` | ``./.kbflow`` | outbox, processing log, key store, dev key files |
 | ``KBFLOW_MASTER_KEYS`` | the data dir's file | master keys, ``id:64-hex[,…]``; secret |
 | ``KBFLOW_PSEUDONYM_KEY`` | the data dir's file | pseudonym key, 64 hex characters; secret |
-| ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the codec server's token; secret |
+| ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the services' token for ``/encode``; secret |
 | ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
-``pseudonym.key``, ``codec.token``; created, mode 0600, on first use); the data dir also
+``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
+the operators' hashed codec tokens, made by ``kbflow operator issue``); the data dir also
 holds the dev server's database. In ``KBFLOW_MASTER_KEYS`` the first key is current. A
 configured ``KBFLOW_PARTY_KEYS_DIR`` never gets keys created in it (ops' folder of the
 parties' public keys).
@@ -108,6 +109,12 @@ class Settings:
         return self.data_dir / "codec.token"
 
     @property
+    def operators_path(self) -> Path:
+        """The SQLite file of the operators' codec tokens (stored hashed), written by
+        ``kbflow operator`` and read by the codec server."""
+        return self.data_dir / "operators.sqlite3"
+
+    @property
     def party_keys_path(self) -> Path:
         """The folder of the parties' key pairs: ``party_keys_dir`` if set, else the
         development folder in the data dir."""
@@ -124,9 +131,21 @@ class Settings:
         return self.data_dir / "temporal-server.log"
 
 
+#: What every case workflow's id starts with (``workflow_id``).
+WORKFLOW_ID_PREFIX = "kb-case-"
+
+
 def workflow_id(case_ref: str) -> str:
     """The case workflow's id: ``kb-case-<case_ref>``; the case ref is opaque."""
-    return f"kb-case-{case_ref}"
+    return f"{WORKFLOW_ID_PREFIX}{case_ref}"
+
+
+def case_ref_of(workflow: str) -> str | None:
+    """The case ref in a case workflow's id (``workflow_id``'s inverse); ``None`` for an
+    id that is no case's (e.g. the key store's system scope)."""
+    if workflow.startswith(WORKFLOW_ID_PREFIX) and len(workflow) > len(WORKFLOW_ID_PREFIX):
+        return workflow[len(WORKFLOW_ID_PREFIX):]
+    return None
 
 
 def installed_binary(name: str) -> Path:

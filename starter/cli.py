@@ -4,7 +4,8 @@ Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``ev
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
 example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
 received), ``erase`` (a case, now), ``demo`` (every example, end to end);
-``codec-server`` (decodes payloads for the Web UI and the temporal CLI),
+``codec-server`` (decodes payloads for the Web UI and the temporal CLI, for operators),
+``operator issue|list|revoke`` (operators' own codec tokens),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
 ``disclosures`` (GDPR art. 15). Configuration comes from the environment, read once per
 command (``kbflow.settings.Settings.from_env``). The failures the commands expect (bad
@@ -39,10 +40,12 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
-from activities.outbox_store import Erasure, OutboxStore, PacketUnreadable
+from activities.outbox_store import DecodeLog, Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
+from encryption import operators
 from encryption.keys import KeyStore
+from encryption.operators import OperatorError, OperatorStore
 from encryption.storage import StorageError
 from kbflow import reference
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
@@ -172,22 +175,24 @@ def _echo_json(value: Any) -> None:
 @app.command()
 def server(
     ui_port: Annotated[int, typer.Option(help="Port of the Web UI.")] = DEFAULT_UI_PORT,
-    codec_port: Annotated[int, typer.Option(
-        help="Port of `kbflow codec-server`, set as the Web UI's codec endpoint on "
-             "127.0.0.1; 0 for none.", min=0, max=65535)] = codec.DEFAULT_PORT,
+    ui_codec_endpoint: Annotated[str | None, typer.Option(
+        "--ui-codec-endpoint", metavar="URL",
+        help="A cluster-level codec endpoint for every UI viewer (default: none; each "
+             "operator sets their own in their browser, see `kbflow codec-server`).")
+    ] = None,
 ) -> None:
     """Run the Temporal dev server in the foreground.
 
     State in SQLite in the data dir (KBFLOW_DATA_DIR/temporal.sqlite), frontend on the
-    port of TEMPORAL_ADDRESS, Web UI on --ui-port. The UI asks the codec server on
-    --codec-port to decode payloads; without the codec token it is refused and shows
-    ciphertext, until an operator sets the tokened endpoint in their own browser (see
-    `kbflow codec-server`). Stop it with Ctrl-C.
+    port of TEMPORAL_ADDRESS, Web UI on --ui-port. The UI has no codec endpoint unless
+    --ui-codec-endpoint sets one: a viewer sees progress and ciphertext payloads, with no
+    error banner; an operator sets `kbflow codec-server`'s endpoint with their own token
+    in their own browser. Stop it with Ctrl-C.
     """
     settings = Settings.from_env()
-    endpoint = f"http://127.0.0.1:{codec_port}" if codec_port else None
     try:
-        config = DevServerConfig.from_settings(settings, ui_port, codec_endpoint=endpoint)
+        config = DevServerConfig.from_settings(settings, ui_port,
+                                               codec_endpoint=ui_codec_endpoint or None)
         command = config.command()
     except (DevServerError, FileNotFoundError) as error:
         _fail(str(error))
@@ -195,12 +200,12 @@ def server(
     typer.echo(f"Temporal dev server: frontend {config.host}:{config.port}, "
                f"namespace {config.namespace}, state {config.db_file}")
     typer.echo(f"Web UI: {config.ui_url}  (workflows: {config.workflows_url()})")
-    if endpoint:
-        typer.echo(f"Web UI codec endpoint: {endpoint} (payloads stay ciphertext until "
-                   "you run `kbflow codec-server` and set its tokened endpoint in your "
-                   "browser)")
+    if config.codec_endpoint:
+        typer.echo(f"Web UI codec endpoint: {config.codec_endpoint} (for every viewer; "
+                   "without an operator's token it refuses to decode)")
     else:
-        typer.echo("Web UI codec endpoint: none (payloads show as ciphertext)")
+        typer.echo("Web UI codec endpoint: none (payloads show as ciphertext; an operator "
+                   "sets their own, see `kbflow codec-server`)")
     sys.stdout.flush()
     os.execv(command[0], command)  # the server takes over this process: signals reach it
 
@@ -568,22 +573,26 @@ def codec_server_command(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)
                     ] = codec.DEFAULT_PORT,
     host: Annotated[str, typer.Option(
-        help="Address to listen on. Keep it on loopback: the token travels in plain HTTP "
+        help="Address to listen on. Keep it on loopback: the tokens travel in plain HTTP "
              "unless TLS is put in front.")] = "127.0.0.1",
     ui_origin: Annotated[list[str] | None, typer.Option(
         "--ui-origin", help="Browser origin of the Temporal Web UI allowed to call "
                             "(repeatable). Default: the dev server's UI, "
                             "http://localhost:8233 and http://127.0.0.1:8233.")] = None,
     show_token: Annotated[bool, typer.Option(
-        "--show-token", help="Print the codec token in the instructions (stderr).")] = False,
+        "--show-token", help="Print the services' (encode-only) codec token in the "
+                             "instructions (stderr).")] = False,
 ) -> None:
     """Run the remote codec server for the Temporal Web UI and the temporal CLI.
 
-    It decrypts payloads with the data keys in the data dir (KBFLOW_DATA_DIR), for
-    requests that carry the codec token (KBFLOW_CODEC_TOKEN, or the data dir's
-    codec.token): as `Authorization: Bearer <token>` or in the path, `/t/<token>/decode`.
-    Other requests get 401, a foreign browser origin 403; the token never reaches a log.
-    A payload of an erased case is not decoded. Stop it with Ctrl-C.
+    It decrypts payloads with the data keys in the data dir (KBFLOW_DATA_DIR) for an
+    operator who presents their own token (`kbflow operator issue`): as `Authorization:
+    Bearer <token>` or in the path, `/t/<token>/decode`; each decode is written to the
+    processing log (operator, case, time, payload count) before it is answered. No
+    token, an unknown or a revoked one gets 401, a foreign browser origin 403; no token
+    reaches a log. The services' codec token (KBFLOW_CODEC_TOKEN, or the data dir's
+    codec.token) only encodes. A payload of an erased case is not decoded. Stop it with
+    Ctrl-C.
     """
     import uvicorn
 
@@ -594,17 +603,96 @@ def codec_server_command(
     except KeyAdminError as error:
         _fail(str(error))
     from_env = settings.codec_token is not None
-    token = codec.load_token(settings)
+    token = _run_sync(lambda: codec.load_token(settings))
+    operator_store = OperatorStore.open(settings, read_only=True)
+    decode_log = _run_sync(lambda: DecodeLog(settings.outbox_path))
     endpoint = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for line in render.codec_server_lines(
             endpoint, None if from_env else settings.codec_token_path,
             token if show_token else None, origins):
         typer.echo(line, err=True)
+    if not any(t.revoked_at is None for t in _run_sync(operator_store.tokens)):
+        typer.echo("note: no operator has a live token yet, so nothing can be decoded; "
+                   "issue one with `kbflow operator issue STAFF-ID`", err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(f"warning: listening on {host}: put TLS in front, or the token and the "
+        typer.echo(f"warning: listening on {host}: put TLS in front, or the tokens and the "
                    "decoded personal data cross the network in plain text", err=True)
-    uvicorn.run(codec.create_app(keys, token, origins), host=host, port=port,
-                log_config=codec.access_log_config(), server_header=False)
+    uvicorn.run(codec.create_app(keys, operator_store, decode_log, origins, token),
+                host=host, port=port, log_config=codec.access_log_config(),
+                server_header=False)
+
+
+operator_app = typer.Typer(
+    help="Operators who may decode cases through the codec server: their own tokens, "
+         "issued, listed and revoked.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+
+OperatorIdArgument = Annotated[str, typer.Argument(
+    metavar="OPERATOR_ID", help="The operator's staff or function id (not a name), "
+                                "e.g. rvdk-ops-017.")]
+
+
+@operator_app.command("issue")
+def operator_issue(operator_id: OperatorIdArgument) -> None:
+    """Issue OPERATOR_ID a codec token of their own and print it, once, on stdout.
+
+    Only its SHA-256 digest is stored (the data dir's operators.sqlite3): it cannot be
+    shown again. An operator with a live token is refused: revoke it first. Every decode
+    made with the token is on record under OPERATOR_ID (`kbflow disclosures`).
+    """
+    settings = Settings.from_env()
+    try:
+        token = _run_sync(lambda: OperatorStore.open(settings).issue(operator_id))
+    except OperatorError as error:
+        _fail(str(error))
+    typer.echo(token)
+    typer.echo(f"issued a codec token to {operator_id}; it is shown only now. In the "
+               "Web UI's codec server settings use the endpoint "
+               f"http://127.0.0.1:{codec.DEFAULT_PORT}/t/<this token>, with the temporal "
+               'CLI --codec-auth "Bearer <this token>".', err=True)
+
+
+@operator_app.command("list")
+def operator_list(as_json: JsonOption = False) -> None:
+    """List every operator token ever issued: operator id, issued, revoked (never a token).
+
+    Only reads: works on a read-only data dir.
+    """
+    settings = Settings.from_env()
+    tokens = _run_sync(lambda: OperatorStore.open(settings, read_only=True).tokens())
+    if as_json:
+        _echo_json([token.model_dump(mode="json") for token in tokens])
+        return
+    if not tokens:
+        typer.echo("no operator tokens issued (kbflow operator issue OPERATOR_ID)")
+    for token in tokens:
+        revoked = (f"revoked {token.revoked_at:%Y-%m-%d %H:%M} UTC" if token.revoked_at
+                   else "live")
+        typer.echo(f"{token.operator_id}  issued {token.issued_at:%Y-%m-%d %H:%M} UTC  "
+                   f"{revoked}")
+
+
+@operator_app.command("revoke")
+def operator_revoke(operator_id: OperatorIdArgument) -> None:
+    """Revoke OPERATOR_ID's token: the codec server refuses it (401) from now on.
+
+    Revoking a revoked token again changes nothing (exit 0); an operator never issued a
+    token is refused (exit 1).
+    """
+    settings = Settings.from_env()
+    try:
+        operator = operators.operator_id(operator_id)
+    except OperatorError as error:
+        _fail(str(error))
+    if not settings.operators_path.is_file():
+        _fail(f"operator {operator}: no token was ever issued (no {settings.operators_path})")
+    try:
+        revoked = _run_sync(lambda: OperatorStore.open(settings).revoke(operator_id))
+    except OperatorError as error:
+        _fail(str(error))
+    assert revoked.revoked_at is not None
+    typer.echo(f"operator {revoked.operator_id}: token revoked "
+               f"{revoked.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @app.command("rotate-master-key")
@@ -671,9 +759,11 @@ def disclosures(
     """Answer a data subject's access request (GDPR art. 15) from the processing log.
 
     Lists every disclosure of the subject's data: the organisation that received it, the
-    sender, step, purpose, legal basis, items, time and case ref, and how long the data
-    is kept. Give --subject, or --name and --date-of-birth (turned into the subject's
-    pseudonym with the worker's key). Prints item names, never personal values.
+    sender, step, purpose, legal basis, items, time and case ref; then which operators
+    looked at the subject's cases through the codec server (operator id, time, case,
+    payload count); and how long the data is kept. Give --subject, or --name and
+    --date-of-birth (turned into the subject's pseudonym with the worker's key). Prints
+    item names and staff ids, never personal values.
     """
     settings = Settings.from_env()
     by_person = name is not None or date_of_birth is not None
@@ -690,7 +780,10 @@ def disclosures(
         subject_id = _subject_of(settings, name, date_of_birth)
     log = _run_sync(lambda: _outbox(settings, read_only=True
                                     ).processing_log(data_subject_id=subject_id))
-    answer = access_answer(subject_id, log)
+    cases = sorted({entry.case_ref for entry in log})
+    decodes = _run_sync(lambda: DecodeLog(settings.outbox_path, read_only=True
+                                          ).entries(case_refs=cases))
+    answer = access_answer(subject_id, log, decodes=decodes)
     if as_json:
         _echo_json(answer.model_dump(mode="json"))
         return

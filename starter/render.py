@@ -163,7 +163,9 @@ def register_lines(entries: Sequence[RegisterEntry]) -> list[str]:
 
 def disclosure_lines(answer: AccessAnswer) -> list[str]:
     """An art. 15 answer: per disclosure the recipient organisation, step, purpose, legal
-    basis, items, time and case ref. Organisations, item names and pseudonyms only."""
+    basis, items, time and case ref; then each operator's look at the subject's cases
+    (time, case, operator id, payload count). Organisations, item names, staff ids and
+    pseudonyms only."""
     count = len(answer.disclosures)
     lines = [f"data subject: {answer.data_subject_id}",
              f"disclosures: {count}" if count else
@@ -186,19 +188,25 @@ def disclosure_lines(answer: AccessAnswer) -> list[str]:
                                          strict=True)),
             f"  activity:    {disclosure.processing_activity_id}",
         ]
+    lines += ["", f"operator looks (decodes through the codec server): "
+                  f"{len(answer.operator_looks) or 'none recorded'}"]
+    lines += [f"  {look.at:%Y-%m-%d %H:%M:%S %Z}  case {look.case_ref}  operator "
+              f"{look.operator_id}  {look.payload_count} payload(s)"
+              for look in answer.operator_looks]
     lines += ["", f"storage: {answer.storage_period}"]
     return lines
 
 
 def codec_server_lines(endpoint: str, token_file: Path | None, token: str | None,
                        ui_origins: Sequence[str]) -> list[str]:
-    """How to use a running codec server, for stderr. The token appears only if given.
+    """How to use a running codec server, for stderr. No token appears but the services'
+    (encode-only) one, and that only if given.
 
     Args:
         endpoint: the server's base URL, e.g. ``http://127.0.0.1:8081``.
-        token_file: the file holding the token; ``None`` when it comes from
+        token_file: the file holding the services' token; ``None`` when it comes from
             ``KBFLOW_CODEC_TOKEN``.
-        token: the token itself, only when the operator asked to see it.
+        token: the services' token itself, only when the operator asked to see it.
         ui_origins: the browser origins the server admits.
     """
     if token_file is None:
@@ -207,17 +215,18 @@ def codec_server_lines(endpoint: str, token_file: Path | None, token: str | None
         hint, source = f"$(cat {token_file})", f"the file {token_file}"
     lines = [
         f"kbflow codec server on {endpoint} (Web UI origins: {', '.join(ui_origins)})",
-        "Every request needs the codec token; without it the answer is 401 and the UI",
-        "shows ciphertext.",
+        "Decoding takes an operator's own token (kbflow operator issue OPERATOR_ID); every",
+        "decode is written to the processing log under that operator. Without one: 401.",
         "",
         "temporal CLI:",
         f"  temporal workflow show -w kb-case-<case ref> --codec-endpoint {endpoint} "
-        f'--codec-auth "Bearer {hint}"',
+        '--codec-auth "Bearer <operator token>"',
         "",
-        "Web UI: in your own browser, open the UI's codec server settings (top bar), choose",
-        "'Use my browser setting and ignore Cluster-level setting', and set the endpoint",
-        f"  {endpoint}/t/{token if token is not None else '<token>'}",
+        "Web UI: in your own browser, open the UI's codec server settings (top bar), set",
+        f"  {endpoint}/t/<operator token>",
+        "(choose 'Use my browser setting and ignore Cluster-level setting' if offered).",
+        "",
+        f"Services that only encode (/encode) use the codec token in {source}:",
+        f'  --codec-auth "Bearer {token if token is not None else hint}"',
     ]
-    if token is None:
-        lines.append(f"where <token> is in {source} (or run with --show-token).")
     return lines

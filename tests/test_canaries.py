@@ -56,9 +56,10 @@ import uvicorn
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.outbox_store import OutboxStore
-from encryption.codec_server import TOKEN_ENV, create_app, load_token
+from activities.outbox_store import DecodeLog, OutboxStore
+from encryption.codec_server import TOKEN_ENV, create_app
 from encryption.keys import KeyStore
+from encryption.operators import OperatorStore
 from kbflow.events import CaseStart
 from kbflow.logs import configure_logging
 from kbflow.scenario import Scenario, example_files
@@ -232,10 +233,12 @@ def _restored_logging() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _codec_server(keys: KeyStore, token: str) -> Iterator[str]:
+def _codec_server(settings: Settings) -> Iterator[str]:
     """``encryption.codec_server`` in a uvicorn thread; yields its endpoint."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(keys, token, []), host="127.0.0.1",
+    app = create_app(KeyStore.open(settings), OperatorStore.open(settings, read_only=True),
+                     DecodeLog(settings.outbox_path), [])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1",
                                            port=port, log_config=None, log_level="warning"))
     thread = threading.Thread(target=server.run, name="codec-server", daemon=True)
     thread.start()
@@ -352,8 +355,8 @@ async def test_no_canary_in_the_clear(tmp_path: Path, capfd: pytest.CaptureFixtu
             clear = {f"workflow show {w} (no codec)": out
                      for w, out in zip(workflows, shown[:-1], strict=True)}
             control_shown = shown[-1]
-            token = load_token(settings)
-            with _codec_server(KeyStore.open(settings), token) as endpoint:
+            token = OperatorStore.open(settings).issue("canary-ops")  # an operator's own
+            with _codec_server(settings) as endpoint:
                 codec = ("--codec-endpoint", endpoint, "--codec-auth", f"Bearer {token}")
                 shown = await asyncio.gather(*(_show(settings.temporal_address, w, *codec)
                                                for w in workflows))

@@ -1,8 +1,12 @@
 """The remote codec server (``encryption/codec_server.py``) and ``kbflow codec-server``.
 
-Through FastAPI's TestClient: the token (Bearer and path form), the UI origin and CORS,
-round trips, payloads of a case's workflow context, erased cases and tampering. Then the
-command itself as a subprocess: its instructions, and an access log without the token.
+Through FastAPI's TestClient: an operator's own token (Bearer and path form; none, a
+wrong and a revoked one get 401), the services' encode-only token, the UI origin and
+CORS, round trips, payloads of a case's workflow context, erased cases and tampering, and
+the processing log of every decode (one entry per case per request, naming the operator
+and the payload count). Then the command itself as a subprocess: its instructions, an
+access log without the token, and a decode on record. And ``kbflow server``: no codec
+endpoint for the UI unless asked.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from fastapi.testclient import TestClient
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import WorkflowSerializationContext
 
+from activities.outbox_store import DecodeLog
 from encryption.codec import ENCODING, KEY_ID, CaseCodec
 from encryption.codec_server import (
     JsonPayload,
@@ -35,12 +40,17 @@ from encryption.codec_server import (
     load_token,
     redact_token,
 )
-from encryption.keys import KeyStore
+from encryption.keys import SYSTEM_SCOPE, KeyStore
+from encryption.operators import OperatorStore
+from encryption.storage import StorageError
+from kbflow.processing_log import DecodeEntry
 from kbflow.settings import Settings, workflow_id
 from starter.dev_server import DevServerConfig
 from tests import factories as f
 
-TOKEN = "test-codec-token-0123456789abcdef"
+OPERATOR = "rvdk-ops-017"
+#: The services' codec token: encodes, never decodes.
+SERVICE_TOKEN = "test-service-token-0123456789abcdef"
 UI = "http://localhost:8233"
 FOREIGN = "https://evil.example"
 CASE = workflow_id("KB-2026-CODEC00001")
@@ -55,8 +65,34 @@ def keys(tmp_path: Path) -> KeyStore:
 
 
 @pytest.fixture
-def http(keys: KeyStore) -> Iterator[TestClient]:
-    with TestClient(create_app(keys, TOKEN, [UI])) as client:
+def operators(tmp_path: Path) -> OperatorStore:
+    return OperatorStore.open(Settings(data_dir=tmp_path))
+
+
+@pytest.fixture
+def token(operators: OperatorStore) -> str:
+    """The operator's own token."""
+    return operators.issue(OPERATOR)
+
+
+@pytest.fixture
+def decode_log(tmp_path: Path) -> DecodeLog:
+    return DecodeLog(Settings(data_dir=tmp_path).outbox_path)
+
+
+@pytest.fixture
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog) -> TestClient:
+    return TestClient(create_app(keys, operators, decode_log, [UI], SERVICE_TOKEN))
+
+
+@pytest.fixture
+def http(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog
+         ) -> Iterator[TestClient]:
+    with _app(keys, operators, decode_log) as client:
         yield client
 
 
@@ -79,8 +115,6 @@ def _for_case(keys: KeyStore, case: str, *payloads: Payload) -> list[Payload]:
     return asyncio.run(codec.encode(list(payloads)))
 
 
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
 # ---- authentication ---------------------------------------------------------------------
 
 
@@ -88,19 +122,71 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.mark.parametrize(("path", "headers"), [
     ("/{op}", {}),
     ("/{op}", {"Authorization": "Bearer wrong-token"}),
-    ("/{op}", {"Authorization": f"Basic {TOKEN}"}),
-    ("/{op}", {"Authorization": TOKEN}),
+    ("/{op}", {"Authorization": "Bearer kbop_wrong-token"}),
+    ("/{op}", {"Authorization": "Basic {token}"}),
+    ("/{op}", {"Authorization": "{token}"}),
     ("/t/wrong-token/{op}", {}),
     ("/t/{token}x/{op}", {}),
-], ids=["no-token", "wrong-bearer", "basic-scheme", "bare-token", "wrong-path-token",
-        "longer-path-token"])
-def test_a_request_without_the_token_is_401(http: TestClient, operation: str, path: str,
-                                            headers: dict[str, str]) -> None:
-    url = path.format(op=operation, token=TOKEN)
-    response = http.post(url, json=_body(_plain("x")), headers=headers)
+], ids=["no-token", "wrong-bearer", "wrong-operator-token", "basic-scheme", "bare-token",
+        "wrong-path-token", "longer-path-token"])
+def test_a_request_without_the_token_is_401(http: TestClient, token: str, operation: str,
+                                            path: str, headers: dict[str, str]) -> None:
+    url = path.format(op=operation, token=token)
+    response = http.post(url, json=_body(_plain("x")),
+                         headers={k: v.format(token=token) for k, v in headers.items()})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert "payloads" not in response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                               "detail": "an operator's codec token is required"}
+    assert token not in response.text
+
+
+@pytest.mark.parametrize("form", ["bearer", "path"])
+def test_a_revoked_token_is_401_from_the_moment_it_is_revoked(
+        http: TestClient, operators: OperatorStore, keys: KeyStore, token: str,
+        form: str) -> None:
+    [encrypted] = _for_case(keys, CASE, _plain(f.RELAAS.concerns))
+
+    def decode() -> httpx.Response:
+        if form == "bearer":
+            return http.post("/decode", json=_body(encrypted),
+                             headers={"Authorization": f"Bearer {token}"})
+        return http.post(f"/t/{token}/decode", json=_body(encrypted))
+
+    assert decode().status_code == 200
+    operators.revoke(OPERATOR)
+    refused = decode()
+    assert refused.status_code == 401
+    assert "payloads" not in refused.text and not f.leaked(refused.text)
+    # A new token for the same operator works; the revoked one stays refused.
+    renewed = operators.issue(OPERATOR)
+    assert http.post("/decode", json=_body(encrypted),
+                     headers={"Authorization": f"Bearer {renewed}"}).status_code == 200
+    assert decode().status_code == 401
+
+
+def test_the_services_token_encodes_but_never_decodes(http: TestClient, keys: KeyStore,
+                                                      decode_log: DecodeLog) -> None:
+    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    encoded = http.post("/encode", json=_body(_plain(f.CHILD.name)), headers=service)
+    assert encoded.status_code == 200
+    assert http.post(f"/t/{SERVICE_TOKEN}/encode", json=_body(_plain("x"))).status_code == 200
+    [encrypted] = _for_case(keys, CASE, _plain(f.RELAAS.concerns))
+    for url, headers in (("/decode", service), (f"/t/{SERVICE_TOKEN}/decode", {})):
+        refused = http.post(url, json=_body(encrypted), headers=headers)
+        assert refused.status_code == 403
+        assert refused.json()["detail"].startswith("decoding needs an operator's own token")
+        assert "payloads" not in refused.text and not f.leaked(refused.text)
+    assert decode_log.entries() == []  # encoding is no disclosure: nothing logged
+
+
+def test_without_a_services_token_only_operators_encode(
+        keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog, token: str) -> None:
+    with TestClient(create_app(keys, operators, decode_log, [UI])) as http:
+        assert http.post("/encode", json=_body(_plain("x")),
+                         headers={"Authorization": "Bearer "}).status_code == 401
+        assert http.post(f"/t/{token}/encode", json=_body(_plain("x"))).status_code == 200
 
 
 def test_the_token_is_checked_before_the_body(http: TestClient) -> None:
@@ -108,17 +194,19 @@ def test_the_token_is_checked_before_the_body(http: TestClient) -> None:
     assert http.post("/t/nope/decode", json={"nothing": 1}).status_code == 401
 
 
-@pytest.mark.parametrize("url", ["/decode", f"/t/{TOKEN}/decode"])
-def test_a_foreign_origin_is_403_even_with_the_token(http: TestClient, url: str) -> None:
-    response = http.post(url, json=_body(_plain("x")),
-                         headers={**BEARER, "Origin": FOREIGN})
+@pytest.mark.parametrize("url", ["/decode", "/t/{token}/decode"])
+def test_a_foreign_origin_is_403_even_with_the_token(http: TestClient, url: str, token: str,
+                                                     bearer: dict[str, str]) -> None:
+    response = http.post(url.format(token=token), json=_body(_plain("x")),
+                         headers={**bearer, "Origin": FOREIGN})
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_the_ui_origin_is_served_with_cors_headers(http: TestClient, keys: KeyStore) -> None:
+def test_the_ui_origin_is_served_with_cors_headers(http: TestClient, keys: KeyStore,
+                                                   token: str) -> None:
     [encrypted] = _for_case(keys, CASE, _plain("x"))
-    response = http.post(f"/t/{TOKEN}/decode", json=_body(encrypted),
+    response = http.post(f"/t/{token}/decode", json=_body(encrypted),
                          headers={"Origin": UI, "X-Namespace": "default"})
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == UI
@@ -142,8 +230,9 @@ def test_a_preflight_from_the_ui_allows_namespace_and_authorization(http: TestCl
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
-def test_a_preflight_from_a_foreign_origin_is_not_allowed(http: TestClient) -> None:
-    response = http.options(f"/t/{TOKEN}/decode", headers={
+def test_a_preflight_from_a_foreign_origin_is_not_allowed(http: TestClient,
+                                                         token: str) -> None:
+    response = http.options(f"/t/{token}/decode", headers={
         "Origin": FOREIGN,
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "x-namespace,authorization",
@@ -155,10 +244,11 @@ def test_a_preflight_from_a_foreign_origin_is_not_allowed(http: TestClient) -> N
 # ---- encoding and decoding --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "headers"), [("/{op}", BEARER), (f"/t/{TOKEN}/{{op}}", {})],
-                         ids=["bearer", "path-token"])
-def test_encode_then_decode_returns_the_original(http: TestClient, url: str,
-                                                 headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("form", ["bearer", "path-token"])
+def test_encode_then_decode_returns_the_original(http: TestClient, form: str, token: str,
+                                                 bearer: dict[str, str]) -> None:
+    url, headers = (("/{op}", bearer) if form == "bearer"
+                    else (f"/t/{token}/{{op}}", {}))
     originals = [_plain(f.CHILD.name), _plain(f.RELAAS.concerns),
                  Payload(metadata={"encoding": b"binary/null"})]
     encoded = http.post(url.format(op="encode"), json=_body(*originals), headers=headers)
@@ -174,96 +264,155 @@ def test_encode_then_decode_returns_the_original(http: TestClient, url: str,
     assert _payloads(decoded) == originals
 
 
-def test_a_payload_of_a_case_decodes_through_the_server(http: TestClient,
-                                                        keys: KeyStore) -> None:
+def test_a_payload_of_a_case_decodes_through_the_server(http: TestClient, keys: KeyStore,
+                                                        bearer: dict[str, str]) -> None:
     original = _plain(f.RULING_SUMMARY)
     [encrypted] = _for_case(keys, CASE, original)
     assert encrypted.metadata[KEY_ID].decode() == keys.key_for_scope(CASE)[0]
-    response = http.post("/decode", json=_body(encrypted), headers=BEARER)
+    response = http.post("/decode", json=_body(encrypted), headers=bearer)
     assert response.status_code == 200
     assert _payloads(response) == [original]
 
 
-def test_unencrypted_payloads_pass_through_decode(http: TestClient) -> None:
+def test_unencrypted_payloads_pass_through_decode(http: TestClient, bearer: dict[str, str],
+                                                 decode_log: DecodeLog) -> None:
     # Histories recorded before encryption still show.
     original = _plain("no personal data")
-    response = http.post("/decode", json=_body(original), headers=BEARER)
+    response = http.post("/decode", json=_body(original), headers=bearer)
     assert _payloads(response) == [original]
+    assert decode_log.entries() == []  # nothing encrypted, nothing disclosed
 
 
-def test_a_payload_of_an_erased_case_is_not_decoded(tmp_path: Path) -> None:
+def test_a_payload_of_an_erased_case_is_not_decoded(
+        tmp_path: Path, operators: OperatorStore, decode_log: DecodeLog,
+        bearer: dict[str, str]) -> None:
     # The worker (or `kbflow erase`) erases; the codec server is another process with its
     # own KeyStore, which has just decoded the case (so a caching store holds its key).
     worker_keys = KeyStore.open(Settings(data_dir=tmp_path))
     [erased] = _for_case(worker_keys, CASE, _plain(f.RELAAS.concerns))
     [kept] = _for_case(worker_keys, OTHER_CASE, _plain(f.GOALS[0]))
-    with TestClient(create_app(KeyStore.open(Settings(data_dir=tmp_path)), TOKEN, [UI])) as http:
-        assert http.post("/decode", json=_body(erased), headers=BEARER).status_code == 200
+    with _app(KeyStore.open(Settings(data_dir=tmp_path)), operators, decode_log) as http:
+        assert http.post("/decode", json=_body(erased), headers=bearer).status_code == 200
         assert worker_keys.destroy(CASE)
         # Refused the moment the erasure returned: no cached key is trusted.
-        response = http.post("/decode", json=_body(erased), headers=BEARER)
+        response = http.post("/decode", json=_body(erased), headers=bearer)
         assert response.status_code == 422
         detail = response.json()["detail"]
         assert detail.startswith("cannot decode: data key dk-")
         assert detail.endswith("destroyed (case erased)")
         assert not f.leaked(response.text)
         # The other case still decodes.
-        other = http.post("/decode", json=_body(kept), headers=BEARER)
+        other = http.post("/decode", json=_body(kept), headers=bearer)
         assert _payloads(other) == [_plain(f.GOALS[0])]
         # A batch holding an erased payload decodes nothing: no partial plaintext.
-        mixed = http.post("/decode", json=_body(kept, erased), headers=BEARER)
+        mixed = http.post("/decode", json=_body(kept, erased), headers=bearer)
         assert mixed.status_code == 422
         assert not f.leaked(mixed.text)
+    # On record: the two decodes that answered, none of the refused ones.
+    assert [(e.case_ref, e.payload_count) for e in decode_log.entries()] == [
+        ("KB-2026-CODEC00001", 1), ("KB-2026-CODEC00002", 1)]
 
 
-def test_an_erased_case_is_refused_by_the_server_that_erased_it(http: TestClient,
-                                                                keys: KeyStore) -> None:
+def test_an_erased_case_is_refused_by_the_server_that_erased_it(
+        http: TestClient, keys: KeyStore, bearer: dict[str, str]) -> None:
     [encrypted] = _for_case(keys, CASE, _plain(f.RELAAS.concerns))
-    assert http.post("/decode", json=_body(encrypted), headers=BEARER).status_code == 200
+    assert http.post("/decode", json=_body(encrypted), headers=bearer).status_code == 200
     keys.destroy(CASE)  # the same store: its cache is dropped at once
-    response = http.post("/decode", json=_body(encrypted), headers=BEARER)
+    response = http.post("/decode", json=_body(encrypted), headers=bearer)
     assert response.status_code == 422
     assert "erased" in response.json()["detail"]
 
 
-def test_a_tampered_payload_is_refused(http: TestClient, keys: KeyStore) -> None:
+def test_a_tampered_payload_is_refused(http: TestClient, keys: KeyStore,
+                                       bearer: dict[str, str],
+                                       decode_log: DecodeLog) -> None:
     [encrypted] = _for_case(keys, CASE, _plain(f.RELAAS.concerns))
     data = bytearray(encrypted.data)
     data[-1] ^= 0x01
     tampered = Payload(metadata=dict(encrypted.metadata), data=bytes(data))
-    response = http.post("/decode", json=_body(tampered), headers=BEARER)
+    response = http.post("/decode", json=_body(tampered), headers=bearer)
     assert response.status_code == 422
     assert "authentication failed" in response.json()["detail"]
     assert not f.leaked(response.text)
+    assert decode_log.entries() == []
 
 
-def test_malformed_payloads_are_refused_in_one_line(http: TestClient) -> None:
+def test_malformed_payloads_are_refused_in_one_line(http: TestClient,
+                                                   bearer: dict[str, str]) -> None:
     no_key_id = Payload(metadata={"encoding": ENCODING}, data=b"x" * 40)
-    response = http.post("/decode", json=_body(no_key_id), headers=BEARER)
+    response = http.post("/decode", json=_body(no_key_id), headers=bearer)
     assert (response.status_code, response.json()["detail"]) == (
         422, f"payload 0: no {KEY_ID} in its metadata")
     unknown_key = Payload(metadata={"encoding": ENCODING, KEY_ID: b"dk-unknown"},
                           data=b"x" * 40)
-    response = http.post("/decode", json=_body(unknown_key), headers=BEARER)
+    response = http.post("/decode", json=_body(unknown_key), headers=bearer)
     assert response.status_code == 422
     assert "dk-unknown: unknown" in response.json()["detail"]
     bad = {"payloads": [{"metadata": {"encoding": "%%%"}, "data": "!"}]}
-    response = http.post("/decode", json=bad, headers=BEARER)
+    response = http.post("/decode", json=bad, headers=bearer)
     assert (response.status_code, response.json()["detail"]) == (422, "payload 0: not base64")
+
+
+# ---- every decode on record ------------------------------------------------------------
+
+
+def test_a_decode_logs_one_entry_per_case_naming_the_operator_and_count(
+        http: TestClient, keys: KeyStore, bearer: dict[str, str],
+        decode_log: DecodeLog) -> None:
+    first = _for_case(keys, CASE, _plain(f.CHILD.name), _plain(f.RELAAS.concerns))
+    second = _for_case(keys, OTHER_CASE, _plain(f.GOALS[0]))
+    [system] = asyncio.run(CaseCodec(keys).encode([_plain("typed into the UI")]))
+    response = http.post("/decode", json=_body(first[0], second[0], _plain("clear"),
+                                               first[1], system), headers=bearer)
+    assert response.status_code == 200
+    entries = decode_log.entries()
+    assert [(e.operator_id, e.case_ref, e.scope, e.payload_count) for e in entries] == [
+        (OPERATOR, "KB-2026-CODEC00001", CASE, 2),
+        (OPERATOR, "KB-2026-CODEC00002", OTHER_CASE, 1),
+        (OPERATOR, None, SYSTEM_SCOPE, 1),
+    ]
+    assert len({e.request_id for e in entries}) == 1  # one request
+    assert len({e.at for e in entries}) == 1
+    # A second request is a second entry; only the case asked for is looked up.
+    http.post("/decode", json=_body(second[0]), headers=bearer)
+    assert [e.payload_count for e in decode_log.entries(["KB-2026-CODEC00002"])] == [1, 1]
+    # The log holds no decoded value.
+    raw = b"".join(path.read_bytes() for path in decode_log.path.parent.glob("outbox*"))
+    assert not f.leaked(raw.decode("latin-1"))
+
+
+class _BrokenLog(DecodeLog):
+    def record(self, entries: list[DecodeEntry]) -> None:
+        raise StorageError(f"cannot write {self.path}: disk full")
+
+
+def test_a_decode_that_cannot_be_logged_is_not_answered(
+        tmp_path: Path, keys: KeyStore, operators: OperatorStore,
+        bearer: dict[str, str]) -> None:
+    [encrypted] = _for_case(keys, CASE, _plain(f.RELAAS.concerns))
+    broken = _BrokenLog(tmp_path / "outbox.sqlite3")
+    with _app(keys, operators, broken) as http:
+        response = http.post("/decode", json=_body(encrypted), headers=bearer)
+    assert response.status_code == 503
+    assert response.json()["detail"].endswith("disk full); nothing was decoded")
+    assert "payloads" not in response.text and not f.leaked(response.text)
 
 
 # ---- the token stays out of logs -----------------------------------------------------------
 
 
+PATH_TOKEN = "kbop_" + "Q" * 43
+
+
 def test_the_access_log_shows_no_token() -> None:
-    assert redact_token(f"/t/{TOKEN}/decode") == "/t/<token>/decode"
+    assert redact_token(f"/t/{PATH_TOKEN}/decode") == "/t/<token>/decode"
     assert redact_token("/decode") == "/decode"
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
                                '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5000", "POST", f"/t/{TOKEN}/decode", "1.1", 200),
+                               ("127.0.0.1:5000", "POST", f"/t/{PATH_TOKEN}/decode", "1.1", 200),
                                None)
     assert TokenRedactingFilter().filter(record)
-    assert TOKEN not in record.getMessage()
+    assert PATH_TOKEN not in record.getMessage()
     assert "/t/<token>/decode" in record.getMessage()
     config = access_log_config()
     assert config["loggers"]["uvicorn.access"]["filters"] == ["redact_token"]
@@ -284,20 +433,19 @@ def test_the_token_file_is_private_and_stable(tmp_path: Path,
 # ---- kbflow server and kbflow codec-server ---------------------------------------------------
 
 
-def test_the_dev_server_points_the_ui_at_the_codec_server(tmp_path: Path) -> None:
+def test_the_dev_server_has_no_ui_codec_endpoint_by_default(tmp_path: Path) -> None:
+    default = DevServerConfig.from_settings(Settings(data_dir=tmp_path)).command()
+    assert "--ui-codec-endpoint" not in default  # kbflow server's and the demo's config
     config = DevServerConfig(host="127.0.0.1", port=7233, ui_port=8233, namespace="default",
                              db_file=tmp_path / "t.sqlite",
                              codec_endpoint="http://127.0.0.1:8081")
     command = config.command()
     index = command.index("--ui-codec-endpoint")
     assert command[index + 1] == "http://127.0.0.1:8081"
-    plain = DevServerConfig(host="127.0.0.1", port=7233, ui_port=8233, namespace="default",
-                            db_file=tmp_path / "t.sqlite")
-    assert "--ui-codec-endpoint" not in plain.command()
 
 
-def test_kbflow_server_passes_the_codec_port(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kbflow_server_sets_a_ui_codec_endpoint_only_when_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from starter import cli
@@ -306,14 +454,15 @@ def test_kbflow_server_passes_the_codec_port(tmp_path: Path,
     monkeypatch.setattr(cli.os, "execv", lambda path, args: started.append(list(args)))
     monkeypatch.setenv("KBFLOW_DATA_DIR", str(tmp_path))
     runner = CliRunner()
-    done = runner.invoke(cli.app, ["server", "--codec-port", "18099"])
+    done = runner.invoke(cli.app, ["server"])
+    assert done.exit_code == 0, done.output
+    assert "--ui-codec-endpoint" not in started[-1]
+    assert "Web UI codec endpoint: none" in done.stdout
+    done = runner.invoke(cli.app, ["server", "--ui-codec-endpoint", "http://127.0.0.1:18099"])
     assert done.exit_code == 0, done.output
     command = started[-1]
     assert command[command.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:18099"
     assert "http://127.0.0.1:18099" in done.stdout
-    done = runner.invoke(cli.app, ["server", "--codec-port", "0"])
-    assert done.exit_code == 0, done.output
-    assert "--ui-codec-endpoint" not in started[-1]
 
 
 def _free_port() -> int:
@@ -352,33 +501,49 @@ def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
         return process.communicate()
 
 
-def test_kbflow_codec_server_decodes_a_case_and_logs_no_token(tmp_path: Path) -> None:
+def _issue(data_dir: Path, operator: str) -> str:
+    """``kbflow operator issue`` as an operator runs it; the token it prints."""
+    done = subprocess.run([str(KBFLOW), "operator", "issue", operator],
+                          env={**os.environ, "KBFLOW_DATA_DIR": str(data_dir)},
+                          capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def test_kbflow_codec_server_decodes_for_an_operator_and_logs_no_token(
+        tmp_path: Path) -> None:
     keys = KeyStore.open(Settings(data_dir=tmp_path))
     original = _plain(f.RELAAS.concerns)
     [encrypted] = _for_case(keys, CASE, original)
-    token = load_token(Settings(data_dir=tmp_path))
+    service_token = load_token(Settings(data_dir=tmp_path))
+    token = _issue(tmp_path, OPERATOR)
     process, port = _serve(tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         refused = httpx.post(f"{base}/decode", json=_body(encrypted))
+        by_service = httpx.post(f"{base}/decode", json=_body(encrypted),
+                                headers={"Authorization": f"Bearer {service_token}"})
         by_path = httpx.post(f"{base}/t/{token}/decode", json=_body(encrypted),
                              headers={"Origin": "http://127.0.0.1:8233"})
         by_bearer = httpx.post(f"{base}/decode", json=_body(encrypted),
                                headers={"Authorization": f"Bearer {token}"})
     finally:
         stdout, stderr = _stop(process)
-    assert refused.status_code == 401
+    assert (refused.status_code, by_service.status_code) == (401, 403)
     assert _payloads(by_path) == [original]
     assert _payloads(by_bearer) == [original]
-    assert token not in stdout + stderr
-    assert f"--codec-endpoint {base}" in stderr
+    assert [(e.operator_id, e.case_ref, e.payload_count)
+            for e in DecodeLog(tmp_path / "outbox.sqlite3", read_only=True).entries()] == [
+        (OPERATOR, "KB-2026-CODEC00001", 1), (OPERATOR, "KB-2026-CODEC00001", 1)]
+    assert token not in stdout + stderr and service_token not in stdout + stderr
+    assert f'--codec-endpoint {base} --codec-auth "Bearer <operator token>"' in stderr
+    assert f"{base}/t/<operator token>" in stderr
     assert f'--codec-auth "Bearer $(cat {tmp_path / "codec.token"})"' in stderr
-    assert f"{base}/t/<token>" in stderr
+    assert "no operator has a live token" not in stderr
     assert '"POST /t/<token>/decode HTTP/1.1" 200' in stderr
     assert not f.leaked(stdout + stderr)
 
 
-def test_kbflow_codec_server_shows_the_token_when_asked(tmp_path: Path) -> None:
+def test_kbflow_codec_server_shows_the_services_token_when_asked(tmp_path: Path) -> None:
     KeyStore.open(Settings(data_dir=tmp_path))
     token = load_token(Settings(data_dir=tmp_path))
     process, port = _serve(tmp_path, "--show-token", "--ui-origin", "http://ui.test:8080")
@@ -387,7 +552,8 @@ def test_kbflow_codec_server_shows_the_token_when_asked(tmp_path: Path) -> None:
             "Origin": "http://ui.test:8080", "Access-Control-Request-Method": "POST"})
     finally:
         _, stderr = _stop(process)
-    assert f"http://127.0.0.1:{port}/t/{token}" in stderr
+    assert f'--codec-auth "Bearer {token}"' in stderr
+    assert "no operator has a live token yet" in stderr  # none issued in this data dir
     assert preflight.headers["access-control-allow-origin"] == "http://ui.test:8080"
 
 
@@ -402,16 +568,12 @@ def test_kbflow_codec_server_needs_the_workers_key_store(tmp_path: Path) -> None
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_a_malformed_body_is_refused_without_echoing_it(tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from encryption.codec_server import create_app
-    from encryption.keys import KeyStore
-
-    client = TestClient(create_app(KeyStore.open(Settings(data_dir=tmp_path)), "t0ken", ["http://localhost:8233"]))
-    answer = client.post("/encode", json={"payloads": [{"data": 42, "secret": "Fenna Fictief"}]},
-                         headers={"Authorization": "Bearer t0ken"})
+def test_a_malformed_body_is_refused_without_echoing_it(http: TestClient,
+                                                        bearer: dict[str, str]) -> None:
+    answer = http.post("/encode", json={"payloads": [{"data": 42, "secret": "Fenna Fictief"}]},
+                       headers=bearer)
     assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
     assert "Fenna" not in answer.text
-    empty = client.post("/decode", json={}, headers={"Authorization": "Bearer t0ken"})
+    empty = http.post("/decode", json={}, headers=bearer)
     assert empty.status_code == 200 and empty.json() == {"payloads": []}

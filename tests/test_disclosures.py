@@ -8,6 +8,7 @@ prints no personal value.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -17,17 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import WorkflowSerializationContext
 from typer.testing import CliRunner, Result
 
-from activities.outbox_store import OutboxStore
+from activities.outbox_store import DecodeLog, OutboxStore
 from activities.pseudonyms import Pseudonymiser
+from encryption.codec import CaseCodec
+from encryption.codec_server import JsonPayload, create_app
+from encryption.keys import KeyStore
+from encryption.operators import OperatorStore
 from kbflow.disclosures import SUBJECT_ID, access_answer, lookup_person, subject_id_of
 from kbflow.items import Role
 from kbflow.packets import Packet, project_packet
 from kbflow.process import PARTY_NAMES, PROCESS_TABLE, RETENTION_AFTER_CLOSE, Party, Step
 from kbflow.processing_log import entries_for
 from kbflow.record import CaseRecord
-from kbflow.settings import Settings
+from kbflow.settings import Settings, workflow_id
 from starter.cli import app
 from tests import factories as f
 
@@ -236,3 +244,67 @@ def test_nfc_names_keep_their_pseudonym() -> None:
     nfd = unicodedata.normalize("NFD", "Zo\u00eb \u00c7elik-Fictief")
     assert subject_id_of(nfd, f.CHILD.date_of_birth, pseudonymise) == subject_id_of(
         "Zo\u00eb \u00c7elik-Fictief", f.CHILD.date_of_birth, pseudonymise)
+
+
+# ---- operators' looks (issue 7, governed decoding) -----------------------------------------
+
+OPERATOR = "rvdk-ops-017"
+
+
+def _decode_through_the_codec_server(settings: Settings, *cases: tuple[str, int]) -> None:
+    """One request to the codec server, by ``OPERATOR``, decoding ``count`` payloads of
+    each ``(case_ref, count)`` (encrypted as the worker encrypts them)."""
+    keys = KeyStore.open(settings)
+    payloads: list[Payload] = []
+    for case_ref, count in cases:
+        codec = CaseCodec(keys).with_context(WorkflowSerializationContext(
+            namespace="default", workflow_id=workflow_id(case_ref)))
+        plain = [Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')] * count
+        payloads += asyncio.run(codec.encode(plain))
+    operators = OperatorStore.open(settings)
+    token = operators.issue(OPERATOR)
+    app = create_app(keys, operators, DecodeLog(settings.outbox_path), [])
+    with TestClient(app) as http:
+        done = http.post(f"/t/{token}/decode", json={"payloads": [
+            JsonPayload.from_proto(p).model_dump() for p in payloads]})
+    assert done.status_code == 200, done.text
+    operators.revoke(OPERATOR)
+
+
+def test_the_answer_names_the_operators_who_looked_at_the_case(
+        delivered: list[Packet]) -> None:
+    first = next(p.case_ref for p in delivered if p.packet_id == "p-1")
+    second = next(p.case_ref for p in delivered if p.packet_id == "p-4")
+    _decode_through_the_codec_server(Settings.from_env(), (first, 3), (second, 1))
+
+    child = _json(*_person_args(f.CHILD.name, f.CHILD.date_of_birth))
+    [look] = child["operator_looks"]  # the child is in the first case only
+    assert (look["operator_id"], look["case_ref"], look["payload_count"]) == (
+        OPERATOR, first, 3)
+    assert dt.datetime.fromisoformat(look["at"]) > T0
+    parent = _json(*_person_args(f.PARENT.name, f.PARENT.date_of_birth))
+    assert sorted((look["case_ref"], look["payload_count"])
+                  for look in parent["operator_looks"]) == sorted([(first, 3), (second, 1)])
+
+    done = _invoke(*_person_args(f.CHILD.name, f.CHILD.date_of_birth))
+    assert done.exit_code == 0, done.output
+    assert "operator looks (decodes through the codec server): 1" in done.stdout
+    [line] = [line for line in done.stdout.splitlines() if f"operator {OPERATOR}" in line]
+    assert line.endswith(f"case {first}  operator {OPERATOR}  3 payload(s)")
+    assert not f.leaked(done.stdout)
+
+
+def test_without_looks_the_answer_says_none(delivered: list[Packet]) -> None:
+    done = _invoke(*_person_args(f.CHILD.name, f.CHILD.date_of_birth))
+    assert "operator looks (decodes through the codec server): none recorded" in done.stdout
+    assert _json(*_person_args(f.CHILD.name, f.CHILD.date_of_birth))["operator_looks"] == []
+
+
+def test_a_processing_log_written_before_decodes_were_logged_has_none(tmp_path: Path) -> None:
+    import sqlite3
+
+    older = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(older) as db:  # a store from before the decodes table
+        db.execute("CREATE TABLE processing_log (packet_id TEXT)")
+    assert DecodeLog(older, read_only=True).entries() == []
+    assert DecodeLog(tmp_path / "missing.sqlite3", read_only=True).entries() == []

@@ -133,7 +133,7 @@ def test_secrets_stay_out_of_the_repr() -> None:
 # ---- data-dir file names, spelled once ---------------------------------------------------
 
 FILE_NAMES = {"outbox.sqlite3", "keys.sqlite3", "master.keys", "pseudonym.key", "codec.token",
-              "party-keys", "temporal.sqlite", "temporal-server.log"}
+              "operators.sqlite3", "party-keys", "temporal.sqlite", "temporal-server.log"}
 
 
 def _path_properties(settings: Settings) -> dict[str, Path]:
