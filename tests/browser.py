@@ -38,7 +38,7 @@ UI_TIMEOUT = 20.0
 #: How often a wait looks at the page again.
 POLL_INTERVAL = 0.1
 #: The viewport of every page: wide enough for the list's columns.
-VIEWPORT: ViewportSize = {"width": 1600, "height": 560}
+VIEWPORT: ViewportSize = {"width": 1560, "height": 480}
 
 
 class BrowserUnavailable(Exception):
@@ -138,6 +138,14 @@ class UiPage:
         for frame in self.page.frames:
             with contextlib.suppress(Exception):
                 parts.append(await frame.locator("body").inner_text(timeout=1000))
+        return "\n".join(parts)
+
+    async def html(self) -> str:
+        """The HTML of the page and of every frame in it (what is hidden too)."""
+        parts = []
+        for frame in self.page.frames:
+            with contextlib.suppress(Exception):
+                parts.append(await frame.content())
         return "\n".join(parts)
 
     async def wait_for_text(self, expected: Iterable[str], timeout: float = UI_TIMEOUT) -> str:

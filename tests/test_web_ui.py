@@ -71,7 +71,7 @@ SCREENSHOT = "ui-cases-awaiting-ind.png"
 #: it in the browser's localStorage under this key, per namespace).
 COLUMNS_KEY = "namespace-workflow-table-columns"
 COLUMNS = ["Status", "Workflow ID", "KbflowPhase", "KbflowLastStep", "KbflowAwaiting",
-           "KbflowNextDeadline", "KbflowOverdue", "KbflowMeasure"]
+           "KbflowNextDeadline", "KbflowOverdue"]
 
 #: The stand-in's fictional persons: encrypted in its input, never on a page.
 STAND_IN_PERSONS = [
@@ -321,26 +321,43 @@ def screenshot_dir(tmp_path: Path) -> Iterator[Path]:
 
 # ---- page checks ------------------------------------------------------------------------
 
-def assert_nothing_personal(text: str, personal: set[str]) -> None:
-    shown = sorted(value for value in personal if value in text)
-    # Name the count only: the values themselves stay out of the test output too.
+def assert_no_personal_value_nor_banner(text: str, personal: set[str]) -> None:
+    """``text`` (a page's text and HTML) holds none of ``personal`` and no codec banner.
+
+    Raises:
+        AssertionError: naming how many personal values it found, never which (the
+            values stay out of the test output too).
+    """
+    shown = [value for value in personal if value in text]
     assert not shown, f"{len(shown)} personal value(s) on the page"
     assert CODEC_BANNER not in text
 
 
 async def case_page_text(page: UiPage, ui: Ui, wid: str, on_timeline: list[str],
                          in_metadata: list[str]) -> str:
-    """The text of a case's Timeline and User Metadata tabs, once each shows what is
-    expected there (and the Input card has rendered its payload: the UI shows it after
-    asking the codec endpoint, if it has one, so a codec banner is up by then)."""
+    """The text and HTML of a case's Timeline and User Metadata tabs, once each shows
+    what is expected there (and the Input card has rendered its payload: the UI shows it
+    after asking the codec endpoint, if it has one, so a codec banner is up by then)."""
     await page.goto(ui.workflow(wid))
     timeline = await page.wait_for_text([wid, "Input", *on_timeline])
+    html = await page.html()
     await page.click_tab("User Metadata")
     metadata = await page.wait_for_text(["Current Details", *in_metadata])
-    return timeline + "\n" + metadata
+    return "\n".join([timeline, html, metadata, await page.html()])
 
 
 # ---- tests ------------------------------------------------------------------------------
+
+def test_the_personal_value_check_finds_a_value_and_the_banner() -> None:
+    personal = personal_values(STAND_IN_PERSONS)
+    assert {"Fenna Voorbeeld", "Verzinselweg 7", "2015-06-02", "0000000992"} <= personal
+    assert "child" not in personal  # a role is no personal value
+    with pytest.raises(AssertionError, match="1 personal value"):
+        assert_no_personal_value_nor_banner("awaiting IND <td>0000000991</td>", personal)
+    with pytest.raises(AssertionError):
+        assert_no_personal_value_nor_banner(f"phase: ots {CODEC_BANNER}", personal)
+    assert_no_personal_value_nor_banner("phase: ots, awaiting IND", personal)
+
 
 async def test_the_list_filtered_on_awaiting_ind_shows_the_ind_cases_only(
         viewer: BrowserContext, ui: Ui, cases: RealCases, screenshot_dir: Path) -> None:
@@ -352,7 +369,7 @@ async def test_the_list_filtered_on_awaiting_ind_shows_the_ind_cases_only(
         text = await page.wait_for_text([*ind, *COLUMNS[2:], f"of {listed}"])
         for wid in [*others, cases.reported]:
             assert wid not in text
-        assert_nothing_personal(text, cases.personal)
+        assert_no_personal_value_nor_banner(text + await page.html(), cases.personal)
         await page.screenshot(screenshot_dir / SCREENSHOT)
     assert (screenshot_dir / SCREENSHOT).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -363,7 +380,7 @@ async def test_a_case_page_shows_progress_in_plaintext_and_nothing_personal(
         text = await case_page_text(page, ui, SHOWN.workflow_id,
                                     on_timeline=[STEP_SUMMARY, TIMER_SUMMARY],
                                     in_metadata=[SHOWN.summary, *SHOWN.details.splitlines()])
-    assert_nothing_personal(text, cases.personal)
+    assert_no_personal_value_nor_banner(text, cases.personal)
 
 
 async def test_a_real_case_page_shows_nothing_personal(
@@ -371,7 +388,7 @@ async def test_a_real_case_page_shows_nothing_personal(
     async with UiPage.opened(viewer) as page:
         text = await case_page_text(page, ui, cases.awaiting_ind, on_timeline=[],
                                     in_metadata=[])
-    assert_nothing_personal(text, cases.personal)
+    assert_no_personal_value_nor_banner(text, cases.personal)
 
 
 @pytest.mark.xfail(not REAL_CASE_PROGRESS_MERGED, strict=True,
@@ -388,7 +405,7 @@ async def test_real_cases_progress_in_the_ui(viewer: BrowserContext, ui: Ui,
         text = await case_page_text(
             page, ui, cases.awaiting_ind, on_timeline=["step 2: RVDK to IND"],
             in_metadata=["phase: announced", "awaiting IND: residence_information"])
-    assert_nothing_personal(listed + text, cases.personal)
+    assert_no_personal_value_nor_banner(listed + text, cases.personal)
 
 
 async def test_the_banner_check_sees_a_codec_endpoint_that_does_not_answer(
