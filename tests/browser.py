@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 #: Chromium's command-line flags for the tests (see the module docstring).
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-background-networking")
@@ -136,7 +137,7 @@ class UiPage:
         (the SPA re-renders) are skipped."""
         parts = []
         for frame in self.page.frames:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(PlaywrightError):
                 parts.append(await frame.locator("body").inner_text(timeout=1000))
         return "\n".join(parts)
 
@@ -144,7 +145,7 @@ class UiPage:
         """The HTML of the page and of every frame in it (what is hidden too)."""
         parts = []
         for frame in self.page.frames:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(PlaywrightError):
                 parts.append(await frame.content())
         return "\n".join(parts)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -52,7 +53,14 @@ from kbflow.scenario import EXAMPLES_DIR
 from kbflow.settings import Settings, installed_binary, workflow_id
 from starter import inputs
 from starter.cases import send_event, start_case
-from tests.browser import UiPage, browser_context, chromium, ensure_chromium
+from tests import browser as browser_module
+from tests.browser import (
+    BrowserUnavailable,
+    UiPage,
+    browser_context,
+    chromium,
+    ensure_chromium,
+)
 from worker import build_worker, connect
 
 #: Switch on (True) once the branches of issue 7 that upsert the search attributes (build
@@ -347,6 +355,35 @@ async def case_page_text(page: UiPage, ui: Ui, wid: str, on_timeline: list[str],
 
 
 # ---- tests ------------------------------------------------------------------------------
+
+def test_chromium_is_installed_from_debian_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+    monkeypatch.setattr(browser_module.shutil, "which",
+                        lambda name: "/usr/bin/chromium" if ran else None)
+    monkeypatch.setattr(browser_module.os, "geteuid", lambda: 0)
+
+    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(browser_module.subprocess, "run", run)
+    assert ensure_chromium() == Path("/usr/bin/chromium")
+    assert ran == [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]]
+
+
+def test_a_failed_chromium_install_says_which_command_failed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(browser_module.subprocess, "run", lambda command, **kwargs: (
+        subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package chromium")))
+    with pytest.raises(BrowserUnavailable, match=r"`apt-get update -q` failed \(100\):\n"
+                                                 "E: Unable to locate package"):
+        ensure_chromium()
+    monkeypatch.setattr(browser_module.os, "geteuid", lambda: 1000)
+    with pytest.raises(BrowserUnavailable, match="takes root"):
+        ensure_chromium()
+
 
 def test_the_personal_value_check_finds_a_value_and_the_banner() -> None:
     personal = personal_values(STAND_IN_PERSONS)
