@@ -15,11 +15,11 @@ Public payloads (progress, never personal data) stay in plaintext: ``PublicPaylo
 (pydantic's JSON, byte for byte) marks the payload of a ``kbflow.public.Public`` model, a
 list or tuple of one model, a ``kbflow.public.PublicText`` (summaries, details) or the SDK's
 ``WorkflowMetadata`` whose current details are a ``PublicText``, with metadata
-``kbflow-public: <kind>``. ``CaseCodec.encode`` trusts no marker: it leaves a marked payload
-in plaintext only if ``is_public_payload`` re-checks it (the data decodes as the kind it
-claims, the value is public, and encoding that value again gives exactly the same bytes:
-so no byte outside the public value can hide in it); any other payload, a forged marker
-included, is encrypted as before.
+``kbflow-public: <kind>``. ``CaseCodec.encode`` trusts no marker: it leaves a marked
+payload in plaintext (and drops the marker) only if ``is_public_payload`` re-checks it
+(the data decodes as the kind it claims, the value is public, and encoding that value
+again gives exactly the same bytes: so no byte outside the public value can hide in it);
+any other payload, a forged marker included, is encrypted as before.
 """
 
 from __future__ import annotations
@@ -187,13 +187,18 @@ class CaseCodec(PayloadCodec, WithSerializationContext):
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Encrypt each payload but a public one (``is_public_payload``: marked and
-        re-checked), which is left as it is; raises nothing for well-formed input."""
+        re-checked), which is left in plaintext without its marker (so that a plain
+        ``json/plain`` payload reads as JSON anywhere, the ``temporal`` CLI included);
+        raises nothing for well-formed input."""
         key_id, key = self._encryption_key()
         cipher = AESGCM(key)
         encoded = []
         for payload in payloads:
             if is_public_payload(payload):
-                encoded.append(payload)
+                plain = Payload()
+                plain.CopyFrom(payload)
+                del plain.metadata[PUBLIC]  # as any client reads it: e.g. the CLI's JSON
+                encoded.append(plain)
                 continue
             nonce = secrets.token_bytes(12)
             data = cipher.encrypt(nonce, payload.SerializeToString(), key_id.encode())

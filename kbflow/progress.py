@@ -105,9 +105,19 @@ class Phrase(Wording):
     OVERDUE = "awaiting {party}: {event} (due {date}, overdue)"
 
 
-def search_attribute_updates(progress: CaseProgress) -> list[SearchAttributeUpdate]:
+def search_attribute_updates(progress: CaseProgress, since: CaseProgress | None = None
+                             ) -> list[SearchAttributeUpdate]:
     """The case's search attributes (``kbflow.search_attributes``) for ``progress``: each
-    set to its value, or unset when it has none (never an empty string or list)."""
+    set to its value, or unset when it has none (never an empty string or list). With
+    ``since`` (the progress last upserted), only those whose value changed."""
+    updates = _updates(progress)
+    if since is None:
+        return updates
+    before = {update.key.name: update.value for update in _updates(since)}
+    return [update for update in updates if before[update.key.name] != update.value]
+
+
+def _updates(progress: CaseProgress) -> list[SearchAttributeUpdate]:
 
     def keyword(key: SearchAttributeKey[str], value: enum.Enum | None) -> SearchAttributeUpdate:
         return key.value_unset() if value is None else key.value_set(str(value.value))

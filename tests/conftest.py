@@ -212,16 +212,23 @@ def _without_unset(decode: Callable[[SearchAttributes], T]) -> Callable[[SearchA
     return decode_set_ones
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _unset_search_attributes_are_absent() -> Iterator[None]:
+@contextlib.contextmanager
+def unset_search_attributes_absent() -> Iterator[None]:
     """The Java time-skipping server keeps an unset search attribute as a typed ``null``
     (the real server removes it), and the SDK then fails to decode a ``Datetime`` one
-    (``describe()`` raises TypeError). The client reads such a value as absent, as the
-    real server stores it."""
+    (``describe()`` raises TypeError). Meanwhile the SDK reads such a value as absent, as
+    the real server stores it."""
     with pytest.MonkeyPatch.context() as patch:
         for name in ("decode_search_attributes", "decode_typed_search_attributes"):
             patch.setattr(temporalio.converter, name,
                           _without_unset(getattr(temporalio.converter, name)))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unset_search_attributes_are_absent() -> Iterator[None]:
+    """``unset_search_attributes_absent`` for the whole session."""
+    with unset_search_attributes_absent():
         yield
 
 

@@ -42,7 +42,7 @@ from encryption.keys import KeyStore, MasterKeys
 from kbflow.case import EventOutcome
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
-from tests.conftest import register_search_attributes
+from tests.conftest import register_search_attributes, unset_search_attributes_absent
 from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
@@ -88,6 +88,11 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
 
 
 async def main(into: Path = LATEST_DIR) -> None:
+    with unset_search_attributes_absent():
+        await _record(into)
+
+
+async def _record(into: Path) -> None:
     keys = fixture_keys()
     into.mkdir(exist_ok=True)
     for number, path in enumerate(example_files(), start=1):

@@ -292,9 +292,11 @@ class CaseWorkflow:
         kept_until = None if state.closed_at is None else state.closed_at + self._retention
         self._set_details(details_of(progress, kept_until, state.erased_at))
         if self._visible and progress != self._progress:
+            updates = search_attribute_updates(progress, since=self._progress)
             self._progress = progress
             workflow.upsert_memo({MEMO_KEY: progress})
-            workflow.upsert_search_attributes(search_attribute_updates(progress))
+            if updates:
+                workflow.upsert_search_attributes(updates)
 
     @staticmethod
     def _set_details(details: PublicText) -> None:
