@@ -58,19 +58,24 @@ KEY_ID = "kbflow-key-id"
 #: Metadata key of a public payload; its value is the kind (``public_kind``).
 PUBLIC = "kbflow-public"
 _TEXT, _METADATA, _MODEL, _MODELS = "text", "workflow-metadata", "model:", "models:"
+_EMPTY = "empty-list"
 
 
 def public_kind(value: object) -> str | None:
     """The marker of a value that may be left in plaintext, or ``None``: ``text`` for a
     ``PublicText``, ``model:<name>`` for a ``Public`` model, ``models:<name>`` for a list
-    or tuple of one ``Public`` model, ``workflow-metadata`` for the SDK's
+    or tuple of one ``Public`` model, ``empty-list`` for an empty one (which holds
+    nothing: e.g. the ``awaiting`` query of a closed case), ``workflow-metadata`` for the
+    SDK's
     ``WorkflowMetadata`` (the ``__temporal_workflow_metadata`` query: the workflow's
     definition from its code, and its current details)."""
     if isinstance(value, PublicText):
         return _TEXT
     if isinstance(value, Public):
         return _MODEL + public_name(type(value))
-    if isinstance(value, list | tuple) and value and isinstance(value[0], Public):
+    if isinstance(value, list | tuple) and not value:
+        return _EMPTY
+    if isinstance(value, list | tuple) and isinstance(value[0], Public):
         model = type(value[0])
         if all(type(item) is model for item in value):
             return _MODELS + public_name(model)
@@ -94,6 +99,10 @@ def _public_value(kind: str, payload: Payload) -> Any:
         return metadata
     if encoding != b"json/plain":
         raise ValueError("not plain JSON")
+    if kind == _EMPTY:
+        if TypeAdapter(list[None]).validate_json(payload.data, strict=True):
+            raise ValueError("not empty")
+        return []
     if kind == _TEXT:
         return PublicText.parse(TypeAdapter(str).validate_json(payload.data, strict=True))
     if kind.startswith((_MODEL, _MODELS)):

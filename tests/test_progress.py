@@ -158,11 +158,11 @@ def test_public_values_stay_plaintext(codec: CaseCodec) -> None:
     waits = [Awaited(party=Party.IND, event=Event.RESIDENCE_INFORMATION, step=Step(3),
                      since=NOW, due=NOW)]
     metadata = WorkflowMetadata(current_details=details_of(progress(), None, None))
-    values = [progress(), status, waits, PublicText.of(Phrase.NEXT_DEADLINE), metadata]
+    values = [progress(), status, waits, PublicText.of(Phrase.NEXT_DEADLINE), metadata, []]
     payloads = [_payload(value) for value in values]
     assert [p.metadata[PUBLIC] for p in payloads] == [
         b"model:kbflow.progress.CaseProgress", b"model:kbflow.case.CaseStatus",
-        b"models:kbflow.case.Awaited", b"text", b"workflow-metadata"]
+        b"models:kbflow.case.Awaited", b"text", b"workflow-metadata", b"empty-list"]
     encoded = asyncio.run(codec.encode(payloads))
     for before, after in zip(payloads, encoded, strict=True):  # plaintext, marker dropped
         assert after.data == before.data
@@ -207,9 +207,11 @@ def _forged(kind: bytes, data: bytes, encoding: bytes = b"json/plain") -> Payloa
             b"json/protobuf"),
     _forged(b"text", json.dumps("phase: ots").encode(), b"binary/plain"),
     _forged(b"nonsense", json.dumps("phase: ots").encode()),
+    _forged(b"empty-list", json.dumps([PERSON]).encode()),
+    _forged(b"empty-list", f"[] {PERSON}".encode()),
 ], ids=["free-text", "text-with-extra-line", "model-with-text", "trailing-bytes",
         "extra-key", "other-bytes", "not-public-model", "list-of-text", "free-details",
-        "other-encoding", "unknown-kind"])
+        "other-encoding", "unknown-kind", "non-empty-list", "empty-list-and-more"])
 def test_a_forged_marker_is_encrypted_anyway(codec: CaseCodec, forged: Payload) -> None:
     assert not is_public_payload(forged)
     [encoded] = asyncio.run(codec.encode([forged]))
