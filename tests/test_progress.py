@@ -54,10 +54,15 @@ from kbflow.progress import (
     search_attribute_updates,
 )
 from kbflow.public import CaseRef, PersonalFieldError, Public, PublicText
-from kbflow.settings import installed_binary, workflow_id
+from kbflow.settings import Settings, installed_binary, workflow_id
 from tests import factories as f
 from tests.test_case_workflow import send, start_case
-from worker import SearchAttributesMissing, build_worker, check_search_attributes
+from worker import (
+    SearchAttributesMissing,
+    build_worker,
+    check_search_attributes,
+    run_worker,
+)
 
 REF = "KB-2026-7K4M2XCH-R"
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -361,15 +366,43 @@ async def _both(listed: Any, query: str, *ids: str) -> set[str] | None:
 
 
 async def test_the_worker_refuses_a_namespace_without_the_search_attributes(
-        dev_server: WorkflowEnvironment) -> None:
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
+    """And the compose file's namespace job creates them (its script, run twice against
+    a dev server without them: the second run changes nothing)."""
     await check_search_attributes(dev_server.client)  # the fixture registers them
     bare = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(installed_binary("temporal")))
     try:
         with pytest.raises(SearchAttributesMissing) as refused:
             await check_search_attributes(bare.client)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert all(key.name in message for key in sa.ALL)
+        settings = Settings(temporal_address=_address(bare), data_dir=tmp_path)
+        with pytest.raises(SearchAttributesMissing):  # before it polls any task
+            await asyncio.wait_for(run_worker(settings, asyncio.Event()), 60)
+        namespace = "kbflow-compose"
+        for _ in range(2):
+            await _namespace_job(_address(bare), namespace)
+        config = bare.client.config()
+        config["namespace"] = namespace
+        await check_search_attributes(Client(**config))
     finally:
         await bare.shutdown()
-    message = str(refused.value)
-    assert "\n" not in message
-    assert all(key.name in message for key in sa.ALL)
+
+
+async def _namespace_job(address: str, namespace: str) -> None:
+    """``deploy/temporal/create-namespace.sh`` with the compose file's environment."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads docker-compose.yml")
+    root = Path(__file__).resolve().parent.parent
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    job = compose["services"]["temporal-namespace"]["environment"]
+    env = {"PATH": f"{installed_binary('temporal').parent}:{os.environ['PATH']}",
+           "TEMPORAL_ADDRESS": address, "NAMESPACE": namespace, "RETENTION": "1d",
+           "SEARCH_ATTRIBUTES": job["SEARCH_ATTRIBUTES"]}
+    process = await asyncio.create_subprocess_exec(
+        "sh", str(root / "deploy" / "temporal" / "create-namespace.sh"), env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, out.decode(errors="replace")
