@@ -19,6 +19,8 @@ import datetime as dt
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -381,6 +383,13 @@ async def test_the_worker_refuses_a_namespace_without_the_search_attributes(
         settings = Settings(temporal_address=_address(bare), data_dir=tmp_path)
         with pytest.raises(SearchAttributesMissing):  # before it polls any task
             await asyncio.wait_for(run_worker(settings, asyncio.Event()), 60)
+        env = {**os.environ, "TEMPORAL_ADDRESS": _address(bare),
+               "KBFLOW_DATA_DIR": str(tmp_path)}
+        done = await asyncio.to_thread(
+            subprocess.run, [str(Path(sys.executable).parent / "kbflow"), "worker"], env=env,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines() == [f"error: {message}"]
         namespace = "kbflow-compose"
         for _ in range(2):
             await _namespace_job(_address(bare), namespace)
