@@ -57,6 +57,7 @@ from kbflow.progress import (
 )
 from kbflow.public import CaseRef, PersonalFieldError, Public, PublicText
 from kbflow.settings import Settings, installed_binary, workflow_id
+from starter.dev_server import DevServerConfig
 from tests import factories as f
 from tests.test_case_workflow import send, start_case
 from worker import (
@@ -313,6 +314,18 @@ async def dev_client(dev_server: WorkflowEnvironment, keys: KeyStore) -> Client:
     return Client(**config)
 
 
+def test_kbflow_server_and_the_demo_register_the_search_attributes(tmp_path: Path) -> None:
+    command = DevServerConfig.from_settings(Settings(data_dir=tmp_path)).command()
+    for key in sa.ALL:
+        assert command[command.index(f"{key.name}={_TYPE[key.name]}") - 1] == (
+            "--search-attribute")
+
+
+_TYPE = {"KbflowPhase": "Keyword", "KbflowLastStep": "Int", "KbflowAwaiting": "KeywordList",
+         "KbflowNextDeadline": "Datetime", "KbflowOverdue": "Bool",
+         "KbflowMeasure": "Keyword", "KbflowEndState": "Keyword"}
+
+
 def _address(dev_server: WorkflowEnvironment) -> str:
     return dev_server.client.service_client.config.target_host
 
@@ -323,15 +336,19 @@ async def test_list_filter_finds_the_case_awaiting_ind(
     async with build_worker(dev_client, queue, store):
         reported = await start_case(dev_client, queue)
         announced = await start_case(dev_client, queue)
+        in_ots = await start_case(dev_client, queue)
         await send(announced, f.announce())
+        await send(in_ots, *f.to_ots())
         await _until(lambda: _attrs_when(announced, lambda a: "IND" in a.get(
             "KbflowAwaiting", [])), "the announced case's attributes")
         await _until(lambda: _attrs_when(reported, lambda a: a.get("KbflowAwaiting")),
                      "the reported case's attributes")
 
+        ours = {reported.id, announced.id, in_ots.id}
+
         async def listed(query: str) -> set[str] | None:
-            ids = {w.id async for w in dev_client.list_workflows(query)}
-            return ids if {reported.id, announced.id} & ids else None
+            ids = {w.id async for w in dev_client.list_workflows(query)} & ours
+            return ids or None
 
         awaiting_ind = await _until(lambda: listed("KbflowAwaiting = 'IND'"),
                                     "the list filter on IND")
@@ -340,8 +357,10 @@ async def test_list_filter_finds_the_case_awaiting_ind(
                                                    reported.id, announced.id),
                                      "the list filter on RVDK")
         assert {reported.id, announced.id} <= awaiting_rvdk
+        ots = await _until(lambda: listed("KbflowPhase = 'ots'"), "the list filter on OTS")
+        assert ots == {in_ots.id}
         overdue = {w.id async for w in dev_client.list_workflows("KbflowOverdue = true")}
-        assert not {reported.id, announced.id} & overdue
+        assert not {reported.id, announced.id, in_ots.id} & overdue
 
         # Readable without any codec: the status query through the CLI binary.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
@@ -358,7 +377,7 @@ async def test_list_filter_finds_the_case_awaiting_ind(
         assert status["phase"] == "announced"
         assert status["case_ref"] == announced.id.removeprefix("kb-case-")
         assert [w["party"] for w in status["awaiting"]] == ["IND", "DTV", "RVDK"]
-        for handle in (reported, announced):
+        for handle in (reported, announced, in_ots):
             await handle.terminate(reason="test finished")
 
 
