@@ -128,7 +128,8 @@ async def test_history_replays(path: Path) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-@pytest.mark.parametrize("path", CURRENT, ids=[p.stem for p in CURRENT])
+@pytest.mark.parametrize("path", CURRENT + PROGRESS_VISIBLE,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in CURRENT + PROGRESS_VISIBLE])
 def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
