@@ -86,7 +86,8 @@ class Public(BaseModel):
     """Base of the models kbflow leaves unencrypted; see the module docstring.
 
     Raises (when a subclass is defined):
-        PersonalFieldError: a field's type is not one of the non-personal types.
+        PersonalFieldError: a field's type is not one of the non-personal types, or the
+            model admits extra fields (``extra="allow"``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -97,6 +98,9 @@ class Public(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if cls.model_config.get("extra") == "allow":  # extra fields have no declared type
+            raise PersonalFieldError(f"{cls.__qualname__}: extra='allow' admits fields "
+                                     "of any type")
         for name, info in cls.model_fields.items():
             problem = _type_problem(info.annotation, tuple(info.metadata))
             if problem:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict
 from temporalio.api.common.v1 import Payload
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
@@ -90,6 +91,13 @@ def test_a_public_model_refuses_a_field_that_could_be_personal(annotation: Any) 
     with pytest.raises(PersonalFieldError, match=r"Forgetful\.name"):
         type("Forgetful", (Public,), {"__annotations__": {"name": annotation},
                                       "__module__": __name__})
+
+
+def test_a_public_model_refuses_extra_fields() -> None:
+    with pytest.raises(PersonalFieldError, match="extra='allow'"):
+        class Open(Public):
+            model_config = ConfigDict(extra="allow")
+            phase: Phase
 
 
 def test_a_public_model_takes_non_personal_types() -> None:
