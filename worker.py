@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from temporalio import workflow
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 from temporalio.exceptions import ApplicationError
@@ -37,6 +38,7 @@ from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
+from kbflow import search_attributes
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
@@ -129,6 +131,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    await check_search_attributes(client)
     worker = build_worker(client, settings.task_queue, store)
     log.info("worker started", task_queue=settings.task_queue,
              temporal_address=settings.temporal_address, namespace=settings.namespace)
@@ -136,6 +139,28 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
         log.info("worker stopping", task_queue=settings.task_queue)
     log.info("worker stopped", task_queue=settings.task_queue)
+
+
+class SearchAttributesMissing(RuntimeError):
+    """The namespace lacks kbflow's search attributes: every workflow task that upserts
+    them would fail, forever. The message names the missing ones and what to do."""
+
+
+async def check_search_attributes(client: Client) -> None:
+    """Refuse to work on a namespace without kbflow's search attributes
+    (``kbflow.search_attributes.ALL``, with their types).
+
+    Raises:
+        SearchAttributesMissing: one or more are missing or of another type.
+    """
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace))
+    missing = [key.name for key in search_attributes.ALL
+               if response.custom_attributes.get(key.name) != key.indexed_value_type]
+    if missing:
+        raise SearchAttributesMissing(
+            f"namespace {client.namespace} lacks the search attributes {', '.join(missing)}: "
+            "create them (temporal operator search-attribute create, see docker-compose.yml)")
 
 
 def main() -> None:

@@ -59,6 +59,7 @@ from kbflow.process import (
     Step,
     reporters,
 )
+from kbflow.public import CaseRef, Public
 from kbflow.record import CaseRecord
 
 _VIEW = ConfigDict(frozen=True, extra="forbid")
@@ -259,7 +260,7 @@ def _table() -> tuple[Rule, ...]:
 # ---- 3. the case --------------------------------------------------------------------------
 
 
-class Awaited(BaseModel):
+class Awaited(Public):
     """Something the case waits for: ``party`` should send ``event`` (by ``due``, if set).
 
     At ``due`` the party is reminded; ``ESCALATION_GRACE`` later an escalation is recorded.
@@ -334,12 +335,13 @@ class EventOutcome(BaseModel):
     end_state: EndState | None = None
 
 
-class CaseStatus(BaseModel):
-    """The case at a glance (workflow query ``status``). No personal data."""
+class CaseStatus(Public):
+    """The case at a glance (workflow query ``status``). No personal data: a ``Public``
+    model, so its payload is left in plaintext."""
 
     model_config = _VIEW
 
-    case_ref: str
+    case_ref: CaseRef
     phase: Phase
     end_state: EndState | None
     steps_done: tuple[int, ...]

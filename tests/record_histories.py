@@ -20,7 +20,9 @@ Sets of histories, each recorded once and never re-recorded:
 - tests/histories/before-retention/: before the retention patch (``RETENTION_PATCH``);
 - tests/histories/*.json: with the retention patch, before ruling dates;
 - tests/histories/ots-from-ruling-date/: with ``RULING_DATE_PATCH`` (rulings carry their
-  date), the newest set (``LATEST_DIR``).
+  date), the newest set (``LATEST_DIR``);
+- tests/histories/progress-visible/: with ``PROGRESS_PATCH`` (memo and search attributes
+  upserted; summaries, details and public query results in plaintext).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from encryption.keys import KeyStore, MasterKeys
 from kbflow.case import EventOutcome
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
+from tests.conftest import register_search_attributes, unset_search_attributes_absent
 from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
@@ -85,6 +88,11 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
 
 
 async def main(into: Path = LATEST_DIR) -> None:
+    with unset_search_attributes_absent():
+        await _record(into)
+
+
+async def _record(into: Path) -> None:
     keys = fixture_keys()
     into.mkdir(exist_ok=True)
     for number, path in enumerate(example_files(), start=1):
@@ -96,6 +104,7 @@ async def main(into: Path = LATEST_DIR) -> None:
         )
         task_queue = f"kbflow-record-{uuid.uuid4()}"
         try:
+            await register_search_attributes(env.client)
             with tempfile.TemporaryDirectory() as data_dir:
                 store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
                 async with build_worker(env.client, task_queue, store):

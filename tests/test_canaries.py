@@ -24,6 +24,13 @@ the server stopped), the server's log, everything this process wrote to stdout/s
 outbox store among them), and ``temporal workflow show --output json`` of every case
 without a codec. None may be found.
 
+Progress is readable without the codec (issue 7): with a plain client (the default data
+converter, no codec) every case's static summary, memo (``CaseProgress``), search
+attributes, current details (the ``__temporal_workflow_metadata`` query), activity and
+timer summaries, and ``status`` and ``awaiting`` query results read as what the case is;
+those query answers (not in history) join the haystacks, the memo, summaries and search
+attributes are in ``workflow show``'s.
+
 Controls, so that the search can fail: the canaries are found in the history decoded by
 the codec server (``temporal workflow show --codec-endpoint``), and in the packets the
 outbox store hands back; a case started with the unencrypted converter leaves its canaries
@@ -53,6 +60,7 @@ from typing import Any
 import pytest
 import structlog
 import uvicorn
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -62,6 +70,8 @@ from encryption.keys import KeyStore
 from encryption.operators import OperatorStore
 from kbflow.events import CaseStart
 from kbflow.logs import configure_logging
+from kbflow.progress import MEMO_KEY, CaseProgress
+from kbflow.public import PublicText
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
 from starter import inputs
@@ -268,6 +278,40 @@ async def _run_case(client: Client, settings: Settings, case: CanaryCase) -> Non
     await _until_idle(client.get_workflow_handle(workflow_id(case.case_ref)))
 
 
+async def _read_without_codec(client: Client, case: CanaryCase) -> bytes:
+    """Everything a viewer without the codec sees of ``case``'s progress, checked to be
+    readable and to say where the case stands; returns the query answers' bytes (the
+    rest is in its history) for the canary search."""
+    handle = client.get_workflow_handle(workflow_id(case.case_ref))
+    expected = case.scenario.expected_phase.value
+    described = await handle.describe()
+    assert await described.static_summary() == (
+        f"case {case.case_ref}: step 1 report by {case.scenario.case['reporter']}")
+    progress = CaseProgress.model_validate((await described.memo())[MEMO_KEY])
+    assert (progress.case_ref, progress.phase.value) == (case.case_ref, expected)
+    attributes = {pair.key.name: pair.value for pair in described.typed_search_attributes}
+    assert attributes["KbflowPhase"] == expected
+    assert attributes["KbflowLastStep"] == max(case.scenario.expected_steps)
+    status = await handle.query("status")
+    awaiting = await handle.query("awaiting")
+    assert (status["case_ref"], status["phase"], tuple(status["steps_done"])) == (
+        case.case_ref, expected, case.scenario.expected_steps)
+    assert awaiting == status["awaiting"]
+    metadata = await handle.query("__temporal_workflow_metadata",
+                                  result_type=WorkflowMetadata)
+    assert metadata.current_details.startswith(f"phase: {expected}\n")
+    summaries = []
+    async for event in handle.fetch_history_events():
+        if event.user_metadata.HasField("summary"):
+            summaries.append(client.data_converter.payload_converter.from_payload(
+                event.user_metadata.summary, str))
+    assert summaries[0] == await described.static_summary()  # the started event's
+    assert f"step 1: {case.scenario.case['reporter']} to RVDK" in summaries
+    assert "next deadline" in summaries
+    assert all(PublicText.parse(summary) for summary in summaries)
+    return json.dumps([status, awaiting, metadata.current_details]).encode()
+
+
 async def _until_idle(handle: WorkflowHandle[Any, Any]) -> None:
     """Bounded poll until no activity and no workflow task is pending: every delivery the
     case scheduled (the step-1 report runs in the background) is in the outbox."""
@@ -341,6 +385,9 @@ async def test_no_canary_in_the_clear(tmp_path: Path, capfd: pytest.CaptureFixtu
             store = OutboxStore(settings)
             async with build_worker(client, settings.task_queue, store):
                 await asyncio.gather(*(_run_case(client, settings, case) for case in cases))
+                without_codec = await Client.connect(settings.temporal_address)
+                public = await asyncio.gather(*(_read_without_codec(without_codec, case)
+                                                for case in cases))
             # Control: a case started without the codec, on a queue no worker polls.
             plain = await Client.connect(settings.temporal_address,
                                          data_converter=pydantic_data_converter)
@@ -395,6 +442,8 @@ async def test_no_canary_in_the_clear(tmp_path: Path, capfd: pytest.CaptureFixtu
         "this process's stdout/stderr (worker log)": process_log,
         **{f"data dir {name}": data for name, data in _files(data_dir).items()},
         **clear,
+        **{f"progress of {case.name} read without the codec": data
+           for case, data in zip(cases, public, strict=True)},
     }
     found: dict[str, list[str]] = {}
     every = [c for case in cases for c in case.canaries]

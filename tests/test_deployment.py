@@ -22,6 +22,7 @@ from activities.pseudonyms import KEY_ENV
 from encryption.codec_server import TOKEN_ENV
 from encryption.keys import MASTER_KEYS_ENV
 from encryption.sealed import PARTY_KEYS_ENV
+from kbflow import search_attributes
 from kbflow.settings import DEFAULT_TASK_QUEUE, Settings
 from starter.cli import app
 from worker import GRACEFUL_SHUTDOWN
@@ -371,6 +372,17 @@ def test_admin_tools_jobs_run_scripts_shipped_in_deploy(job: str) -> None:
     needed = {name for name, operator, _ in references(text) if operator == ":?"}
     assert needed, f"{host_script.name} checks no variable"
     assert needed <= set(environment(job)), f"{job}: {needed - set(environment(job))}"
+
+
+def test_the_namespace_job_creates_every_search_attribute_with_its_type() -> None:
+    pairs = environment("temporal-namespace")["SEARCH_ATTRIBUTES"].split()
+    expected = search_attributes.dev_server_args()[1::2]  # NAME=TYPE, as the dev server's
+    assert pairs == expected
+    script = (ROOT / "deploy" / "temporal" / "create-namespace.sh").read_text()
+    loop = script[script.index("for pair in ${SEARCH_ATTRIBUTES}"):]
+    assert "temporal operator search-attribute create" in loop
+    assert re.search(r'--name "\$\{pair%%=\*\}" --type "\$\{pair#\*=\}"', loop)
+    assert "exit 0" not in script  # an existing namespace still gets its attributes
 
 
 def test_postgresql_keeps_its_data_in_a_volume_and_has_a_healthcheck() -> None:

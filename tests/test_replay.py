@@ -8,6 +8,9 @@ converter (and the fixtures' keys), so that a change which would break running c
 - tests/histories/ots-from-ruling-date/*.json: recorded with ``RULING_DATE_PATCH`` and
   ``PLAUSIBLE_START_PATCH`` (rulings carry their date; starts are checked), and the
   transition-table rules; the two sets above predate them.
+- tests/histories/progress-visible/*.json: recorded with ``PROGRESS_PATCH`` (memo and
+  search attributes upserted; summaries, details and public query results in
+  plaintext); every set above predates it.
 
 Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
@@ -15,16 +18,19 @@ Guard a change that alters history with ``workflow.patched`` and keep both sets 
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from encryption.codec import ENCODING, encrypted_data_converter
+from kbflow.public import PublicText
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from tests.record_histories import HISTORIES_DIR, LATEST_DIR, fixture_keys
 from workflows.case_workflow import (
     PLAUSIBLE_START_PATCH,
+    PROGRESS_PATCH,
     RETENTION_PATCH,
     RULING_DATE_PATCH,
     CaseWorkflow,
@@ -33,7 +39,8 @@ from workflows.case_workflow import (
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))
 BEFORE_RETENTION = sorted((HISTORIES_DIR / "before-retention").glob("*.json"))
 RULING_DATES = sorted(LATEST_DIR.glob("*.json"))
-ALL = CURRENT + BEFORE_RETENTION + RULING_DATES
+PROGRESS_VISIBLE = sorted((HISTORIES_DIR / PROGRESS_PATCH).glob("*.json"))
+ALL = CURRENT + BEFORE_RETENTION + RULING_DATES + PROGRESS_VISIBLE
 
 
 def test_every_example_has_recorded_histories() -> None:
@@ -41,6 +48,7 @@ def test_every_example_has_recorded_histories() -> None:
     assert {path.stem for path in CURRENT} == examples
     assert {path.stem for path in BEFORE_RETENTION} == examples
     assert {path.stem for path in RULING_DATES} == examples
+    assert {path.stem for path in PROGRESS_VISIBLE} == examples
 
 
 def _patches(path: Path) -> set[str]:
@@ -69,6 +77,48 @@ def test_older_histories_predate_ruling_dates(path: Path) -> None:
     assert not _patches(path) & {RULING_DATE_PATCH, PLAUSIBLE_START_PATCH}
 
 
+def _history(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["events"]
+    return events
+
+
+@pytest.mark.parametrize("path", CURRENT + BEFORE_RETENTION + RULING_DATES,
+                         ids=[f"{p.parent.name}/{p.stem}"
+                              for p in CURRENT + BEFORE_RETENTION + RULING_DATES])
+def test_histories_before_progress_visible_have_no_upserts(path: Path) -> None:
+    assert PROGRESS_PATCH not in _patches(path)
+    events = _history(path)
+    upserted = {name for event in events
+                if "upsertWorkflowSearchAttributesEventAttributes" in event
+                for name in event["upsertWorkflowSearchAttributesEventAttributes"]
+                ["searchAttributes"]["indexedFields"]}
+    assert upserted <= {"TemporalChangeVersion"}  # the patch markers' own
+    assert not [e for e in events if "workflowPropertiesModifiedEventAttributes" in e]
+
+
+@pytest.mark.parametrize("path", PROGRESS_VISIBLE, ids=[p.stem for p in PROGRESS_VISIBLE])
+def test_progress_visible_histories_upsert_and_show_plaintext_progress(path: Path) -> None:
+    events = _history(path)
+    assert {PROGRESS_PATCH, PLAUSIBLE_START_PATCH, RETENTION_PATCH} <= _patches(path)
+    upserts = [fields for event in events
+               if "upsertWorkflowSearchAttributesEventAttributes" in event
+               for fields in [event["upsertWorkflowSearchAttributesEventAttributes"]
+                              ["searchAttributes"]["indexedFields"]]
+               if "KbflowPhase" in fields]
+    memos = [event["workflowPropertiesModifiedEventAttributes"]["upsertedMemo"]["fields"]
+             for event in events if "workflowPropertiesModifiedEventAttributes" in event]
+    assert upserts and memos
+    phases = [json.loads(base64.b64decode(fields["KbflowPhase"]["data"])) for fields in upserts]
+    assert phases[-1] == "closed" and "closed" not in phases[:-1]
+    last = json.loads(base64.b64decode(memos[-1]["progress"]["data"]))  # plaintext JSON
+    assert last["phase"] == "closed" and last["end_state"]
+    summaries = [json.loads(base64.b64decode(event["userMetadata"]["summary"]["data"]))
+                 for event in events if "summary" in event.get("userMetadata", {})]
+    assert summaries[0].startswith("step 1: ") and summaries[0].endswith(" to RVDK")
+    assert "erase: destroy the case key, remove its packets" in summaries
+    assert all(PublicText.parse(summary) for summary in summaries)
+
+
 @pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
@@ -78,7 +128,8 @@ async def test_history_replays(path: Path) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-@pytest.mark.parametrize("path", CURRENT, ids=[p.stem for p in CURRENT])
+@pytest.mark.parametrize("path", CURRENT + PROGRESS_VISIBLE,
+                         ids=[f"{p.parent.name}/{p.stem}" for p in CURRENT + PROGRESS_VISIBLE])
 def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")

@@ -51,6 +51,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from kbflow.packets import Packet
     from kbflow.process import RETENTION_AFTER_CLOSE
+    from kbflow.progress import (
+        MEMO_KEY,
+        CaseProgress,
+        Phrase,
+        details_of,
+        progress_of,
+        search_attribute_updates,
+    )
+    from kbflow.public import PublicText
 
 DELIVERY_TIMEOUT = timedelta(seconds=30)
 DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
@@ -64,6 +73,10 @@ _RULINGS = (Event.COURT_RULING, Event.EXTENSION_RULING)
 #: workflow.patched id of the plausibility check of a case start (no date of birth after
 #: the report, every child under 18 on it). Runs started before it were not checked.
 PLAUSIBLE_START_PATCH = "plausible-start"
+#: workflow.patched id of the case's progress in its memo (``kbflow.progress.MEMO_KEY``)
+#: and search attributes (``kbflow.search_attributes``), upserted on every change. Runs
+#: started before it run on without them.
+PROGRESS_PATCH = "progress-visible"
 
 
 @workflow.defn
@@ -79,6 +92,8 @@ class CaseWorkflow:
         self._erasure_request: ErasureRequest | None = None
         self._erasure: Erasure | None = None
         self._deliveries_in_flight = 0
+        self._visible = False  # run() decides, once: PROGRESS_PATCH
+        self._progress: CaseProgress | None = None
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
@@ -88,6 +103,7 @@ class CaseWorkflow:
         Returns:
             The final ``CaseStatus`` (no personal data; readable after erasure).
         """
+        self._visible = workflow.patched(PROGRESS_PATCH)
         if workflow.patched(PLAUSIBLE_START_PATCH):
             # The CLI checks this before it starts a case; a client that bypasses it gets a
             # failed run with the reason, before anything is disclosed.
@@ -98,13 +114,13 @@ class CaseWorkflow:
         packets, self._pending = self._pending, []
         await self._deliver(packets)
         while self._state.phase is not Phase.CLOSED and self._erasure_request is None:
-            self._show_details()
+            self._show_progress()
             await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
                 await self._remind(reminder)
         if workflow.patched(RETENTION_PATCH):
             await self._keep_then_erase()
-        self._show_details()
+        self._show_progress()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.status()
 
@@ -113,7 +129,7 @@ class CaseWorkflow:
         ``erase`` update, then crypto-shred it."""
         if self._erasure_request is None:
             closed_at = self._state.closed_at or workflow.now()
-            self._show_details()
+            self._show_progress()
             while self._erasure_request is None and workflow.now() < closed_at + self._retention:
                 await self._wait_for_event_until(closed_at + self._retention)
         request = self._erasure_request or ErasureRequest(
@@ -131,7 +147,7 @@ class CaseWorkflow:
                          requested_by=request.requested_by),
             start_to_close_timeout=DELIVERY_TIMEOUT,
             retry_policy=DELIVERY_RETRY,
-            summary="erase: destroy the case key, remove its packets",
+            summary=PublicText.of(Phrase.ERASE),
         )
 
     # ---- agency events ----------------------------------------------------------------
@@ -216,7 +232,7 @@ class CaseWorkflow:
             await workflow.wait_condition(
                 lambda: self._changes != seen,
                 timeout=None if due is None else due - now,
-                timeout_summary="next deadline",
+                timeout_summary=PublicText.of(Phrase.NEXT_DEADLINE),
             )
 
     @staticmethod
@@ -252,8 +268,8 @@ class CaseWorkflow:
                 packet,
                 start_to_close_timeout=DELIVERY_TIMEOUT,
                 retry_policy=DELIVERY_RETRY,
-                summary=f"step {int(packet.step)}: {packet.sender.value} to "
-                        f"{packet.recipient.value}",
+                summary=PublicText.of(Phrase.DELIVERY, step=packet.step,
+                                      sender=packet.sender, recipient=packet.recipient),
             )
             for packet in packets
         ))
@@ -264,21 +280,32 @@ class CaseWorkflow:
             reminder,
             start_to_close_timeout=DELIVERY_TIMEOUT,
             retry_policy=DELIVERY_RETRY,
-            summary=f"reminder to {reminder.party.value}: {reminder.event}",
+            summary=PublicText.of(Phrase.REMINDER, party=reminder.party,
+                                  event=reminder.event),
         )
 
-    def _show_details(self) -> None:
+    def _show_progress(self) -> None:
+        """Show where the case stands: its current details (always) and, for runs with
+        ``PROGRESS_PATCH``, its memo and search attributes, upserted when they changed."""
         state = self._state
-        lines = [f"phase: {state.phase.value}"]
-        if state.end_state is not None:
-            lines.append(f"end state: {state.end_state.value}")
-        if state.erased_at is not None:
-            lines.append(f"erased: {state.erased_at:%Y-%m-%d}")
-        elif state.closed_at is not None:
-            lines.append(f"personal data kept until {state.closed_at + self._retention:%Y-%m-%d}")
-        lines += [
-            f"awaiting {w.party.value}: {w.event}"
-            + (f" (due {w.due:%Y-%m-%d})" if w.due else "")
-            for w in state.awaited
-        ]
-        workflow.set_current_details("\n".join(lines))
+        progress = progress_of(state, workflow.now())
+        kept_until = None if state.closed_at is None else state.closed_at + self._retention
+        self._set_details(details_of(progress, kept_until, state.erased_at))
+        if self._visible and progress != self._progress:
+            updates = search_attribute_updates(progress, since=self._progress)
+            self._progress = progress
+            workflow.upsert_memo({MEMO_KEY: progress})
+            if updates:
+                workflow.upsert_search_attributes(updates)
+
+    @staticmethod
+    def _set_details(details: PublicText) -> None:
+        """The one place the workflow's current details are set: only a ``PublicText``,
+        so the ``__temporal_workflow_metadata`` query result stays plaintext.
+
+        Raises:
+            TypeError: ``details`` is not a ``PublicText``.
+        """
+        if not isinstance(details, PublicText):
+            raise TypeError("current details must be a PublicText")
+        workflow.set_current_details(details)
