@@ -15,6 +15,7 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_PSEUDONYM_KEY`` | the data dir's file | pseudonym key, 64 hex characters; secret |
 | ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the codec server's token; secret |
 | ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
+| ``KBFLOW_METRICS_PORT`` | unset: no endpoint | the worker's Prometheus ``/metrics`` port |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use); the data dir also
@@ -23,7 +24,7 @@ configured ``KBFLOW_PARTY_KEYS_DIR`` never gets keys created in it (ops' folder 
 parties' public keys).
 
 A variable set to the empty string counts as unset. The secrets stay out of
-``repr(settings)``.
+``repr(settings)``. ``KBFLOW_METRICS_PORT`` must be a port number (1-65535).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 PSEUDONYM_KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
 CODEC_TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
+METRICS_PORT_ENV = "KBFLOW_METRICS_PORT"
+
+
+class SettingsError(ValueError):
+    """A variable's value is not of its kind; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Settings:
     pseudonym_key: str | None = field(default=None, repr=False)
     codec_token: str | None = field(default=None, repr=False)
     party_keys_dir: Path | None = None
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +75,9 @@ class Settings:
 
         Args:
             env: the environment to read; default ``os.environ``.
+
+        Raises:
+            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
@@ -80,6 +90,7 @@ class Settings:
             pseudonym_key=env.get(PSEUDONYM_KEY_ENV) or None,
             codec_token=env.get(CODEC_TOKEN_ENV) or None,
             party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
+            metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
         )
 
     @property
@@ -122,6 +133,14 @@ class Settings:
     def dev_server_log_path(self) -> Path:
         """Where ``kbflow demo`` writes the output of a dev server it starts."""
         return self.data_dir / "temporal-server.log"
+
+
+def _port(value: str | None, variable: str) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
+        raise SettingsError(f"{variable}: not a port number (1-65535)")
+    return int(value)
 
 
 def workflow_id(case_ref: str) -> str:
