@@ -7,8 +7,9 @@ while a history replays; ``activity.metric_meter()`` in activities). Counters en
 ``_total`` on the endpoint (``counters_total_suffix``) and durations are in seconds.
 
 No label holds personal data or a case ref: labels are event names, party codes, step
-numbers, refusal codes (``kbflow.case.RefusalCode``), erasure reasons, activity names and
-exception class names only, each from a short fixed list.
+numbers, refusal codes (``kbflow.case.RefusalCode``), erasure reasons and exception class
+names only, each from a short fixed list; the SDK's meters add ``namespace``,
+``task_queue``, ``service_name`` and ``workflow_type`` or ``activity_type``.
 
 ``runtime`` makes the one ``temporalio.runtime.Runtime`` the worker's client (and so the
 worker) runs on; it also forwards the SDK core's log lines into Python logging
@@ -70,7 +71,8 @@ ESCALATIONS = Series(
 ERASURES = Series("kbflow_erasures", "Cases crypto-shredded", ("reason",))
 DELIVERY_FAILURES = Series(
     "kbflow_delivery_failures", "Activity attempts (deliveries, reminders, erasures) "
-    "that raised", ("activity", "error"))
+    "that raised, by exception type (the SDK's activity_type label says which)",
+    ("error",))
 
 SERIES: tuple[Series, ...] = (EVENTS_ACCEPTED, EVENTS_REFUSED, PACKETS_DELIVERED, REMINDERS,
                               ESCALATIONS, ERASURES, DELIVERY_FAILURES)

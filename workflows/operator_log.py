@@ -218,6 +218,5 @@ class _ActivityAttempts(ActivityInboundInterceptor):
                             attempt=info.attempt, error=kind,
                             case_ref=case_ref_of(info.workflow_id or ""),
                             workflow_id=info.workflow_id)
-                metrics.DELIVERY_FAILURES.add(activity.metric_meter(),
-                                              {"activity": info.activity_type, "error": kind})
+                metrics.DELIVERY_FAILURES.add(activity.metric_meter(), {"error": kind})
             raise

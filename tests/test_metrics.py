@@ -1,0 +1,178 @@
+"""The worker's Prometheus endpoint (kbflow/metrics.py, workflows/operator_log.py): the
+SDK runtime's series plus kbflow's, with fixed, non-personal labels.
+
+A worker runs on ``kbflow.metrics.runtime`` with a free port, against the session's
+time-skipping server; a case gets refusals, acceptances, a repeat, a failed delivery
+attempt, a missed deadline (reminders and escalations, by skipping time) and an erasure;
+then ``/metrics`` is scraped with httpx and its samples are compared with what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import MetricMeter
+from temporalio.runtime import Runtime
+from temporalio.testing import WorkflowEnvironment
+
+from activities.outbox_store import OutboxStore
+from encryption.keys import KeyStore
+from encryption.storage import StorageError
+from kbflow import metrics
+from kbflow.case import EventOutcome, RefusalCode
+from kbflow.events import ErasureReason, ErasureRequest
+from kbflow.process import ESCALATION_GRACE, PROCESS_TABLE, Party, Step
+from kbflow.settings import Settings, workflow_id
+from tests import factories as f
+from tests.test_case_workflow import plausible
+from worker import build_worker, connect
+from workflows.case_workflow import CaseWorkflow
+
+Labels = dict[str, str]
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text: str) -> dict[str, list[tuple[Labels, float]]]:
+    """The samples of a Prometheus text exposition, by series name."""
+    samples: dict[str, list[tuple[Labels, float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name, labels, value = match.groups()
+        samples.setdefault(name, []).append(
+            (dict(_LABEL.findall(labels or "")), float(value)))
+    return samples
+
+
+def value(samples: dict[str, list[tuple[Labels, float]]], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(v for found, v in samples.get(name, []) if labels.items() <= found.items())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def scrape_until(url: str, ready: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+                       bound: float = 30.0) -> tuple[str, dict[str, list[tuple[Labels, float]]]]:
+    """Scrape ``url`` until every (series, labels) in ``ready`` has at least its value, or
+    ``bound`` seconds pass (the last scrape is returned either way)."""
+    deadline = asyncio.get_running_loop().time() + bound
+    async with httpx.AsyncClient() as http:
+        while True:
+            response = await http.get(url)
+            response.raise_for_status()
+            samples = parse(response.text)
+            if all(value(samples, name, **dict(labels)) >= want
+                   for (name, labels), want in ready.items()):
+                return response.text, samples
+            if asyncio.get_running_loop().time() > deadline:
+                return response.text, samples
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def metrics_port() -> tuple[Runtime, int]:
+    """One runtime with a metrics endpoint for this module (a runtime keeps its port)."""
+    port = free_port()
+    return metrics.runtime(port, host="127.0.0.1"), port
+
+
+async def test_the_endpoint_serves_kbflow_series_after_a_case(
+    env: WorkflowEnvironment, keys: KeyStore, tmp_path: Path, task_queue: str,
+    metrics_port: tuple[Runtime, int], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime, port = metrics_port
+    settings = Settings(temporal_address=env.client.service_client.config.target_host,
+                        namespace=env.client.namespace, data_dir=tmp_path)
+    client: Client = await connect(settings, keys, runtime)
+    store = OutboxStore(settings, keys=keys)
+    # The first delivery attempt of a step-3 packet fails (a storage fault); the retry works.
+    deliver, failed = store.deliver, []
+
+    def deliver_once_failing(packet):  # type: ignore[no-untyped-def]
+        if packet.step == Step.RESIDENCE_INFORMATION and not failed:
+            failed.append(packet.packet_id)
+            raise StorageError(f"cannot write {settings.outbox_path}: disk full")
+        return deliver(packet)
+
+    monkeypatch.setattr(store, "deliver", deliver_once_failing)
+    start = await plausible(client, f.case_start())
+    async with build_worker(client, task_queue, store):
+        handle = await client.start_workflow(CaseWorkflow.run, start,
+                                             id=workflow_id(start.case_ref),
+                                             task_queue=task_queue)
+        # Refused: IND may not announce; an unknown event (its name and body personal).
+        wrong = f.announce(sender=Party.IND, weigh=True)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(wrong.name, wrong.event, result_type=EventOutcome)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(f.CHILD.name, {"sender": "RVDK", "note": f.CHILD.name},
+                                        result_type=EventOutcome)
+        # Accepted: the announcement, IND's reply, and a repeat of that reply.
+        announce, reply = f.announce(), f.residence_ind()
+        for ev in (announce, reply, reply):
+            await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
+        # DT&V misses its step-3 deadline: reminded, then escalated.
+        reply_due = PROCESS_TABLE[Step.RESIDENCE_INFORMATION].reply_due
+        assert reply_due is not None
+        await env.sleep(reply_due + ESCALATION_GRACE + dt.timedelta(days=1))
+        await handle.execute_update(
+            CaseWorkflow.erase, ErasureRequest(requested_by="fg-test-operator",
+                                               reason=ErasureReason.COURT_ORDER))
+        await handle.result()
+
+        accepted, refused = "kbflow_events_accepted_total", "kbflow_events_refused_total"
+        expected = {
+            (accepted, (("event", "announce_investigation"), ("sender", "RVDK"),
+                        ("duplicate", "false"))): 1,
+            (accepted, (("event", "residence_information"), ("sender", "IND"),
+                        ("duplicate", "false"))): 1,
+            (accepted, (("event", "residence_information"), ("sender", "IND"),
+                        ("duplicate", "true"))): 1,
+            (refused, (("event", "announce_investigation"), ("sender", "IND"),
+                       ("code", RefusalCode.WRONG_SENDER.value))): 1,
+            (refused, (("event", "unknown"), ("sender", "RVDK"),
+                       ("code", RefusalCode.UNKNOWN_EVENT.value))): 1,
+            ("kbflow_packets_delivered_total", (("step", "3"), ("recipient", "RVDK"))): 1,
+            ("kbflow_reminders_total", (("party", "DTV"),
+                                        ("event", "residence_information"))): 1,
+            ("kbflow_escalations_total", (("party", "DTV"),
+                                          ("event", "residence_information"))): 1,
+            ("kbflow_erasures_total", (("reason", "court-order"),)): 1,
+            ("kbflow_delivery_failures_total", (("activity_type", "deliver_packet"),
+                                                ("error", "StorageError"))): 1,
+        }
+        text, samples = await scrape_until(f"http://127.0.0.1:{port}/metrics", expected)
+
+    for (name, labels), want in expected.items():
+        assert value(samples, name, **dict(labels)) == want, (name, labels, samples.get(name))
+    assert value(samples, "kbflow_packets_delivered_total", step="1") >= 1  # the report
+    # The SDK runtime's own series are there too, schedule-to-start latencies among them.
+    assert "temporal_workflow_task_schedule_to_start_latency_bucket" in samples
+    assert "temporal_activity_schedule_to_start_latency_bucket" in samples
+    # kbflow's label values are from fixed lists; no case ref, no personal value anywhere.
+    for series in metrics.SERIES:
+        for labels, _ in samples.get(series.exposed_name, []):
+            assert set(series.labels) <= set(labels)
+    assert start.case_ref not in text
+    assert f.leaked(text) == []
+
+
+def test_no_metrics_port_means_no_endpoint() -> None:
+    assert Settings.from_env({}).metrics_port is None
+    assert Settings.from_env({"KBFLOW_METRICS_PORT": "9464"}).metrics_port == 9464
+    assert metrics.runtime(None).metric_meter is MetricMeter.noop  # nothing is served
+    assert metrics.runtime(free_port()).metric_meter is not MetricMeter.noop
