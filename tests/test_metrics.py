@@ -11,29 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError
+import structlog
+from temporalio.client import Client, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.outbox_store import OutboxStore
+from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
 from kbflow import metrics
 from kbflow.case import EventOutcome, RefusalCode
 from kbflow.events import ErasureReason, ErasureRequest
+from kbflow.logs import configure_logging
 from kbflow.process import ESCALATION_GRACE, PROCESS_TABLE, Party, Step
 from kbflow.settings import Settings, workflow_id
 from tests import factories as f
+from tests.record_histories import fixture_keys
 from tests.test_case_workflow import plausible
 from worker import build_worker, connect
 from workflows.case_workflow import CaseWorkflow
+from workflows.operator_log import OperatorLog
 
 Labels = dict[str, str]
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -81,6 +90,17 @@ async def scrape_until(url: str, ready: dict[tuple[str, tuple[tuple[str, str], .
             if asyncio.get_running_loop().time() > deadline:
                 return response.text, samples
             await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the logging configuration back after a test that configures its own."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +196,35 @@ def test_no_metrics_port_means_no_endpoint() -> None:
     assert Settings.from_env({"KBFLOW_METRICS_PORT": "9464"}).metrics_port == 9464
     assert metrics.runtime(None).metric_meter is MetricMeter.noop  # nothing is served
     assert metrics.runtime(free_port()).metric_meter is not MetricMeter.noop
+
+
+HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
+
+
+async def test_replaying_histories_logs_and_counts_nothing(
+    metrics_port: tuple[Runtime, int], restore_logging: None,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Every committed history replays with ``OperatorLog`` in place, and the replays add
+    no kbflow sample and no operator log line: what a case did is logged and counted once,
+    when it happens, not again when a worker rebuilds the case from its history."""
+    runtime, port = metrics_port
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with httpx.AsyncClient() as http:
+        before = parse((await http.get(url)).text)
+    replayer = Replayer(workflows=[CaseWorkflow], interceptors=[OperatorLog()],
+                        data_converter=encrypted_data_converter(fixture_keys()),
+                        runtime=runtime)
+    assert len(HISTORIES) >= 21
+    configure_logging(json=True)  # as the worker does
+    for path in HISTORIES:
+        history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (path, result.replay_failure)
+    async with httpx.AsyncClient() as http:
+        after = parse((await http.get(url)).text)
+    assert {name: after[name] for name in after if name.startswith("kbflow_")} == {
+        name: before[name] for name in before if name.startswith("kbflow_")}
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()
+             if line.startswith("{")]
+    assert [line for line in lines if line.get("logger") == "kbflow.operator"] == []
