@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -35,6 +35,7 @@ from kbflow import metrics
 from kbflow.case import EventOutcome, RefusalCode
 from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
+from kbflow.packets import Packet
 from kbflow.process import ESCALATION_GRACE, PROCESS_TABLE, Party, Step
 from kbflow.settings import Settings, workflow_id
 from tests import factories as f
@@ -74,7 +75,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def scrape_until(url: str, ready: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+async def scrape_until(url: str, ready: Mapping[tuple[str, tuple[tuple[str, str], ...]], float],
                        bound: float = 30.0) -> tuple[str, dict[str, list[tuple[Labels, float]]]]:
     """Scrape ``url`` until every (series, labels) in ``ready`` has at least its value, or
     ``bound`` seconds pass (the last scrape is returned either way)."""
@@ -120,9 +121,9 @@ async def test_the_endpoint_serves_kbflow_series_after_a_case(
     client: Client = await connect(settings, keys, runtime)
     store = OutboxStore(settings, keys=keys)
     # The first delivery attempt of a step-3 packet fails (a storage fault); the retry works.
-    deliver, failed = store.deliver, []
+    deliver, failed = store.deliver, list[str]()
 
-    def deliver_once_failing(packet):  # type: ignore[no-untyped-def]
+    def deliver_once_failing(packet: Packet) -> bool:
         if packet.step == Step.RESIDENCE_INFORMATION and not failed:
             failed.append(packet.packet_id)
             raise StorageError(f"cannot write {settings.outbox_path}: disk full")
@@ -185,8 +186,8 @@ async def test_the_endpoint_serves_kbflow_series_after_a_case(
     assert "temporal_activity_schedule_to_start_latency_bucket" in samples
     # kbflow's label values are from fixed lists; no case ref, no personal value anywhere.
     for series in metrics.SERIES:
-        for labels, _ in samples.get(series.exposed_name, []):
-            assert set(series.labels) <= set(labels)
+        for found, _ in samples.get(series.exposed_name, []):
+            assert set(series.labels) <= set(found)
     assert start.case_ref not in text
     assert f.leaked(text) == []
 
