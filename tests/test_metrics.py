@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,14 +33,16 @@ from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
 from kbflow import metrics
-from kbflow.case import EventOutcome, RefusalCode
+from kbflow.case import EventOutcome, EventRefused, RefusalCode, rule_of
 from kbflow.events import ErasureReason, ErasureRequest
+from kbflow.items import PersonVNumber
 from kbflow.logs import configure_logging
 from kbflow.packets import Packet
 from kbflow.process import ESCALATION_GRACE, PROCESS_TABLE, Party, Step
 from kbflow.settings import Settings, workflow_id
 from tests import factories as f
 from tests.record_histories import fixture_keys
+from tests.test_case_state import started
 from tests.test_case_workflow import plausible
 from worker import build_worker, connect
 from workflows.case_workflow import CaseWorkflow
@@ -114,7 +117,9 @@ def metrics_port() -> tuple[Runtime, int]:
 async def test_the_endpoint_serves_kbflow_series_after_a_case(
     env: WorkflowEnvironment, keys: KeyStore, tmp_path: Path, task_queue: str,
     metrics_port: tuple[Runtime, int], monkeypatch: pytest.MonkeyPatch,
+    restore_logging: None, capfd: pytest.CaptureFixture[str],
 ) -> None:
+    configure_logging(json=True)  # as the worker does
     runtime, port = metrics_port
     settings = Settings(temporal_address=env.client.service_client.config.target_host,
                         namespace=env.client.namespace, data_dir=tmp_path)
@@ -181,9 +186,27 @@ async def test_the_endpoint_serves_kbflow_series_after_a_case(
     for (name, labels), want in expected.items():
         assert value(samples, name, **dict(labels)) == want, (name, labels, samples.get(name))
     assert value(samples, "kbflow_packets_delivered_total", step="1") >= 1  # the report
-    # The SDK runtime's own series are there too, schedule-to-start latencies among them.
+    # The SDK runtime's own series are there too, schedule-to-start latencies among them
+    # (in seconds: buckets below 1), and every series the README's alert rules name.
     assert "temporal_workflow_task_schedule_to_start_latency_bucket" in samples
     assert "temporal_activity_schedule_to_start_latency_bucket" in samples
+    assert any(float(found["le"]) < 1 for found, _ in
+               samples["temporal_activity_schedule_to_start_latency_bucket"])
+    assert "temporal_workflow_completed_total" in samples
+    rules = _readme_section("Logs and metrics").split("```yaml", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"\b((?:kbflow|temporal)_[a-z_]+)\b", rules))
+    assert len(named) == 3 and named <= set(samples), named - set(samples)
+    # The SDK's meters add their labels to kbflow's series.
+    for series_name in {name for name, _ in expected}:
+        for found, _ in samples[series_name]:
+            assert {"namespace", "task_queue", "service_name"} <= set(found), series_name
+            assert {"workflow_type", "activity_type"} & set(found), series_name
+    # The failed attempt is logged, by its exception type.
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines()
+               if line.startswith("{")]
+    assert [(r["activity"], r["attempt"], r["error"], r["level"], r["case_ref"])
+            for r in records if r.get("event") == "activity attempt failed"] == [
+        ("deliver_packet", 1, "StorageError", "warning", start.case_ref)]
     # kbflow's label values are from fixed lists; no case ref, no personal value anywhere.
     for series in metrics.SERIES:
         for found, _ in samples.get(series.exposed_name, []):
@@ -229,3 +252,83 @@ async def test_replaying_histories_logs_and_counts_nothing(
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()
              if line.startswith("{")]
     assert [line for line in lines if line.get("logger") == "kbflow.operator"] == []
+
+
+# ---- refusal codes, the README's tables, the worker's metrics port ------------------------
+
+CODE_CASES: list[tuple[RefusalCode, Any, Any]] = [
+    # (code, events before, the refused event; admitted as the workflow's validator does)
+    (RefusalCode.WRONG_SENDER, list, lambda: f.announce(sender=Party.IND)),
+    (RefusalCode.NOT_NOW, lambda: [f.announce()], f.announce),
+    (RefusalCode.NOT_AWAITED, lambda: [f.announce(), f.residence_ind()], f.residence_ind),
+    (RefusalCode.NO_WEIGHING, lambda: [f.announce()], lambda: f.residence_ind(weigh=False)),
+    (RefusalCode.DUPLICATE_CONFLICT, lambda: [f.announce(key="rvdk-announce-000042")],
+     lambda: f.residence_ind(key="rvdk-announce-000042")),
+    (RefusalCode.CLOSED, lambda: [f.announce(), f.residence_ind(), f.residence_dtv(),
+                                  f.decision(investigate=False)], f.announce),
+    (RefusalCode.V_NUMBER_CONTRADICTION, lambda: [f.announce(), f.residence_ind()],
+     lambda: f.residence_dtv(v_number=(PersonVNumber(person=0, v_number=f.V_NUMBERS[2]),))),
+    (RefusalCode.RULING_DATE, f.to_awaiting_ruling,
+     lambda: f.ruling(ruled_on=dt.date(2999, 1, 1))),
+]
+
+
+@pytest.mark.parametrize(("code", "before", "refused"), CODE_CASES,
+                         ids=[case[0].value for case in CODE_CASES])
+def test_each_refusal_carries_its_code(code: RefusalCode, before: Any, refused: Any) -> None:
+    case = started(*before())
+    event = refused()
+    with pytest.raises(EventRefused) as error:
+        case.state.admit(event.name, event.event, case.now + dt.timedelta(hours=1))
+    assert error.value.code is code, str(error.value)
+
+
+def test_an_unknown_event_is_refused_as_unknown_event() -> None:
+    with pytest.raises(EventRefused) as error:
+        rule_of("no_such_event")
+    assert error.value.code is RefusalCode.UNKNOWN_EVENT
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    return text[start:text.find("\n## ", start + 1)]
+
+
+def test_the_readme_lists_every_series_with_its_labels_and_every_refusal_code() -> None:
+    section = _readme_section("Logs and metrics")
+    rows = re.findall(r"^\| `(kbflow_[a-z_]+)` \| ([^|]*) \|", section, re.MULTILINE)
+    assert {name: tuple(re.findall(r"`([a-z_]+)`", labels)) for name, labels in rows} == {
+        series.exposed_name: series.labels for series in metrics.SERIES}
+    listed = section[section.index("The codes"):section.index("A worker that rebuilds")]
+    assert re.findall(r"`([a-z_0-9]+)`", listed.split(":", 1)[1]) == [
+        code.value for code in RefusalCode]
+
+
+def _cli_worker(env: dict[str, str]) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from starter.cli import app
+
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stderr
+
+
+def test_a_metrics_port_in_use_or_malformed_stops_the_worker_in_one_line(
+    tmp_path: Path, restore_logging: None,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _cli_worker({"KBFLOW_DATA_DIR": str(tmp_path),
+                                 "KBFLOW_METRICS_PORT": str(port)})
+    assert code == 1
+    assert err.startswith(f"error: cannot serve metrics on port {port}: ")
+    assert len(err.strip().splitlines()) == 1
+    code, err = _cli_worker({"KBFLOW_DATA_DIR": str(tmp_path), "KBFLOW_METRICS_PORT": "http"})
+    assert (code, err.strip()) == (1, "error: KBFLOW_METRICS_PORT: not a port number (1-65535)")
