@@ -159,10 +159,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, settings.task_queue, store)
-    log.info("worker started", task_queue=settings.task_queue,
-             temporal_address=settings.temporal_address, namespace=settings.namespace,
-             metrics_port=settings.metrics_port)
-    async with worker:
+    async with worker:  # validated against the server: it polls from here on
+        log.info("worker started", task_queue=settings.task_queue,
+                 temporal_address=settings.temporal_address, namespace=settings.namespace,
+                 metrics_port=settings.metrics_port)
         await stop.wait()
         log.info("worker stopping", task_queue=settings.task_queue)
     log.info("worker stopped", task_queue=settings.task_queue)

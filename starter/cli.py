@@ -224,10 +224,13 @@ def worker() -> None:
     except MetricsPortError as error:
         _fail(str(error))
     except RuntimeError as error:
-        if "connect" not in str(error).lower():
-            raise
-        _fail(f"cannot reach Temporal at {settings.temporal_address}; "
-              "start it with `kbflow server` or set TEMPORAL_ADDRESS")
+        if "connect" in str(error).lower():
+            _fail(f"cannot reach Temporal at {settings.temporal_address}; "
+                  "start it with `kbflow server` or set TEMPORAL_ADDRESS")
+        # Anything else the SDK raises (a worker that failed while it ran) is one more
+        # JSON line, its traceback in it, like everything else the worker writes.
+        logging.getLogger("worker").exception("worker failed")
+        raise typer.Exit(1) from None
 
 
 @app.command()

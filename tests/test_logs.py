@@ -15,12 +15,14 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -164,12 +166,15 @@ async def test_the_sdk_cores_lines_reach_the_json_log_and_nothing_reaches_stdout
     env = {**os.environ, "TEMPORAL_ADDRESS": server.client.service_client.config.target_host,
            "KBFLOW_DATA_DIR": str(tmp_path / "data"), "KBFLOW_MASTER_KEYS": "",
            "KBFLOW_PSEUDONYM_KEY": "", "KBFLOW_CODEC_TOKEN": "", "KBFLOW_PARTY_KEYS_DIR": "",
-           "KBFLOW_METRICS_PORT": ""}
+           "KBFLOW_METRICS_PORT": "", "KBFLOW_TASK_QUEUE": "kbflow-probe"}
     with out.open("wb") as stdout, err.open("wb") as stderr:
         worker = subprocess.Popen([str(installed_binary("kbflow")), "worker"], env=env,
                                   stdout=stdout, stderr=stderr)
     try:
-        await _until(lambda: any('"worker started"' in line for line in _lines(err)), 60)
+        # The worker polls: it takes the first task of a workflow (of a type it lacks).
+        probe = await server.client.start_workflow("NoSuchWorkflow", id="probe",
+                                                   task_queue="kbflow-probe")
+        await _until_async(lambda: _task_started(probe), 60)
         await server.shutdown()
         await _until(lambda: any('"temporalio.core"' in line and "Unavailable" in line
                                  for line in _lines(err)), 90)
@@ -182,6 +187,7 @@ async def test_the_sdk_cores_lines_reach_the_json_log_and_nothing_reaches_stdout
             worker.wait()
     assert out.read_bytes() == b""
     lines = _lines(err)
+    assert [line for line in lines if not line.startswith("{")] == [], err.read_text()
     records = [json.loads(line) for line in lines]  # every line is JSON
     core = [r for r in records if r["logger"] == "temporalio.core"]
     assert core and all(r["level"] in ("warning", "error") and r["core"]["target"]
@@ -192,8 +198,21 @@ async def test_the_sdk_cores_lines_reach_the_json_log_and_nothing_reaches_stdout
 
 async def _until(condition: Callable[[], bool], bound: float) -> None:
     """Wait until ``condition()`` holds, polling, at most ``bound`` seconds."""
+    async def holds() -> bool:
+        return condition()
+    await _until_async(holds, bound)
+
+
+async def _until_async(condition: Callable[[], Awaitable[bool]], bound: float) -> None:
+    """Wait until ``await condition()`` holds, polling, at most ``bound`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bound
-    while not condition():
+    while not await condition():
         assert loop.time() < deadline, f"not within {bound} s"
         await asyncio.sleep(0.2)
+
+
+async def _task_started(handle: WorkflowHandle[Any, Any]) -> bool:
+    history = await handle.fetch_history()
+    return any(event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+               for event in history.events)
