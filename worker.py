@@ -2,7 +2,11 @@
 
 Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
 address and namespace, the task queue, the data dir and the keys); logs JSON lines to
-stderr that carry case refs, steps and workflow ids, never personal data. SIGTERM or
+stderr that carry case refs, steps and workflow ids, never personal data: every accepted
+and refused event, delivery, reminder, escalation, retention end, erasure and failed
+activity attempt (``workflows.operator_log.OperatorLog``, ``activities.delivery``), and
+the SDK core's own lines (``kbflow.metrics.runtime``). With ``KBFLOW_METRICS_PORT`` set it
+serves Prometheus metrics on ``/metrics`` there (``kbflow.metrics``). SIGTERM or
 SIGINT stops it gracefully: running activities get ``GRACEFUL_SHUTDOWN`` (30 s) to
 finish, then it exits.
 
@@ -25,6 +29,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import Runtime
 from temporalio.worker import (
     HandleQueryInput,
     Interceptor,
@@ -38,10 +43,11 @@ from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
-from kbflow import search_attributes
+from kbflow import metrics, search_attributes
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
+from workflows.operator_log import OperatorLog
 
 log = structlog.get_logger(__name__)
 
@@ -49,18 +55,26 @@ log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-async def connect(settings: Settings, keys: KeyStore | None = None) -> Client:
+async def connect(settings: Settings, keys: KeyStore | None = None,
+                  runtime: Runtime | None = None) -> Client:
     """A Temporal client with kbflow's encrypting data converter (``encryption.codec``),
     for the worker and the CLI; headers go through the codec too.
 
-    ``keys`` defaults to the key store ``settings`` configures (``KeyStore.open``).
+    ``keys`` defaults to the key store ``settings`` configures (``KeyStore.open``);
+    ``runtime`` to the SDK's default runtime (the worker passes ``kbflow.metrics.runtime``:
+    a worker runs on its client's runtime).
     """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
         data_converter=encrypted_data_converter(keys or KeyStore.open(settings)),
         header_codec_behavior=HeaderCodecBehavior.CODEC,
+        runtime=runtime,
     )
+
+
+class MetricsPortError(RuntimeError):
+    """The worker cannot serve metrics on ``KBFLOW_METRICS_PORT`` (in use, not allowed)."""
 
 
 #: Queries an erased case still answers: its status holds no personal data.
@@ -107,7 +121,8 @@ def build_worker(
 
     ``identity`` names the worker in Temporal (default: the SDK's pid@host). Queries
     on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
-    key store).
+    key store); events, escalations and failed attempts are logged and counted
+    (``OperatorLog``) on the client's runtime.
     """
     activities = DeliveryActivities(store)
     return Worker(
@@ -117,14 +132,27 @@ def build_worker(
         activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
-        interceptors=[ErasedCaseQueries(store.keys)],
+        interceptors=[ErasedCaseQueries(store.keys), OperatorLog()],
     )
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None."""
+    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None.
+
+    Its client and worker run on one runtime (``kbflow.metrics.runtime``): the SDK core's
+    logs forwarded to Python logging, and ``/metrics`` on ``settings.metrics_port`` if set.
+
+    Raises:
+        MetricsPortError: the metrics port cannot be bound.
+        RuntimeError: Temporal cannot be reached (the SDK's "Failed client connect").
+    """
     keys = KeyStore.open(settings)  # one instance: codec and outbox shred alike
-    client = await connect(settings, keys)
+    try:
+        runtime = metrics.runtime(settings.metrics_port)
+    except Exception as error:  # the SDK raises a bare exception from its bridge
+        raise MetricsPortError(
+            f"cannot serve metrics on port {settings.metrics_port}: {error}") from None
+    client = await connect(settings, keys, runtime)
     store = OutboxStore(settings, keys=keys)
     if stop is None:
         stop = asyncio.Event()
@@ -133,9 +161,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             loop.add_signal_handler(sig, stop.set)
     await check_search_attributes(client)
     worker = build_worker(client, settings.task_queue, store)
-    log.info("worker started", task_queue=settings.task_queue,
-             temporal_address=settings.temporal_address, namespace=settings.namespace)
-    async with worker:
+    async with worker:  # validated against the server: it polls from here on
+        log.info("worker started", task_queue=settings.task_queue,
+                 temporal_address=settings.temporal_address, namespace=settings.namespace,
+                 metrics_port=settings.metrics_port)
         await stop.wait()
         log.info("worker stopping", task_queue=settings.task_queue)
     log.info("worker stopped", task_queue=settings.task_queue)

@@ -1,4 +1,11 @@
-"""Activities that deliver packets and reminders (the I/O of PROCESS.md §3's flows)."""
+"""Activities that deliver packets and reminders (the I/O of PROCESS.md §3's flows).
+
+Each logs what it did (case ref, step, parties, packet or notice id, workflow id; never
+personal data) and counts it with the activity's metric meter (``kbflow.metrics``):
+packets delivered, reminders sent, cases erased. A retry that finds its work done logs
+"already …" and counts nothing. Failed attempts are logged and counted by
+``workflows.operator_log.OperatorLog``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,9 @@ from temporalio.exceptions import ApplicationError
 from activities.outbox_store import Erasure, OutboxStore
 from encryption.keys import KeyUnavailable
 from encryption.sealed import PartyKeyMissing
+from kbflow import metrics
 from kbflow.case import Reminder
+from kbflow.events import ErasureReason
 from kbflow.packets import Packet
 
 log = structlog.get_logger(__name__)
@@ -62,6 +71,9 @@ class DeliveryActivities:
                  case_ref=packet.case_ref, step=int(packet.step), sender=packet.sender.value,
                  recipient=packet.recipient.value, packet_id=packet.packet_id,
                  workflow_id=activity.info().workflow_id)
+        if delivered:
+            metrics.PACKETS_DELIVERED.add(activity.metric_meter(), {
+                "step": str(int(packet.step)), "recipient": packet.recipient.value})
         return DeliveryReceipt(packet_id=packet.packet_id, delivered=delivered)
 
     @activity.defn
@@ -70,16 +82,37 @@ class DeliveryActivities:
         sent = await asyncio.to_thread(self.store.remind, reminder)
         log.info("reminder sent" if sent else "reminder already sent",
                  case_ref=reminder.case_ref, party=reminder.party.value,
-                 awaited_event=reminder.event, workflow_id=activity.info().workflow_id)
+                 step=None if reminder.step is None else int(reminder.step),
+                 awaited_event=reminder.event.value, workflow_id=activity.info().workflow_id)
+        if sent:
+            metrics.REMINDERS.add(activity.metric_meter(), {
+                "party": reminder.party.value, "event": reminder.event.value})
         return sent
 
     @activity.defn
     async def erase_case(self, order: ErasureOrder) -> Erasure:
         """Crypto-shred a case: destroy its data key (its Temporal history and every backup
-        become unreadable), remove its packets, record the erasure. Idempotent."""
+        become unreadable), remove its packets, record the erasure. Idempotent.
+
+        Logs "retention ended" first when the retention timer ordered it; the log line
+        and the ``kbflow_erasures_total`` label carry the reason's code (``ErasureReason``),
+        never who asked."""
+        reason = erasure_reason(order.reason)
+        if reason == ErasureReason.RETENTION_ENDED.value:
+            log.info("retention ended", case_ref=order.case_ref,
+                     workflow_id=activity.info().workflow_id)
         erasure = await asyncio.to_thread(
             self.store.erase, order.case_ref, reason=order.reason,
             requested_by=order.requested_by, at=activity.info().current_attempt_scheduled_time)
-        log.info("case erased", case_ref=order.case_ref, packets_removed=erasure.packets_removed,
-                 key_destroyed=erasure.key_destroyed, workflow_id=activity.info().workflow_id)
+        log.info("case erased", case_ref=order.case_ref, reason=reason,
+                 packets_removed=erasure.packets_removed, key_destroyed=erasure.key_destroyed,
+                 workflow_id=activity.info().workflow_id)
+        metrics.ERASURES.add(activity.metric_meter(), {"reason": reason})
         return erasure
+
+
+def erasure_reason(reason: str) -> str:
+    """The ``ErasureReason`` code an erasure order's reason starts with (the retention
+    timer adds "(N days after closing)"), or ``unknown``."""
+    code = reason.split(" ", 1)[0]
+    return code if code in {r.value for r in ErasureReason} else metrics.UNKNOWN

@@ -65,9 +65,36 @@ from kbflow.record import CaseRecord
 _VIEW = ConfigDict(frozen=True, extra="forbid")
 
 
+class RefusalCode(StrEnum):
+    """Why an event was refused, in one machine-readable word: what operator logs and the
+    ``kbflow_events_refused_total`` metric carry (never the message, never a value)."""
+
+    MALFORMED = "malformed"  # not the event's body shape, or a field out of its bounds
+    TOO_LARGE = "too_large"  # over kbflow.items.BODY_MAX_BYTES
+    UNKNOWN_EVENT = "unknown_event"
+    WRONG_SENDER = "wrong_sender"
+    NOT_IN_FLOW = "not_in_flow"  # an item outside the sender's flow (PROCESS.md §5)
+    NO_WEIGHING = "no_weighing"  # the sender's first disclosure without its weighing
+    UNKNOWN_PERSON = "unknown_person"  # a V-nummer for a person the case does not have
+    CLOSED = "closed"  # the case is closed
+    NOT_NOW = "not_now"  # out of order: wrong phase, cycle or guard
+    NOT_AWAITED = "not_awaited"  # out of order: nothing of the kind awaited from the sender
+    V_NUMBER_TWICE = "v_number_twice"  # one person given two V-nummers
+    V_NUMBER_CONTRADICTION = "v_number_contradiction"
+    DUPLICATE_CONFLICT = "duplicate_conflict"  # idempotency key reused for another event
+    RULING_DATE = "ruling_date"  # ruled_on missing, in the future or before the report
+    ERASING = "erasing"  # the case is being erased
+    ERASED = "erased"  # an erase of a case erased already
+
+
 class EventRefused(ValueError):
     """An event that may not be applied now. The message names the field or rule and the
-    reason, never a personal value; the case is unchanged."""
+    reason, never a personal value; the case is unchanged. ``code`` says why in one word
+    (``RefusalCode``; the first reason's when the message lists several)."""
+
+    def __init__(self, message: str, code: RefusalCode) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ---- 1. states --------------------------------------------------------------------------
@@ -388,7 +415,8 @@ def rule_of(name: str) -> Rule:
         return RULES[Event(name)]
     except ValueError:
         raise EventRefused(
-            f"event: unknown event '{name}'; known: {', '.join(RULES)}") from None
+            f"event: unknown event '{name}'; known: {', '.join(RULES)}",
+            RefusalCode.UNKNOWN_EVENT) from None
 
 
 class CaseState(BaseModel):
@@ -443,40 +471,47 @@ class CaseState(BaseModel):
         """
         rule = rule_of(name)
         if not isinstance(event, rule.model):
-            raise EventRefused(f"event: '{name}' needs a {rule.model.__name__} body")
+            raise EventRefused(f"event: '{name}' needs a {rule.model.__name__} body",
+                               RefusalCode.MALFORMED)
         seen = self.seen.get(event.idempotency_key)
         if seen is not None:
             if seen.digest != event_digest(name, event):
                 raise EventRefused(
-                    "idempotency_key: already used for a different event in this case"
+                    "idempotency_key: already used for a different event in this case",
+                    RefusalCode.DUPLICATE_CONFLICT,
                 )
             return seen.outcome
         if self.phase is Phase.CLOSED:
-            raise EventRefused(f"case is closed ({self.end_state}); no event is accepted")
+            raise EventRefused(f"case is closed ({self.end_state}); no event is accepted",
+                               RefusalCode.CLOSED)
         if event.sender not in rule.senders:
             allowed = ", ".join(p.value for p in rule.senders)
             raise EventRefused(f"sender: {event.sender.value} may not send '{name}' "
-                               f"(allowed: {allowed})")
-        problems: list[str] = []
+                               f"(allowed: {allowed})", RefusalCode.WRONG_SENDER)
+        problems: list[tuple[RefusalCode, str]] = []
         if rule.step is not None:
             allowed_items = PROCESS_TABLE[rule.step].flow_of(event.sender).items
-            problems += [f"{item.value}: not part of step {int(rule.step)} from "
-                         f"{event.sender.value} (PROCESS.md §5)"
+            problems += [(RefusalCode.NOT_IN_FLOW,
+                          f"{item.value}: not part of step {int(rule.step)} from "
+                          f"{event.sender.value} (PROCESS.md §5)")
                          for item in event.item_values() if item not in allowed_items]
             if event.sender not in self.weighings and event.weighing is None:
-                problems.append(
+                problems.append((
+                    RefusalCode.NO_WEIGHING,
                     f"weighing: {event.sender.value} has no weighing on record for this "
                     "case; send it with this event or as a 'weighing' event first "
-                    "(PROCESS.md §2)")
+                    "(PROCESS.md §2)"))
         for index, number in enumerate(getattr(event, "v_number", None) or ()):
             if number.person >= len(self.record.persons):
-                problems.append(f"v_number[{index}].person: the case has no person "
-                                f"{number.person} (it has {len(self.record.persons)})")
+                problems.append((RefusalCode.UNKNOWN_PERSON,
+                                 f"v_number[{index}].person: the case has no person "
+                                 f"{number.person} (it has {len(self.record.persons)})"))
         if problems:
-            raise EventRefused("; ".join(problems))
-        reason = self._order_problem(rule, event, now)
-        if reason:
-            raise EventRefused(f"out of order: {reason}")
+            raise EventRefused("; ".join(text for _, text in problems), problems[0][0])
+        order = self._order_problem(rule, event, now)
+        if order:
+            code, reason = order
+            raise EventRefused(f"out of order: {reason}", code)
         return None
 
     def admit(self, name: str, event: AgencyEvent, now: dt.datetime) -> EventOutcome | None:
@@ -492,25 +527,27 @@ class CaseState(BaseModel):
         earlier = self.check(name, event, now)
         if earlier is not None:
             return earlier
-        problems: list[str] = []
+        problems: list[tuple[RefusalCode, str]] = []
         numbers = getattr(event, "v_number", None) or ()
         listed: set[int] = set()
         for index, number in enumerate(numbers):
             if number.person in listed:
-                problems.append(f"v_number[{index}].person: person {number.person} is listed "
-                                "twice; give one V-nummer per person")
+                problems.append((RefusalCode.V_NUMBER_TWICE,
+                                 f"v_number[{index}].person: person {number.person} is "
+                                 "listed twice; give one V-nummer per person"))
             listed.add(number.person)
         if not isinstance(event, VNumberCorrection):
             contradictions = self.record.contradictions(numbers)
             if contradictions:
-                problems += [*contradictions, "to correct a V-nummer on record, IND or DTV "
-                             "sends 'v_number_correction' first"]
+                problems += [(RefusalCode.V_NUMBER_CONTRADICTION, text) for text in (
+                    *contradictions, "to correct a V-nummer on record, IND or DTV "
+                    "sends 'v_number_correction' first")]
         if isinstance(event, CourtRulingEvent | ExtensionRuling):
             problem = self._ruling_date_problem(event.ruled_on, now)
             if problem:
-                problems.append(problem)
+                problems.append((RefusalCode.RULING_DATE, problem))
         if problems:
-            raise EventRefused("; ".join(problems))
+            raise EventRefused("; ".join(text for _, text in problems), problems[0][0])
         return None
 
     def apply(
@@ -628,19 +665,22 @@ class CaseState(BaseModel):
     # ---- helpers ------------------------------------------------------------------------
     _ruling_dates: bool = True
 
-    def _order_problem(self, rule: Rule, event: AgencyEvent, now: dt.datetime) -> str | None:
+    def _order_problem(self, rule: Rule, event: AgencyEvent,
+                       now: dt.datetime) -> tuple[RefusalCode, str] | None:
         allowed = rule.allowed
         if self.phase not in allowed.phases:
             expected = " or ".join(p.value for p in allowed.phases)
-            return f"the case is {self.phase.value}; expected {expected}"
+            return RefusalCode.NOT_NOW, f"the case is {self.phase.value}; expected {expected}"
         if allowed.awaited and not self._awaits(event.sender, rule.event):
-            return f"no '{rule.event}' is expected from {event.sender.value} now"
+            return (RefusalCode.NOT_AWAITED,
+                    f"no '{rule.event}' is expected from {event.sender.value} now")
         if allowed.advice_cycle and self.advice_cycle not in allowed.advice_cycle:
-            return f"advice cycle is '{self.advice_cycle}'"
+            return RefusalCode.NOT_NOW, f"advice cycle is '{self.advice_cycle}'"
         if allowed.extension_cycle and self.extension_cycle not in allowed.extension_cycle:
-            return f"extension cycle is '{self.extension_cycle}'"
+            return RefusalCode.NOT_NOW, f"extension cycle is '{self.extension_cycle}'"
         if allowed.guard is not None:
-            return allowed.guard(self, event, now)
+            reason = allowed.guard(self, event, now)
+            return None if reason is None else (RefusalCode.NOT_NOW, reason)
         return None
 
     def _ruling_date_problem(self, ruled_on: dt.date | None, now: dt.datetime) -> str | None:

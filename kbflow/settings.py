@@ -15,6 +15,7 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_PSEUDONYM_KEY`` | the data dir's file | pseudonym key, 64 hex characters; secret |
 | ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the services' token for ``/encode``; secret |
 | ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
+| ``KBFLOW_METRICS_PORT`` | unset: no endpoint | the worker's Prometheus ``/metrics`` port |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -24,7 +25,7 @@ configured ``KBFLOW_PARTY_KEYS_DIR`` never gets keys created in it (ops' folder 
 parties' public keys).
 
 A variable set to the empty string counts as unset. The secrets stay out of
-``repr(settings)``.
+``repr(settings)``. ``KBFLOW_METRICS_PORT`` must be a port number (1-65535).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
 PSEUDONYM_KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
 CODEC_TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
+METRICS_PORT_ENV = "KBFLOW_METRICS_PORT"
+
+
+class SettingsError(ValueError):
+    """A variable's value is not of its kind; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class Settings:
     pseudonym_key: str | None = field(default=None, repr=False)
     codec_token: str | None = field(default=None, repr=False)
     party_keys_dir: Path | None = None
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +76,9 @@ class Settings:
 
         Args:
             env: the environment to read; default ``os.environ``.
+
+        Raises:
+            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
@@ -81,6 +91,7 @@ class Settings:
             pseudonym_key=env.get(PSEUDONYM_KEY_ENV) or None,
             codec_token=env.get(CODEC_TOKEN_ENV) or None,
             party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
+            metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
         )
 
     @property
@@ -133,6 +144,14 @@ class Settings:
 
 #: What every case workflow's id starts with (``workflow_id``).
 WORKFLOW_ID_PREFIX = "kb-case-"
+
+
+def _port(value: str | None, variable: str) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
+        raise SettingsError(f"{variable}: not a port number (1-65535)")
+    return int(value)
 
 
 def workflow_id(case_ref: str) -> str:

@@ -53,7 +53,7 @@ from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
-from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, workflow_id
+from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, SettingsError, workflow_id
 from starter import inputs, render
 from starter.cases import (
     EVENT_TIMEOUT,
@@ -74,7 +74,7 @@ from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
 from starter.master_keys import KeyAdminError, open_existing, rotate_master_key
 from starter.master_keys import rewrap as rewrap_data_keys
-from worker import SearchAttributesMissing, run_worker
+from worker import MetricsPortError, SearchAttributesMissing, run_worker
 
 
 class _Kbflow(typer.Typer):
@@ -91,6 +91,9 @@ class _Kbflow(typer.Typer):
             code = _exit_code(exit_.code)
         except (StorageError, sqlite3.Error, OSError) as error:  # the last resort
             print(f"error: {_storage_message(error)}", file=sys.stderr)
+            code = 1
+        except SettingsError as error:  # a malformed variable; the message names it
+            print(f"error: {error}", file=sys.stderr)
             code = 1
         logging.shutdown()
         sys.stdout.flush()
@@ -217,16 +220,22 @@ def worker() -> None:
     Logs JSON lines on stderr (case refs, steps, parties; never personal data).
     """
     configure_logging(json=True)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        _fail(str(error))
     try:
         asyncio.run(run_worker(settings))
-    except SearchAttributesMissing as error:
+    except (SearchAttributesMissing, MetricsPortError) as error:
         _fail(str(error))
     except RuntimeError as error:
-        if "connect" not in str(error).lower():
-            raise
-        _fail(f"cannot reach Temporal at {settings.temporal_address}; "
-              "start it with `kbflow server` or set TEMPORAL_ADDRESS")
+        if "connect" in str(error).lower():
+            _fail(f"cannot reach Temporal at {settings.temporal_address}; "
+                  "start it with `kbflow server` or set TEMPORAL_ADDRESS")
+        # Anything else the SDK raises (a worker that failed while it ran) is one more
+        # JSON line, its traceback in it, like everything else the worker writes.
+        logging.getLogger("worker").exception("worker failed")
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -8,14 +8,21 @@ stderr (Python loggers and the SDK core alike) is captured at the file descripto
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -23,10 +30,11 @@ from activities.outbox_store import OutboxStore
 from kbflow.case import EventOutcome
 from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
 from kbflow.process import PROCESS_TABLE, Party, Step
-from kbflow.settings import workflow_id
+from kbflow.settings import installed_binary, workflow_id
 from tests import factories as f
 from tests.test_case_workflow import in_case_time, plausible
 from workflows.case_workflow import CaseWorkflow
+from workflows.operator_log import step_of
 
 
 @pytest.fixture
@@ -70,8 +78,9 @@ async def test_a_whole_case_logs_no_personal_data(
     reply_due = PROCESS_TABLE[Step.ADVICE_AVAILABILITY].reply_due
     assert reply_due is not None
     await env.sleep(reply_due + dt.timedelta(days=8))
-    for ev in [f.availability(False), f.advice_request(), f.advice(), f.rejection(),
-               f.handover()]:
+    later = [f.availability(False), f.advice_request(), f.advice(), f.rejection(),
+             f.handover()]
+    for ev in later:
         await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
     packets = store.packets(start.case_ref)  # before the run ends (it may erase them)
     assert store.reminders(start.case_ref)  # the reminder path ran
@@ -88,6 +97,24 @@ async def test_a_whole_case_logs_no_personal_data(
     assert {r["step"] for r in delivered} == set(status.steps_done)
     assert any(r.get("event") == "reminder sent" and r.get("party") == Party.DTV.value
                for r in records)
+    # Every accepted and refused event, the escalation, the retention end and the erasure
+    # are logged (workflows/operator_log.py, activities/delivery.py), with the case's ids.
+    accepted = [r for r in records if r.get("event") == "event accepted"]
+    assert [(r["event_name"], r["sender"]) for r in accepted] == [
+        (ev.name, ev.event.sender.value) for ev in events + later]
+    assert all(r["step"] == step_of(r["event_name"]) for r in accepted)
+    refused = [r for r in records if r.get("event") == "event refused"]
+    assert [(r["event_name"], r["sender"], r["code"]) for r in refused] == [
+        ("court_ruling", "RVDK", "not_now"), ("advice_availability", "DTV", "malformed")]
+    escalated = [r for r in records if r.get("event") == "reply escalated"]
+    assert [(r["party"], r["awaited_event"], r["level"]) for r in escalated] == [
+        ("DTV", "advice_availability", "warning")]
+    assert [r["event"] for r in records if r.get("event") in (
+        "retention ended", "case erased")] == ["retention ended", "case erased"]
+    assert [r["reason"] for r in records if r.get("event") == "case erased"] == [
+        "retention-ended"]
+    for r in accepted + refused + escalated:
+        assert (r["case_ref"], r["workflow_id"]) == (start.case_ref, handle.id)
     # ...and holds no name, address, place, date of birth, V-nummer or relaas.
     assert f.leaked(err) == []
     for person in start.persons:
@@ -120,3 +147,72 @@ def test_personal_keyword_in_a_log_call_is_masked(
     assert [line["event"] for line in lines] == ["case opened", "activity for KB-2026-ABCDEF1234"]
     assert lines[0]["case_ref"] == "KB-2026-ABCDEF1234"
     assert f.leaked(err) == []
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+async def test_the_sdk_cores_lines_reach_the_json_log_and_nothing_reaches_stdout(
+    tmp_path: Path,
+) -> None:
+    """``kbflow worker`` against a Temporal server that then goes away: the SDK core's
+    warnings (its polls retried) are JSON lines on stderr, logger ``temporalio.core`` with
+    the core's target and fields; stdout stays empty (the core's own console output is
+    ANSI-coloured text)."""
+    server = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(installed_binary("temporal-test-server")))
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    env = {**os.environ, "TEMPORAL_ADDRESS": server.client.service_client.config.target_host,
+           "KBFLOW_DATA_DIR": str(tmp_path / "data"), "KBFLOW_MASTER_KEYS": "",
+           "KBFLOW_PSEUDONYM_KEY": "", "KBFLOW_CODEC_TOKEN": "", "KBFLOW_PARTY_KEYS_DIR": "",
+           "KBFLOW_METRICS_PORT": "", "KBFLOW_TASK_QUEUE": "kbflow-probe"}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        worker = subprocess.Popen([str(installed_binary("kbflow")), "worker"], env=env,
+                                  stdout=stdout, stderr=stderr)
+    try:
+        # The worker polls: it takes the first task of a workflow (of a type it lacks).
+        probe = await server.client.start_workflow("NoSuchWorkflow", id="probe",
+                                                   task_queue="kbflow-probe")
+        await _until_async(lambda: _task_started(probe), 60)
+        await server.shutdown()
+        await _until(lambda: any('"temporalio.core"' in line and "Unavailable" in line
+                                 for line in _lines(err)), 90)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert out.read_bytes() == b""
+    lines = _lines(err)
+    assert [line for line in lines if not line.startswith("{")] == [], err.read_text()
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    core = [r for r in records if r["logger"] == "temporalio.core"]
+    assert core and all(r["level"] in ("warning", "error") and r["core"]["target"]
+                        for r in core)
+    assert any("Unavailable" in r["core"].get("error", "") for r in core)
+    assert "\x1b[" not in err.read_text(encoding="utf-8")
+
+
+async def _until(condition: Callable[[], bool], bound: float) -> None:
+    """Wait until ``condition()`` holds, polling, at most ``bound`` seconds."""
+    async def holds() -> bool:
+        return condition()
+    await _until_async(holds, bound)
+
+
+async def _until_async(condition: Callable[[], Awaitable[bool]], bound: float) -> None:
+    """Wait until ``await condition()`` holds, polling, at most ``bound`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while not await condition():
+        assert loop.time() < deadline, f"not within {bound} s"
+        await asyncio.sleep(0.2)
+
+
+async def _task_started(handle: WorkflowHandle[Any, Any]) -> bool:
+    history = await handle.fetch_history()
+    return any(event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+               for event in history.events)

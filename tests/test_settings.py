@@ -20,7 +20,7 @@ from encryption.codec_server import load_token
 from encryption.keys import KeyStore, MasterKeys
 from encryption.sealed import PartyKeys
 from kbflow.process import Party
-from kbflow.settings import Settings
+from kbflow.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -83,11 +83,11 @@ def _readme_section(title: str) -> str:
     return text[start:end]
 
 
-def test_from_env_reads_the_eight_variables() -> None:
+def test_from_env_reads_the_nine_variables() -> None:
     assert _variables_read() == {
         "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "KBFLOW_TASK_QUEUE", "KBFLOW_DATA_DIR",
         "KBFLOW_MASTER_KEYS", "KBFLOW_PSEUDONYM_KEY", "KBFLOW_CODEC_TOKEN",
-        "KBFLOW_PARTY_KEYS_DIR",
+        "KBFLOW_PARTY_KEYS_DIR", "KBFLOW_METRICS_PORT",
     }
 
 
@@ -102,9 +102,16 @@ def test_the_readme_lists_exactly_the_variables_read() -> None:
 
 @pytest.mark.parametrize("name", sorted(_variables_read()))
 def test_every_variable_read_changes_the_settings(name: str) -> None:
-    value = "127.0.0.1:17233" if name == "TEMPORAL_ADDRESS" else "/probe-value"
+    value = {"TEMPORAL_ADDRESS": "127.0.0.1:17233",
+             "KBFLOW_METRICS_PORT": "9464"}.get(name, "/probe-value")
     assert Settings.from_env({name: value}) != Settings.from_env({})
     assert Settings.from_env({name: ""}) == Settings.from_env({})  # empty counts as unset
+
+
+@pytest.mark.parametrize("port", ["http", "0", "65536", "-1", "94 64"])
+def test_a_metrics_port_that_is_no_port_names_the_variable(port: str) -> None:
+    with pytest.raises(SettingsError, match=r"^KBFLOW_METRICS_PORT: not a port number"):
+        Settings.from_env({"KBFLOW_METRICS_PORT": port})
 
 
 def test_no_other_module_reads_the_environment() -> None:

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         EventOutcome,
         EventRefused,
         Phase,
+        RefusalCode,
         Reminder,
         TimelineEntry,
         rule_of,
@@ -177,11 +178,12 @@ class CaseWorkflow:
         event, a contradicting V-nummer or a ruling without a plausible date, and every
         event once the case is to be erased."""
         if self._erasure_request is not None:
-            raise EventRefused("the case is being erased; no event is accepted")
+            raise EventRefused("the case is being erased; no event is accepted",
+                               RefusalCode.ERASING)
         event = self._decode(name, args)
         problem = body_size_problem(event, name)
         if problem:
-            raise EventRefused(problem)
+            raise EventRefused(problem, RefusalCode.TOO_LARGE)
         self._state.admit(name, event, workflow.now())
 
     @workflow.update
@@ -203,7 +205,7 @@ class CaseWorkflow:
     def validate_erase(self, request: ErasureRequest) -> None:
         """Refuse an erasure once the case is erased already."""
         if self._state.erased_at is not None:
-            raise EventRefused("erase: the case is erased already")
+            raise EventRefused("erase: the case is erased already", RefusalCode.ERASED)
 
     # ---- queries ----------------------------------------------------------------------
     @workflow.query
@@ -243,14 +245,16 @@ class CaseWorkflow:
     def _decode(name: str, args: Sequence[RawValue]) -> AgencyEvent:
         model = rule_of(name).model
         if len(args) != 1:
-            raise EventRefused(f"event: '{name}' takes exactly one body")
+            raise EventRefused(f"event: '{name}' takes exactly one body",
+                               RefusalCode.MALFORMED)
         try:
             event = workflow.payload_converter().from_payload(args[0].payload, model)
         except ValidationError as errors:
-            raise EventRefused(f"{name}: {describe(errors, model)}") from None
+            raise EventRefused(f"{name}: {describe(errors, model)}",
+                               RefusalCode.MALFORMED) from None
         except Exception:
             raise EventRefused(f"{name}: the body is not a JSON object of the "
-                               f"{name} shape") from None
+                               f"{name} shape", RefusalCode.MALFORMED) from None
         assert isinstance(event, AgencyEvent)
         return event
 
