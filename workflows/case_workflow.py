@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -51,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from kbflow.packets import Packet
     from kbflow.process import RETENTION_AFTER_CLOSE
+    from kbflow.retention import Retention, retention_reason, retention_workflow_id
+    from workflows.retention_workflow import RetentionWorkflow
 
 DELIVERY_TIMEOUT = timedelta(seconds=30)
 DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
@@ -64,6 +67,10 @@ _RULINGS = (Event.COURT_RULING, Event.EXTENSION_RULING)
 #: workflow.patched id of the plausibility check of a case start (no date of birth after
 #: the report, every child under 18 on it). Runs started before it were not checked.
 PLAUSIBLE_START_PATCH = "plausible-start"
+#: workflow.patched id of the hand-over of a closed case to its ``RetentionWorkflow``: the
+#: case's run completes when the protocol ends. Runs whose history predates it (including
+#: runs already sleeping in retention) keep, then erase, the case themselves.
+CLOSED_PATCH = "closed-means-closed"
 
 
 @workflow.defn
@@ -79,11 +86,14 @@ class CaseWorkflow:
         self._erasure_request: ErasureRequest | None = None
         self._erasure: Erasure | None = None
         self._deliveries_in_flight = 0
+        self._handed_over = False
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
         """Check the start is plausible, deliver the report (step 1), wait on events and
-        timers until the case closes, keep it for the retention period, then erase it.
+        timers until the case closes, then hand it to its retention workflow (which keeps
+        it for the retention period, then erases it) and complete. An ``erase`` update
+        while the case is open erases it here, at once.
 
         Returns:
             The final ``CaseStatus`` (no personal data; readable after erasure).
@@ -102,11 +112,33 @@ class CaseWorkflow:
             await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
                 await self._remind(reminder)
-        if workflow.patched(RETENTION_PATCH):
+        # Decided as the loop ends, so that a run already sleeping in retention (no
+        # CLOSED_PATCH marker in its history) replays and finishes the old way.
+        if self._erasure_request is None and workflow.patched(CLOSED_PATCH):
+            await self._hand_over_to_retention()
+        elif workflow.patched(RETENTION_PATCH):
             await self._keep_then_erase()
         self._show_details()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.status()
+
+    async def _hand_over_to_retention(self) -> None:
+        """Start the closed case's ``RetentionWorkflow`` (a child that outlives this run)
+        and wait until it has started: from then on it keeps and erases the case, and this
+        run may complete. Its input holds no personal data."""
+        self._handed_over = True  # erase updates go to the retention workflow from now on
+        # Packets of the closing event are delivered first: an erasure during retention
+        # must not destroy the key under a delivery still being retried.
+        await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
+        closed_at = self._state.closed_at or workflow.now()
+        await workflow.start_child_workflow(
+            RetentionWorkflow.run,
+            Retention(case_ref=self._state.record.case_ref, closed_at=closed_at,
+                      retention=self._retention, final_status=self._state.status()),
+            id=retention_workflow_id(self._state.record.case_ref),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary="retention of a closed case, then erasure",
+        )
 
     async def _keep_then_erase(self) -> None:
         """Keep a closed case for its retention period (GDPR art. 5(1)(e)), or until an
@@ -120,7 +152,7 @@ class CaseWorkflow:
             requested_by="kbflow-retention-timer", reason=ErasureReason.RETENTION_ENDED)
         reason = request.reason.value
         if request.reason is ErasureReason.RETENTION_ENDED:
-            reason += f" ({self._retention.days} days after closing)"
+            reason = retention_reason(self._retention)
         # Packets of events accepted before the request are delivered first: after the
         # key is destroyed they could not be encrypted any more.
         await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
@@ -185,9 +217,14 @@ class CaseWorkflow:
 
     @erase.validator
     def validate_erase(self, request: ErasureRequest) -> None:
-        """Refuse an erasure once the case is erased already."""
+        """Refuse an erasure once the case is erased already, or once it is handed to
+        its retention workflow (which takes the erasure instead)."""
         if self._state.erased_at is not None:
             raise EventRefused("erase: the case is erased already")
+        if self._handed_over:
+            raise EventRefused("erase: the case is closed and kept by workflow "
+                               f"{retention_workflow_id(self._state.record.case_ref)}; "
+                               "send the erasure there")
 
     # ---- queries ----------------------------------------------------------------------
     @workflow.query
@@ -274,6 +311,9 @@ class CaseWorkflow:
             lines.append(f"end state: {state.end_state.value}")
         if state.erased_at is not None:
             lines.append(f"erased: {state.erased_at:%Y-%m-%d}")
+        elif state.closed_at is not None and self._handed_over:
+            lines.append(f"personal data kept until {state.closed_at + self._retention:%Y-%m-%d}"
+                         f" by workflow {retention_workflow_id(state.record.case_ref)}")
         elif state.closed_at is not None:
             lines.append(f"personal data kept until {state.closed_at + self._retention:%Y-%m-%d}")
         lines += [
