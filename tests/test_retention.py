@@ -283,7 +283,8 @@ async def test_an_old_style_run_in_retention_finishes_the_old_way(
     async with build_worker(client, task_queue, store):  # today's code replays the run
         closed = await status_of(handle)
         final = await handle.result()  # the server skips the 30 days
-    assert final.closed_at == closed.closed_at and final.erased_at is not None
+    assert final.closed_at == closed.closed_at and final.closed_at is not None
+    assert final.erased_at is not None
     assert final.erased_at - final.closed_at >= RETENTION
     [erasure] = store.erasures()
     assert erasure.reason == f"retention-ended ({RETENTION.days} days after closing)"
