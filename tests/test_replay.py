@@ -7,7 +7,11 @@ converter (and the fixtures' keys), so that a change which would break running c
   ended when they closed. They prove the patch keeps old runs replayable.
 - tests/histories/ots-from-ruling-date/*.json: recorded with ``RULING_DATE_PATCH`` and
   ``PLAUSIBLE_START_PATCH`` (rulings carry their date; starts are checked), and the
-  transition-table rules; the two sets above predate them.
+  transition-table rules; the two sets above predate them. These and the *.json above
+  run through retention inside ``CaseWorkflow``: they prove such runs finish the old way.
+- tests/histories/closed-means-closed/*.json: recorded with ``CLOSED_PATCH``: each case's
+  run completes when it closes; ``retention/`` holds its ``RetentionWorkflow``'s history
+  (kept, then erased by the retention timer).
 
 Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
@@ -22,18 +26,33 @@ from temporalio.worker import Replayer
 
 from encryption.codec import ENCODING, encrypted_data_converter
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
-from tests.record_histories import HISTORIES_DIR, LATEST_DIR, fixture_keys
+from tests.record_histories import (
+    HISTORIES_DIR,
+    LATEST_DIR,
+    RETENTION_SUBDIR,
+    RULING_DATE_DIR,
+    fixture_keys,
+)
 from workflows.case_workflow import (
+    CLOSED_PATCH,
     PLAUSIBLE_START_PATCH,
     RETENTION_PATCH,
     RULING_DATE_PATCH,
     CaseWorkflow,
 )
+from workflows.retention_workflow import RetentionWorkflow
 
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))
 BEFORE_RETENTION = sorted((HISTORIES_DIR / "before-retention").glob("*.json"))
-RULING_DATES = sorted(LATEST_DIR.glob("*.json"))
-ALL = CURRENT + BEFORE_RETENTION + RULING_DATES
+RULING_DATES = sorted(RULING_DATE_DIR.glob("*.json"))
+CLOSED = sorted(LATEST_DIR.glob("*.json"))
+RETENTIONS = sorted((LATEST_DIR / RETENTION_SUBDIR).glob("*.json"))
+OLD_STYLE = CURRENT + BEFORE_RETENTION + RULING_DATES
+ALL = OLD_STYLE + CLOSED + RETENTIONS
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(HISTORIES_DIR).with_suffix(""))
 
 
 def test_every_example_has_recorded_histories() -> None:
@@ -41,6 +60,8 @@ def test_every_example_has_recorded_histories() -> None:
     assert {path.stem for path in CURRENT} == examples
     assert {path.stem for path in BEFORE_RETENTION} == examples
     assert {path.stem for path in RULING_DATES} == examples
+    assert {path.stem for path in CLOSED} == examples
+    assert {path.stem for path in RETENTIONS} == examples  # every example closes
 
 
 def _patches(path: Path) -> set[str]:
@@ -69,10 +90,10 @@ def test_older_histories_predate_ruling_dates(path: Path) -> None:
     assert not _patches(path) & {RULING_DATE_PATCH, PLAUSIBLE_START_PATCH}
 
 
-@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+@pytest.mark.parametrize("path", ALL, ids=[_id(p) for p in ALL])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[CaseWorkflow],
+    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
                         data_converter=encrypted_data_converter(fixture_keys()))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
@@ -95,8 +116,38 @@ def test_old_histories_predate_the_patch(path: Path) -> None:
     assert '"markerName": "core_patch"' not in path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+@pytest.mark.parametrize("path", ALL, ids=[_id(p) for p in ALL])
 def test_no_committed_history_holds_a_failed_workflow_task(path: Path) -> None:
     events = json.loads(path.read_text(encoding="utf-8"))["events"]
     assert events and not [e for e in events
                            if e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED"]
+
+
+@pytest.mark.parametrize("path", OLD_STYLE, ids=[_id(p) for p in OLD_STYLE])
+def test_old_style_histories_keep_the_case_in_its_own_run(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert CLOSED_PATCH not in _patches(path)
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" not in text
+
+
+@pytest.mark.parametrize("path", CLOSED, ids=[_id(p) for p in CLOSED])
+def test_closed_histories_hand_the_case_to_its_retention_workflow(path: Path) -> None:
+    events = json.loads(path.read_text(encoding="utf-8"))["events"]
+    assert {CLOSED_PATCH, PLAUSIBLE_START_PATCH} <= _patches(path)
+    types = [event["eventType"] for event in events]
+    # The run starts the child and waits until it has started, then completes.
+    started = types.index("EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED")
+    assert types.index("EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED") < started
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" in types
+    [initiated] = [e["startChildWorkflowExecutionInitiatedEventAttributes"] for e in events
+                   if "startChildWorkflowExecutionInitiatedEventAttributes" in e]
+    assert initiated["workflowId"].startswith("kb-retention-KB-2026-REPLAY")
+    assert initiated["parentClosePolicy"] == "PARENT_CLOSE_POLICY_ABANDON"
+    scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
+    names = [person["name"] for person in scenario.case["persons"]]
+    retention = (LATEST_DIR / RETENTION_SUBDIR / path.name).read_text(encoding="utf-8")
+    assert not any(name in retention for name in names)
+    retention_types = [e["eventType"] for e in json.loads(retention)["events"]]
+    assert "EVENT_TYPE_TIMER_FIRED" in retention_types  # kept until the retention ended
+    assert retention_types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
