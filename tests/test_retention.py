@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,17 +30,20 @@ from temporalio.worker import Worker
 
 import worker as worker_module
 from activities.outbox_store import Erasure, OutboxStore
+from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore
 from kbflow.case import CaseStatus, EndState, Phase
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest
 from kbflow.retention import RetentionStatus, retention_workflow_id
-from kbflow.settings import workflow_id
+from kbflow.scenario import EXAMPLES_DIR, Scenario
+from kbflow.settings import Settings, workflow_id
 from starter import render
 from starter.cases import CaseError, case_view, erase_running_case
 from tests import factories as f
 from tests.conftest import time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
-from worker import build_worker
+from tests.test_cli import _cli, _write
+from worker import build_worker, connect
 from workflows.case_workflow import CLOSED_PATCH, RETENTION_PATCH, CaseWorkflow
 from workflows.retention_workflow import RetentionWorkflow
 
@@ -306,3 +311,59 @@ async def test_erase_of_an_old_style_run_in_retention_goes_to_the_case(
     assert final.end_state is EndState.NO_INVESTIGATION and final.erased_at is not None
     assert keys.is_destroyed(workflow_id(ref))
     assert await run_status(retention_of(client, ref)) is None
+
+
+# ---- through the command line (a real dev server) ---------------------------------------
+
+async def test_status_and_erase_of_a_closed_case_through_the_cli(
+    dev_server: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    task_queue = f"kbflow-cli-{uuid.uuid4()}"
+    cli = _cli(dev_server, tmp_path / "data", task_queue)
+    Pseudonymiser.load(Settings(data_dir=cli.data_dir))
+    scenario = Scenario.load(EXAMPLES_DIR / "06_family_unknown.json")  # closes at step 3
+    settings = Settings(temporal_address=cli.env["TEMPORAL_ADDRESS"],
+                        namespace=cli.env["TEMPORAL_NAMESPACE"], task_queue=task_queue,
+                        data_dir=cli.data_dir)
+    keys = KeyStore.open(settings)
+    client = await connect(settings, keys)
+    store = OutboxStore(settings, keys=keys)
+    async with build_worker(client, task_queue, store):
+        started = await cli("start", str(_write(tmp_path / "case.json", scenario.case)))
+        assert started.returncode == 0, started.stderr
+        ref = started.stdout.split("started case ")[1].split()[0]
+        for index, item in enumerate(scenario.events):
+            sent = await cli("event", ref, item.event,
+                             str(_write(tmp_path / f"{index}.json", item.body)))
+            assert sent.returncode == 0, sent.stderr
+        case = client.get_workflow_handle(workflow_id(ref))
+        await until_status(case, WorkflowExecutionStatus.COMPLETED)
+
+    # No worker runs: the status comes from the completed run and its retention workflow.
+    text = await cli("status", ref)
+    assert text.returncode == 0, text.stderr
+    shown = await cli.json("status", ref)
+    assert shown["phase"] == "closed" and shown["end_state"] == "no_investigation"
+    assert not shown["erased"] and shown["retention"]["running"]
+    due = dt.datetime.fromisoformat(shown["retention"]["erase_due"])
+    assert due - dt.datetime.fromisoformat(shown["closed_at"]) == dt.timedelta(days=365)
+    assert (f"personal data kept until {due:%Y-%m-%d %H:%M} UTC, then erased (workflow "
+            f"kb-retention-{ref})") in text.stdout.splitlines()
+
+    async with build_worker(client, task_queue, store):
+        erased = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
+                           "--reason", "art-17-request")
+        assert erased.returncode == 0, erased.stderr
+        assert erased.stdout.startswith(f"erased case {ref}")
+        assert "data key destroyed" in erased.stdout
+        retention = client.get_workflow_handle(retention_workflow_id(ref))
+        await until_status(retention, WorkflowExecutionStatus.COMPLETED)
+    again = await cli("erase", ref, "--requested-by", "RvdK-privacy-01",
+                      "--reason", "court-order")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    [line] = again.stderr.strip().splitlines()
+    assert line.startswith(f"error: case {ref}: erased already on ")
+    assert line.endswith("(art-17-request); nothing left to erase")
+    after = await cli.json("status", ref)
+    assert after["erased"] and after["end_state"] == "no_investigation"
+    assert after["erasure"]["reason"] == "art-17-request" and after["timeline"] is None
