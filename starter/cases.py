@@ -180,7 +180,13 @@ async def start_case(client: Client, settings: Settings, start: CaseStart, *,
     wid = workflow_id(start.case_ref)
     if await asyncio.to_thread(KeyStore.open(settings).is_destroyed, wid):
         raise _erased_start(start.case_ref)
-    if open_cases_in is not None and not await _exists(client, start.case_ref):
+    exists = await _exists(client, start.case_ref)
+    if not exists and await retention_view(client, start.case_ref) is not None:
+        # Closed, and its run's history deleted by the namespace's retention: the start
+        # cannot be compared any more, and must not open the case a second time.
+        raise CaseError(f"case {start.case_ref}: this idempotency_key started a case that "
+                        "is closed; its start cannot be repeated; use a new idempotency_key")
+    if open_cases_in is not None and not exists:
         await _refuse_second_case(client, start, open_cases_in)
     try:
         await client.start_workflow(
@@ -546,7 +552,16 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
     try:
         description = await handle.describe()
     except RPCError as error:
-        if (erasure is not None or key_destroyed) and error.status is RPCStatusCode.NOT_FOUND:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise await _case_error(client, case_ref, error, timeout) from None
+        # The namespace's retention deleted the closed run's history; a retention
+        # workflow still knows how the case ended.
+        retention = await retention_view(client, case_ref)
+        if retention is not None:
+            erasure = erasure or retention.erasure
+            return CaseView(case_ref, _as_closed(retention, erasure), None, erasure,
+                            erased=erasure is not None or key_destroyed, retention=retention)
+        if erasure is not None or key_destroyed:
             return CaseView(case_ref, None, None, erasure, erased=True)  # history gone too
         raise await _case_error(client, case_ref, error, timeout) from None
     completed = description.status is WorkflowExecutionStatus.COMPLETED
@@ -556,9 +571,7 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
     if erasure is not None or key_destroyed:
         status = await _result_if_readable(handle) if completed else None
         if status is None and retention is not None:
-            erased_at = None if erasure is None else erasure.at
-            status = retention.retention.final_status.model_copy(
-                update={"erased_at": erased_at})
+            status = _as_closed(retention, erasure)
         return CaseView(case_ref, status, None, erasure, erased=True, retention=retention)
     status = await _status(client, handle, case_ref, completed, timeout)
     if status.erased_at is not None:  # erased, but this data dir holds no record of it
@@ -568,6 +581,12 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
     except CaseError:  # the status is known; the timeline needs a worker that can answer
         timeline = None
     return CaseView(case_ref, status, timeline, erasure, erased=False, retention=retention)
+
+
+def _as_closed(retention: RetentionView, erasure: Erasure | None) -> CaseStatus:
+    """The case's status as it closed (its retention workflow's input), erased or not."""
+    return retention.retention.final_status.model_copy(
+        update={"erased_at": None if erasure is None else erasure.at})
 
 
 async def _result_if_readable(handle: WorkflowHandle[Any, CaseStatus]) -> CaseStatus | None:

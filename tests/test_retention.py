@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import workflow
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -39,6 +41,7 @@ from kbflow.scenario import EXAMPLES_DIR, Scenario
 from kbflow.settings import Settings, workflow_id
 from starter import render
 from starter.cases import CaseError, case_view, erase_running_case
+from starter.cases import start_case as start_new_case
 from tests import factories as f
 from tests.conftest import time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
@@ -233,6 +236,42 @@ async def test_status_of_a_closed_case_needs_no_worker(
     assert view.retention.retention.erase_due == view.status.closed_at + RETENTION
     await retention_of(client, start.case_ref).terminate(reason="test finished")
 
+
+
+async def test_a_closed_case_whose_history_was_deleted_is_known_by_its_retention_workflow(
+    dev_server: WorkflowEnvironment, tmp_path: Path,
+) -> None:
+    """The namespace's retention (30 days in production) deletes a completed run's
+    history long before the case's retention ends: status and start still know it.
+    (On the dev server: the test server cannot delete a run.)"""
+    task_queue = f"kbflow-deleted-{uuid.uuid4()}"
+    settings = Settings(temporal_address=dev_server.client.service_client.config.target_host,
+                        namespace=dev_server.client.namespace, task_queue=task_queue,
+                        data_dir=tmp_path)
+    keys = KeyStore.open(settings)
+    client = await connect(settings, keys)
+    start = thirty_day_start()
+    async with build_worker(client, task_queue, OutboxStore(settings, keys=keys)):
+        handle = await start_case(client, task_queue, start)
+        await close(handle)
+        await until_status(handle, WorkflowExecutionStatus.COMPLETED)
+    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+        namespace=client.namespace, workflow_execution=WorkflowExecution(
+            workflow_id=handle.id)))
+    for _ in range(300):  # bounded (30 s): until the server has deleted it
+        if await run_status(handle) is None:
+            break
+        await asyncio.sleep(0.1)
+    assert await run_status(handle) is None
+
+    view = await case_view(client, start.case_ref)  # no worker needed
+    assert not view.erased and view.status is not None and view.timeline is None
+    assert view.status.end_state is EndState.NO_INVESTIGATION
+    assert view.retention is not None and view.retention.running
+    with pytest.raises(CaseError, match="started a case that is closed; its start cannot be "
+                                        "repeated"):
+        await start_new_case(client, settings, start)
+    await retention_of(client, start.case_ref).terminate(reason="test finished")
 
 # ---- runs that predate the retention workflow -------------------------------------------
 
