@@ -36,7 +36,7 @@ from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore
 from kbflow.case import CaseStatus, EndState, Phase
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest
-from kbflow.retention import RetentionStatus, retention_workflow_id
+from kbflow.retention import Retention, RetentionStatus, retention_workflow_id
 from kbflow.scenario import EXAMPLES_DIR, Scenario
 from kbflow.settings import Settings, workflow_id
 from starter import render
@@ -272,6 +272,29 @@ async def test_a_closed_case_whose_history_was_deleted_is_known_by_its_retention
                                         "repeated"):
         await start_new_case(client, settings, start)
     await retention_of(client, start.case_ref).terminate(reason="test finished")
+
+
+async def test_a_case_whose_retention_workflow_runs_already_still_completes(
+    client: Client, task_queue: str, worker: Any,
+) -> None:
+    """As after a reset of a closed case's run to before its closing: it closes again,
+    finds its retention workflow started, and completes (no failed workflow task)."""
+    start = thirty_day_start()
+    handle = await start_case(client, task_queue, start)
+    await send(handle, f.announce())
+    status = await status_of(handle)
+    earlier = await client.start_workflow(
+        RetentionWorkflow.run,
+        Retention(case_ref=start.case_ref, closed_at=dt.datetime.now(dt.UTC),
+                  retention=RETENTION, final_status=status),
+        id=retention_workflow_id(start.case_ref), task_queue=task_queue)
+    await send(handle, f.residence_ind(known=False), f.residence_dtv(known=False),
+               f.decision(investigate=False))
+    await until_status(handle, WorkflowExecutionStatus.COMPLETED)
+    assert (await result_without_skipping(client, handle)).end_state is (
+        EndState.NO_INVESTIGATION)
+    assert await run_status(earlier) is WorkflowExecutionStatus.RUNNING
+    await earlier.terminate(reason="test finished")
 
 # ---- runs that predate the retention workflow -------------------------------------------
 

@@ -1,11 +1,13 @@
-"""``CaseWorkflow``: one run per case, from the step-1 report until its data is erased.
+"""``CaseWorkflow``: one run per case, from the step-1 report until the case closes.
 
 Orchestration only (PROCESS.md §3): the rules live in ``kbflow.case.CaseState``. This
 module waits for agency events (Temporal updates with validators), delivers the packets
 each event yields (activities), and sleeps on durable timers (reply deadlines, the OTS
-extension question and end date, the retention period after closing). When retention
-ends, or an operator sends the ``erase`` update, the case is crypto-shredded and the run
-ends.
+extension question and end date). When the case closes, the run hands it to its
+``RetentionWorkflow`` (``workflows/retention_workflow.py``), which keeps it for the retention
+period and then crypto-shreds it, and completes; an ``erase`` update while the case is open
+crypto-shreds it here. Runs from before ``CLOSED_PATCH`` keep the case in retention
+themselves.
 
 Agency events arrive as updates named after ``kbflow.events.Event`` (one dynamic
 handler; each event's rule is in ``kbflow.case.RULES``): a malformed, oversized,
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -96,7 +98,9 @@ class CaseWorkflow:
         while the case is open erases it here, at once.
 
         Returns:
-            The final ``CaseStatus`` (no personal data; readable after erasure).
+            The final ``CaseStatus`` (no personal data). Written under the case's key:
+            readable after erasure only when this run erased the case (then under the
+            system key); a closed case's retention workflow keeps it in its input.
         """
         if workflow.patched(PLAUSIBLE_START_PATCH):
             # The CLI checks this before it starts a case; a client that bypasses it gets a
@@ -131,14 +135,18 @@ class CaseWorkflow:
         # must not destroy the key under a delivery still being retried.
         await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
         closed_at = self._state.closed_at or workflow.now()
-        await workflow.start_child_workflow(
-            RetentionWorkflow.run,
-            Retention(case_ref=self._state.record.case_ref, closed_at=closed_at,
-                      retention=self._retention, final_status=self._state.status()),
-            id=retention_workflow_id(self._state.record.case_ref),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary="retention of a closed case, then erasure",
-        )
+        try:
+            await workflow.start_child_workflow(
+                RetentionWorkflow.run,
+                Retention(case_ref=self._state.record.case_ref, closed_at=closed_at,
+                          retention=self._retention, final_status=self._state.status()),
+                id=retention_workflow_id(self._state.record.case_ref),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary="retention of a closed case, then erasure",
+            )
+        except WorkflowAlreadyStartedError:
+            # A run reset to before its closing closes again: the case is kept already.
+            workflow.logger.info("retention workflow already started")
 
     async def _keep_then_erase(self) -> None:
         """Keep a closed case for its retention period (GDPR art. 5(1)(e)), or until an
