@@ -151,3 +151,13 @@ def test_closed_histories_hand_the_case_to_its_retention_workflow(path: Path) ->
     retention_types = [e["eventType"] for e in json.loads(retention)["events"]]
     assert "EVENT_TYPE_TIMER_FIRED" in retention_types  # kept until the retention ended
     assert retention_types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+
+
+def test_the_longest_example_stays_far_from_the_history_limits() -> None:
+    """README "Typical cases stay far from Temporal's history limits"."""
+    lengths = {path.stem: len(json.loads(path.read_text(encoding="utf-8"))["events"])
+               for path in CLOSED}
+    assert max(lengths, key=lengths.__getitem__) == "04_ots_extended"
+    assert lengths["04_ots_extended"] == 207
+    assert {len(json.loads(path.read_text(encoding="utf-8"))["events"])
+            for path in RETENTIONS} == {16}
