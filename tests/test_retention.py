@@ -22,9 +22,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import workflow
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -239,39 +237,36 @@ async def test_status_of_a_closed_case_needs_no_worker(
 
 
 async def test_a_closed_case_whose_history_was_deleted_is_known_by_its_retention_workflow(
-    dev_server: WorkflowEnvironment, tmp_path: Path,
+    client: Client, task_queue: str, worker: Any, tmp_path: Path,
 ) -> None:
     """The namespace's retention (30 days in production) deletes a completed run's
     history long before the case's retention ends: status and start still know it.
-    (On the dev server: the test server cannot delete a run.)"""
-    task_queue = f"kbflow-deleted-{uuid.uuid4()}"
-    settings = Settings(temporal_address=dev_server.client.service_client.config.target_host,
-                        namespace=dev_server.client.namespace, task_queue=task_queue,
-                        data_dir=tmp_path)
-    keys = KeyStore.open(settings)
-    client = await connect(settings, keys)
+    The state is made directly, a retention workflow whose case has no run on the
+    server (the dev server's deletion is asynchronous and took over 30 s under load;
+    the test server cannot delete)."""
     start = thirty_day_start()
-    async with build_worker(client, task_queue, OutboxStore(settings, keys=keys)):
-        handle = await start_case(client, task_queue, start)
-        await close(handle)
-        await until_status(handle, WorkflowExecutionStatus.COMPLETED)
-    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
-        namespace=client.namespace, workflow_execution=WorkflowExecution(
-            workflow_id=handle.id)))
-    for _ in range(300):  # bounded (30 s): until the server has deleted it
-        if await run_status(handle) is None:
-            break
-        await asyncio.sleep(0.1)
-    assert await run_status(handle) is None
+    final = CaseStatus(case_ref=start.case_ref, phase=Phase.CLOSED,
+                       end_state=EndState.NO_INVESTIGATION, steps_done=(1, 2, 3),
+                       awaiting=(), ots_ends_on=None, escalations=0,
+                       closed_at=dt.datetime.now(dt.UTC))
+    assert final.closed_at is not None
+    kept = await client.start_workflow(
+        RetentionWorkflow.run,
+        Retention(case_ref=start.case_ref, closed_at=final.closed_at, retention=RETENTION,
+                  final_status=final),
+        id=retention_workflow_id(start.case_ref), task_queue=task_queue)
+    assert await run_status(client.get_workflow_handle(workflow_id(start.case_ref))) is None
 
     view = await case_view(client, start.case_ref)  # no worker needed
-    assert not view.erased and view.status is not None and view.timeline is None
-    assert view.status.end_state is EndState.NO_INVESTIGATION
+    assert not view.erased and view.status == final and view.timeline is None
     assert view.retention is not None and view.retention.running
+    assert view.retention.retention.erase_due == final.closed_at + RETENTION
     with pytest.raises(CaseError, match="started a case that is closed; its start cannot be "
                                         "repeated"):
-        await start_new_case(client, settings, start)
-    await retention_of(client, start.case_ref).terminate(reason="test finished")
+        await start_new_case(client, Settings(data_dir=tmp_path, task_queue=task_queue),
+                             start)
+    assert await run_status(client.get_workflow_handle(workflow_id(start.case_ref))) is None
+    await kept.terminate(reason="test finished")
 
 
 async def test_a_case_whose_retention_workflow_runs_already_still_completes(
