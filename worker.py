@@ -1,4 +1,5 @@
-"""The kbflow worker: runs ``CaseWorkflow`` and the delivery activities until interrupted.
+"""The kbflow worker: runs ``CaseWorkflow``, ``RetentionWorkflow`` and the delivery
+activities until interrupted.
 
 Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
 address and namespace, the task queue, the data dir and the keys); logs JSON lines to
@@ -48,6 +49,7 @@ from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
 from workflows.operator_log import OperatorLog
+from workflows.retention_workflow import RetentionWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +119,8 @@ class _ErasedCaseInbound(WorkflowInboundInterceptor):
 def build_worker(
     client: Client, task_queue: str, store: OutboxStore, identity: str | None = None
 ) -> Worker:
-    """A worker for ``CaseWorkflow`` and the delivery activities on ``task_queue``.
+    """A worker for ``CaseWorkflow``, ``RetentionWorkflow`` (a closed case's retention)
+    and the delivery activities on ``task_queue``.
 
     ``identity`` names the worker in Temporal (default: the SDK's pid@host). Queries
     on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
@@ -128,7 +131,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CaseWorkflow],
+        workflows=[CaseWorkflow, RetentionWorkflow],
         activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,

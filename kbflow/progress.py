@@ -103,6 +103,10 @@ class Phrase(Wording):
     AWAITING = "awaiting {party}: {event}"
     AWAITING_DUE = "awaiting {party}: {event} (due {date})"
     OVERDUE = "awaiting {party}: {event} (due {date}, overdue)"
+    KEPT_CASE = "case: {case_ref}"
+    CLOSED_ON = "closed: {date}"
+    RETENTION_ENDS = "retention ends"
+    RETENTION = "retention of case {case_ref}, then erasure"
 
 
 def search_attribute_updates(progress: CaseProgress, since: CaseProgress | None = None

@@ -44,9 +44,11 @@ from kbflow.items import Role
 from kbflow.process import Step
 from kbflow.progress import Phrase
 from kbflow.public import PublicText
+from kbflow.retention import Retention, retention_workflow_id
 from kbflow.settings import MASTER_KEYS_ENV, Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
+from workflows.retention_workflow import RetentionWorkflow
 
 #: How long a query may wait for a worker to answer.
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -181,7 +183,13 @@ async def start_case(client: Client, settings: Settings, start: CaseStart, *,
     wid = workflow_id(start.case_ref)
     if await asyncio.to_thread(KeyStore.open(settings).is_destroyed, wid):
         raise _erased_start(start.case_ref)
-    if open_cases_in is not None and not await _exists(client, start.case_ref):
+    exists = await _exists(client, start.case_ref)
+    if not exists and await retention_view(client, start.case_ref) is not None:
+        # Closed, and its run's history deleted by the namespace's retention: the start
+        # cannot be compared any more, and must not open the case a second time.
+        raise CaseError(f"case {start.case_ref}: this idempotency_key started a case that "
+                        "is closed; its start cannot be repeated; use a new idempotency_key")
+    if open_cases_in is not None and not exists:
         await _refuse_second_case(client, start, open_cases_in)
     try:
         await client.start_workflow(
@@ -329,26 +337,59 @@ async def without_key_here(client: Client, case_ref: str, settings: Settings) ->
 
 async def erase_running_case(client: Client, case_ref: str, request: ErasureRequest,
                              timeout: timedelta = EVENT_TIMEOUT) -> Erasure | None:
-    """Ask a running case to erase itself (the ``erase`` update).
+    """Ask a running case, or a closed case's retention workflow, to erase it now (their
+    ``erase`` update).
+
+    An open case, or a closed one whose run (started before the retention workflow)
+    still keeps it, erases itself; a closed case in retention is erased by its
+    ``RetentionWorkflow``.
 
     Returns:
-        The erasure record, or None if no run of the case is open (closed earlier,
-        terminated, or unknown): the caller erases the stored data directly then.
+        The erasure record, or None if neither runs (terminated, unknown, or closed
+        before retention existed): the caller erases the stored data directly then.
 
     Raises:
-        EventRefusedError: the case refused.
+        EventRefusedError: the case or its retention workflow refused.
         EventPendingError: Temporal holds the request, not carried out within ``timeout``
             (no worker, or the erasure activity is being retried).
-        CaseError: another Temporal error.
+        CaseError: the retention workflow erased the case already (its record says when
+            and why); another Temporal error.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
-    if not await _is_running(client, handle, case_ref):
-        return None
+    if await _is_running(client, handle, case_ref):
+        try:
+            return await _erase_by_update(client, case_ref, request, timeout, handle,
+                                          CaseWorkflow.erase)
+        except EventRefusedError as refused:
+            if retention_workflow_id(case_ref) not in str(refused):
+                raise
+            # It closed and handed the case to its retention workflow meanwhile.
+    retention = client.get_workflow_handle_for(RetentionWorkflow.run,
+                                               retention_workflow_id(case_ref))
+    state = await _run_status(client, retention, case_ref)
+    if state is WorkflowExecutionStatus.COMPLETED:
+        erasure = await _retention_result(retention)
+        raise CaseError(f"case {case_ref}: erased already" + (
+            "" if erasure is None else
+            f" on {erasure.at:%Y-%m-%d %H:%M} UTC ({erasure.reason})") +
+            "; nothing left to erase")
+    if state is WorkflowExecutionStatus.RUNNING:
+        return await _erase_by_update(client, case_ref, request, timeout, retention,
+                                      RetentionWorkflow.erase)
+    return None
+
+
+async def _erase_by_update(client: Client, case_ref: str, request: ErasureRequest,
+                           timeout: timedelta, handle: WorkflowHandle[Any, Any],
+                           update: Any) -> Erasure | None:
+    """The ``erase`` update on ``handle`` (a case or its retention workflow); a run whose
+    workflow task keeps failing is terminated instead (None: erase the data directly)."""
     try:
-        return await _staged_update(
+        erasure: Erasure = await _staged_update(
             client, case_ref, timeout, "erasure",
-            lambda: handle.start_update(CaseWorkflow.erase, request,
+            lambda: handle.start_update(update, request,
                                         wait_for_stage=WorkflowUpdateStage.ACCEPTED))
+        return erasure
     except _BrokenRun:
         # The run's workflow task keeps failing (e.g. a start that a client bypassing the
         # CLI sent and the workflow cannot decode): it can take no update, so erasure ends
@@ -356,6 +397,82 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
         await handle.terminate(reason=f"erased on request ({request.reason.value}); its "
                                       "workflow task kept failing")
         return None
+
+
+async def _run_status(client: Client, handle: WorkflowHandle[Any, Any],
+                      case_ref: str) -> WorkflowExecutionStatus | None:
+    """The status of ``handle``'s run (None: no such workflow).
+
+    Raises:
+        CaseError: another Temporal error.
+    """
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise await _case_error(client, case_ref, error) from None
+    return description.status
+
+
+async def _retention_result(handle: WorkflowHandle[Any, Erasure]) -> Erasure | None:
+    """The erasure record a completed retention workflow returned (None: unreadable)."""
+    try:
+        return await handle.result()
+    except (KeyUnavailable, ValueError, RPCError):
+        return None
+
+
+@dataclass(frozen=True)
+class RetentionView:
+    """A closed case's retention workflow, read without a worker: its input (when the
+    case closed, how long it is kept, how it ended) and, once it has erased the case,
+    its result.
+
+    Attributes:
+        workflow_id: the retention workflow's id.
+        retention: its input (no personal data).
+        running: it still keeps the case.
+        erasure: the erasure it recorded, once completed.
+    """
+
+    workflow_id: str
+    retention: Retention
+    running: bool
+    erasure: Erasure | None
+
+
+async def retention_view(client: Client, case_ref: str) -> RetentionView | None:
+    """The case's retention workflow as ``RetentionView``, from its history and result,
+    so no worker is needed. None: the case has none (open, or closed before retention
+    workflows existed), or its input cannot be read.
+
+    Raises:
+        CaseError: a Temporal error other than an unknown workflow.
+    """
+    wid = retention_workflow_id(case_ref)
+    handle = client.get_workflow_handle_for(RetentionWorkflow.run, wid)
+    state = await _run_status(client, handle, case_ref)
+    if state is None:
+        return None
+    converter = client.data_converter.with_context(
+        WorkflowSerializationContext(namespace=client.namespace, workflow_id=wid))
+    retention: Retention | None = None
+    try:
+        async for event in handle.fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [decoded] = await converter.decode(payloads, [Retention])
+            retention = decoded if isinstance(decoded, Retention) else None
+            break
+    except (KeyUnavailable, ValueError):
+        return None
+    except RPCError as error:
+        raise await _case_error(client, case_ref, error) from None
+    if retention is None:
+        return None
+    completed = state is WorkflowExecutionStatus.COMPLETED
+    return RetentionView(wid, retention, running=state is WorkflowExecutionStatus.RUNNING,
+                         erasure=await _retention_result(handle) if completed else None)
 
 
 async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what: str,
@@ -407,6 +524,8 @@ class CaseView:
         erasure: the erasure on record in the data dir, if any.
         erased: the case's data is erased (an erasure record, a destroyed data key, or
             a status saying so).
+        retention: the closed case's retention workflow, if it has one (it says when
+            the data will be, or was, erased).
     """
 
     case_ref: str
@@ -414,6 +533,7 @@ class CaseView:
     timeline: list[TimelineEntry] | None
     erasure: Erasure | None
     erased: bool
+    retention: RetentionView | None = None
 
 
 async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = None,
@@ -424,25 +544,40 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
     An erased case (``erasure`` on record, or its data key destroyed) is never queried:
     a worker would have to replay a history it can no longer decode (ERROR logs), or
     could answer from its cache. Its status then comes from its run's result (written
-    after erasure under the system key) if it completed, else from the erasure record.
-    A completed case answers from its result without a worker.
+    after erasure under the system key) if it completed after erasure, else from its
+    retention workflow's input (the status as it closed), else from the erasure record.
+    A completed case answers from its result without a worker; a closed case's
+    retention workflow (when and whether it is erased) is read without a worker too.
 
     Raises:
         CaseError: unknown case, a query failed, or no worker answered within ``timeout``
             for an open case.
     """
     handle = client.get_workflow_handle_for(CaseWorkflow.run, workflow_id(case_ref))
-    erased = erasure is not None or key_destroyed
     try:
         description = await handle.describe()
     except RPCError as error:
-        if erased and error.status is RPCStatusCode.NOT_FOUND:  # history gone too
-            return CaseView(case_ref, None, None, erasure, erased=True)
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise await _case_error(client, case_ref, error, timeout) from None
+        # The namespace's retention deleted the closed run's history; a retention
+        # workflow still knows how the case ended.
+        retention = await retention_view(client, case_ref)
+        if retention is not None:
+            erasure = erasure or retention.erasure
+            return CaseView(case_ref, _as_closed(retention, erasure), None, erasure,
+                            erased=erasure is not None or key_destroyed, retention=retention)
+        if erasure is not None or key_destroyed:
+            return CaseView(case_ref, None, None, erasure, erased=True)  # history gone too
         raise await _case_error(client, case_ref, error, timeout) from None
     completed = description.status is WorkflowExecutionStatus.COMPLETED
-    if erased:
+    retention = await retention_view(client, case_ref) if completed else None
+    if retention is not None and retention.erasure is not None:
+        erasure = erasure or retention.erasure
+    if erasure is not None or key_destroyed:
         status = await _result_if_readable(handle) if completed else None
-        return CaseView(case_ref, status, None, erasure, erased=True)
+        if status is None and retention is not None:
+            status = _as_closed(retention, erasure)
+        return CaseView(case_ref, status, None, erasure, erased=True, retention=retention)
     status = await _status(client, handle, case_ref, completed, timeout)
     if status.erased_at is not None:  # erased, but this data dir holds no record of it
         return CaseView(case_ref, status, None, erasure, erased=True)
@@ -450,7 +585,13 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
         timeline = await case_timeline(client, case_ref, timeout)
     except CaseError:  # the status is known; the timeline needs a worker that can answer
         timeline = None
-    return CaseView(case_ref, status, timeline, erasure, erased=False)
+    return CaseView(case_ref, status, timeline, erasure, erased=False, retention=retention)
+
+
+def _as_closed(retention: RetentionView, erasure: Erasure | None) -> CaseStatus:
+    """The case's status as it closed (its retention workflow's input), erased or not."""
+    return retention.retention.final_status.model_copy(
+        update={"erased_at": None if erasure is None else erasure.at})
 
 
 async def _result_if_readable(handle: WorkflowHandle[Any, CaseStatus]) -> CaseStatus | None:

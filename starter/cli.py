@@ -359,7 +359,9 @@ def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
 
     An erased case shows "erased" with the date and reason of its erasure, however it
     ended (completed, terminated, erased while open, retention ended); its timeline is
-    gone and no worker is asked for it. Only reads: works on a read-only data dir.
+    gone and no worker is asked for it. A closed case kept by its retention workflow
+    shows when its data will be erased (read from that workflow, no worker needed). Only
+    reads: works on a read-only data dir.
     """
     settings = Settings.from_env()
     case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
@@ -372,6 +374,7 @@ def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
                                key_destroyed=keys.is_destroyed(workflow_id(case_ref)))
 
     view = _run(work)
+    retention = view.retention
     if as_json:
         _echo_json({
             **(view.status.model_dump(mode="json") if view.status else
@@ -381,10 +384,18 @@ def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
             "erasure": None if view.erasure is None else view.erasure.model_dump(mode="json"),
             "timeline": None if view.timeline is None
             else [entry.model_dump(mode="json") for entry in view.timeline],
+            "retention": None if retention is None else {
+                "workflow_id": retention.workflow_id,
+                "running": retention.running,
+                "erase_due": retention.retention.erase_due.isoformat(),
+            },
         })
         return
     for line in render.view_lines(view):
         typer.echo(line)
+    if retention is not None and not view.erased:
+        typer.echo(f"personal data kept until {retention.retention.erase_due:%Y-%m-%d %H:%M} "
+                   f"UTC, then erased (workflow {retention.workflow_id})")
 
 
 def _erasure_of(settings: Settings, case_ref: str, keys: KeyStore) -> Erasure | None:
@@ -478,10 +489,12 @@ def erase(
     and every backup become unreadable, remove its packets, and record the erasure.
 
     A running case erases itself (the workflow's `erase` update; an open case closes as
-    `erased`). For a case whose run has ended, the stored data is erased directly. The
-    processing log stays: it holds no personal values.
+    `erased`); a closed case in retention is erased by its retention workflow (its
+    `erase` update). For a case whose runs have ended (terminated, or closed before
+    retention workflows), the stored data is erased directly. The processing log stays:
+    it holds no personal values.
 
-    Exit codes: **0** erased (or erased already); **1** refused or an error (e.g. a
+    Exit codes: **0** erased; **1** refused (erased already) or an error (e.g. a
     read-only data dir); **3** pending: Temporal holds the request but no worker carried
     it out within --wait seconds; run the same command again to learn the outcome.
     """
@@ -498,9 +511,8 @@ def erase(
     store = _outbox(settings)
     for earlier in _run_sync(store.erasures):
         if earlier.case_ref == case_ref:
-            typer.echo(f"case {case_ref} was erased already on {earlier.at:%Y-%m-%d %H:%M} "
-                       f"UTC ({earlier.reason}); nothing left to erase")
-            return
+            _fail(f"case {case_ref}: erased already on {earlier.at:%Y-%m-%d %H:%M} UTC "
+                  f"({earlier.reason}); nothing left to erase")
 
     async def work() -> Erasure | None:
         client = await open_client(settings)

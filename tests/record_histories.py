@@ -9,7 +9,9 @@ change, never to make a failing replay test pass::
 Each example runs on the time-skipping test server; a case still open after its events
 then has its years of case time skipped (reminders, escalations, the extension question,
 the OTS end, the retention period, the erasure) so that the recorded history covers the
-timers too.
+timers too. Since ``CLOSED_PATCH`` a closed case's run completes and its
+``RetentionWorkflow`` keeps and erases it: its history is recorded too, under
+``<set>/retention/``.
 
 Payloads are encrypted with the test keys in tests/histories/keys/ (fictional data, a key
 made for these fixtures only). The recorder never destroys a key at erasure, so that the
@@ -20,9 +22,12 @@ Sets of histories, each recorded once and never re-recorded:
 - tests/histories/before-retention/: before the retention patch (``RETENTION_PATCH``);
 - tests/histories/*.json: with the retention patch, before ruling dates;
 - tests/histories/ots-from-ruling-date/: with ``RULING_DATE_PATCH`` (rulings carry their
-  date), the newest set (``LATEST_DIR``);
+  date) (``RULING_DATE_DIR``);
 - tests/histories/progress-visible/: with ``PROGRESS_PATCH`` (memo and search attributes
-  upserted; summaries, details and public query results in plaintext).
+  upserted; summaries, details and public query results in plaintext);
+- tests/histories/closed-means-closed/: with ``CLOSED_PATCH`` (a closed case's run
+  completes; ``retention/`` holds its retention workflow's history);
+- tests/histories/visible-and-closed/: with both, the newest set (``LATEST_DIR``).
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore, MasterKeys
 from kbflow.case import EventOutcome
+from kbflow.retention import retention_workflow_id
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
 from tests.conftest import register_search_attributes, unset_search_attributes_absent
@@ -47,7 +56,11 @@ from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
-LATEST_DIR = HISTORIES_DIR / "ots-from-ruling-date"
+RULING_DATE_DIR = HISTORIES_DIR / "ots-from-ruling-date"
+CLOSED_DIR = HISTORIES_DIR / "closed-means-closed"
+LATEST_DIR = HISTORIES_DIR / "visible-and-closed"
+#: Where a set keeps its retention workflows' histories (sets since ``CLOSED_PATCH``).
+RETENTION_SUBDIR = "retention"
 KEYS_DIR = HISTORIES_DIR / "keys"
 #: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
 #: ruling, the longest example extends once, then a year of retention).
@@ -69,8 +82,9 @@ def fixture_keys() -> KeyStore:
 
 
 async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
-                     scenario: Scenario, case_ref: str) -> str:
-    """Run ``scenario`` to its end (skipping time) and return its history as JSON."""
+                     scenario: Scenario, case_ref: str) -> tuple[str, str | None]:
+    """Run ``scenario`` to its end (skipping time), the case's retention workflow too,
+    and return their histories as JSON (the retention's None if there is none)."""
     handle = await client.start_workflow(CaseWorkflow.run, scenario.start(case_ref),
                                          id=workflow_id(case_ref), task_queue=task_queue)
     for item in scenario.events:
@@ -78,13 +92,33 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
         await handle.execute_update(item.event, event, id=event.idempotency_key,
                                     result_type=EventOutcome)
     skipped = timedelta()
-    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+    while await _status(handle) is WorkflowExecutionStatus.RUNNING:
         if skipped >= SKIP_LIMIT:
             raise RuntimeError(f"{case_ref}: still running after {SKIP_LIMIT}")
         await env.sleep(SKIP_STEP)
         skipped += SKIP_STEP
     await handle.result()
-    return (await handle.fetch_history()).to_json()
+    retention = client.get_workflow_handle(retention_workflow_id(case_ref))
+    if await _status(retention) is None:
+        return (await handle.fetch_history()).to_json(), None
+    # Skipped while waiting on the result, not with env.sleep: the test server stops
+    # skipping time when a retention workflow (an abandoned child) ends during a sleep.
+    await client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    try:
+        await retention.result()
+    finally:
+        await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+    return ((await handle.fetch_history()).to_json(),
+            (await retention.fetch_history()).to_json())
+
+
+async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
+    try:
+        return (await handle.describe()).status
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 async def main(into: Path = LATEST_DIR) -> None:
@@ -108,12 +142,16 @@ async def _record(into: Path) -> None:
             with tempfile.TemporaryDirectory() as data_dir:
                 store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
                 async with build_worker(env.client, task_queue, store):
-                    history = await record_one(env, env.client, task_queue,
-                                               Scenario.load(path),
-                                               f"KB-2026-REPLAY{number:02d}")
+                    history, retention = await record_one(env, env.client, task_queue,
+                                                          Scenario.load(path),
+                                                          f"KB-2026-REPLAY{number:02d}")
         finally:
             await env.shutdown()
         (into / f"{path.stem}.json").write_text(history, encoding="utf-8")
+        if retention is not None:
+            (into / RETENTION_SUBDIR).mkdir(exist_ok=True)
+            (into / RETENTION_SUBDIR / f"{path.stem}.json").write_text(retention,
+                                                                       encoding="utf-8")
         print(f"recorded {path.stem}")
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -165,13 +166,29 @@ def midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
+async def completed_status(handle: WorkflowHandle[Any, Any]) -> CaseStatus:
+    """The status of a case whose run completes now (it closed): polled (bounded), then
+    queried (a completed run answers by replay); see ``finished`` for why not
+    ``result()``."""
+    for _ in range(500):
+        if (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED:
+            return await status_of(handle)
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"case {handle.id} did not complete when it closed")
+
+
 async def finished(handle: WorkflowHandle[Any, Any], status: CaseStatus) -> CaseStatus:
-    """Let the run end (the server skips any time left) and check it ends with the case
-    as it closed. Read timelines and the store before: a run may crypto-shred its case on
-    the way out."""
-    final = await handle.result()
+    """Check that the run completed as the case closed (its retention workflow keeps the
+    case from then on), with the case as it closed.
+
+    Polled (bounded), not awaited with ``result()``: that lets the test server skip time,
+    and a retention workflow that ends on the test server stops its time skipping for
+    every later test (tests/test_retention.py runs those on a server of its own).
+    """
+    final = await completed_status(handle)
     assert (final.phase, final.end_state, final.steps_done, final.closed_at) == (
         status.phase, status.end_state, status.steps_done, status.closed_at)
+    assert final.erased_at is None  # kept: erased when its retention ends
     return final
 
 

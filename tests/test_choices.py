@@ -35,7 +35,8 @@ from kbflow.items import Measure
 from kbflow.process import Party, Step
 from tests import factories as f
 from tests.conftest import time_skipping_server
-from tests.test_case_workflow import send, settled, start_case, status_of
+from tests.test_case_workflow import completed_status, send, start_case
+from tests.test_retention import retention_of, time_skipping
 
 SECOND = dt.timedelta(seconds=1)
 DAY = dt.timedelta(days=1)
@@ -310,20 +311,19 @@ async def test_a_closed_case_is_erased_365_days_after_closing(
     client: Client, task_queue: str, worker: Worker, store: OutboxStore, keys: KeyStore,
 ) -> None:
     """Default retention: kept 365 days after closing (not erased at 364), erased then
-    (by 366 days), and the erasure record says so."""
+    (by 366 days) by the case's retention workflow, and the erasure record says so."""
     start = f.case_start()
     handle = await start_case(client, task_queue, start)
     await send(handle, f.announce(), f.residence_ind(known=False),
                f.residence_dtv(known=False), f.decision(investigate=False))
-    await settled(handle)
-    closed = await status_of(handle)
+    closed = await completed_status(handle)  # closed: the case's run completed
     assert closed.closed_at is not None and closed.erased_at is None
 
-    final = await handle.result()  # the server skips the year
-    assert final.closed_at == closed.closed_at and final.erased_at is not None
-    kept = final.erased_at - final.closed_at
+    async with time_skipping(client):  # the server skips the year
+        erasure = await retention_of(client, start.case_ref).result()
+    kept = erasure.at - closed.closed_at
     assert dt.timedelta(days=365) <= kept < dt.timedelta(days=366), kept
-    [erasure] = store.erasures()
+    assert store.erasures() == [erasure]
     assert erasure.case_ref == start.case_ref
     assert erasure.requested_by == "kbflow-retention-timer"
     assert "365 days after closing" in erasure.reason

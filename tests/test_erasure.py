@@ -1,5 +1,8 @@
 """Retention and crypto-shredding (GDPR art. 5(1)(e), art. 17) on the time-skipping server.
 
+A closed case's run completes; its retention workflow (``tests/test_retention.py``)
+erases it when the retention period ends.
+
 After erasure a case's Temporal history still exists but cannot be decoded, its packets
 are gone, and the erasure is on record; every other case stays readable.
 """
@@ -29,8 +32,10 @@ from starter import render
 from starter.cases import case_view
 from tests import factories as f
 from tests.conftest import time_skipping_server
-from tests.test_case_workflow import send, settled, start_case, status_of
+from tests.test_case_workflow import completed_status, send, settled, start_case, status_of
+from tests.test_retention import retention_of, time_skipping
 from workflows.case_workflow import CaseWorkflow
+from workflows.retention_workflow import RetentionWorkflow
 
 
 @pytest_asyncio.fixture
@@ -101,26 +106,29 @@ async def test_a_closed_case_is_erased_when_retention_ends(
     ref = start.case_ref
     await send(handle, f.announce(), f.residence_ind(known=False),
                f.residence_dtv(known=False), f.decision(investigate=False))
-    await settled(handle)
-    status = await status_of(handle)
+    status = await completed_status(handle)  # closed: the run completed at once
     assert status.end_state is EndState.NO_INVESTIGATION and status.closed_at is not None
+    kept_by = retention_of(client, ref)
 
     if retention_days is not None:  # short enough to skip to an hour before, and look
         await own_env.sleep(status.closed_at + retention - await own_env.get_current_time()
-                        - dt.timedelta(hours=1))
-        assert (await status_of(handle)).erased_at is None  # an hour before: still kept
+                            - dt.timedelta(hours=1))
+        assert (await kept_by.query(RetentionWorkflow.status)).erased_at is None
     assert store.packets(ref)
 
-    final = await handle.result()  # the server skips the last hour
-    assert final.end_state is EndState.NO_INVESTIGATION  # how it ended stays known
-    assert final.erased_at is not None and final.closed_at is not None
-    assert final.erased_at - final.closed_at >= retention
+    async with time_skipping(client):  # the server skips the rest
+        erasure = await kept_by.result()
+    assert erasure.at - status.closed_at >= retention
     assert store.packets(ref) == []
-    [erasure] = store.erasures()
+    assert store.erasures() == [erasure]
     assert erasure.requested_by == "kbflow-retention-timer"
     assert erasure.reason.startswith("retention-ended")
     assert f"{retention.days} days" in erasure.reason
     assert keys.is_destroyed(workflow_id(ref))
+    view = await case_view(client, ref, erasure=erasure, key_destroyed=True)
+    assert view.status is not None  # how it ended stays known
+    assert view.status.end_state is EndState.NO_INVESTIGATION
+    assert view.status.erased_at == erasure.at and view.status.closed_at == status.closed_at
 
 
 async def test_a_terminated_then_erased_case_serves_no_timeline_from_the_workers_cache(
@@ -161,7 +169,9 @@ async def test_a_case_erased_when_retention_ended_shows_as_erased(
     handle = await start_case(client, task_queue, start)
     await send(handle, f.announce(), f.residence_ind(known=False),
                f.residence_dtv(known=False), f.decision(investigate=False))
-    await handle.result()  # the server skips the 30 days
+    await completed_status(handle)
+    async with time_skipping(client):  # the server skips the 30 days
+        await retention_of(client, start.case_ref).result()
     [erasure] = store.erasures()
     view = await case_view(client, start.case_ref, erasure=erasure,
                            key_destroyed=keys.is_destroyed(handle.id))

@@ -32,7 +32,7 @@ from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.settings import installed_binary, workflow_id
 from tests import factories as f
-from tests.test_case_workflow import in_case_time, plausible
+from tests.test_case_workflow import completed_status, in_case_time, plausible
 from workflows.case_workflow import CaseWorkflow
 from workflows.operator_log import step_of
 
@@ -84,7 +84,7 @@ async def test_a_whole_case_logs_no_personal_data(
         await handle.execute_update(ev.name, ev.event, result_type=EventOutcome)
     packets = store.packets(start.case_ref)  # before the run ends (it may erase them)
     assert store.reminders(start.case_ref)  # the reminder path ran
-    status = await handle.result()
+    status = await completed_status(handle)  # no result(): see its docstring
     assert status.end_state is not None
 
     err = capfd.readouterr().err

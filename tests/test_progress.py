@@ -241,9 +241,9 @@ def test_details_are_set_in_one_place_only() -> None:
         "set_current_details(") for path in root.rglob("*.py")
         if ".venv" not in path.parts and path.parent.name != "tests"}
     assert {path: count for path, count in calls.items() if count} == {
-        "workflows/case_workflow.py": 1}
-    source = (root / "workflows" / "case_workflow.py").read_text(encoding="utf-8")
-    assert re.search(r"def _set_details\(details: PublicText\)[^@]*set_current_details",
+        "workflows/details.py": 1}
+    source = (root / "workflows" / "details.py").read_text(encoding="utf-8")
+    assert re.search(r"def set_details\(details: PublicText\)[^@]*set_current_details",
                      source)
 
 

@@ -7,10 +7,15 @@ converter (and the fixtures' keys), so that a change which would break running c
   ended when they closed. They prove the patch keeps old runs replayable.
 - tests/histories/ots-from-ruling-date/*.json: recorded with ``RULING_DATE_PATCH`` and
   ``PLAUSIBLE_START_PATCH`` (rulings carry their date; starts are checked), and the
-  transition-table rules; the two sets above predate them.
+  transition-table rules; the two sets above predate them. These and the *.json above
+  run through retention inside ``CaseWorkflow``: they prove such runs finish the old way.
 - tests/histories/progress-visible/*.json: recorded with ``PROGRESS_PATCH`` (memo and
   search attributes upserted; summaries, details and public query results in
-  plaintext); every set above predates it.
+  plaintext); every set above predates it. It too runs through retention the old way.
+- tests/histories/closed-means-closed/*.json: recorded with ``CLOSED_PATCH`` (not
+  ``PROGRESS_PATCH``): each case's run completes when it closes; ``retention/`` holds its
+  ``RetentionWorkflow``'s history (kept, then erased by the retention timer).
+- tests/histories/visible-and-closed/: recorded with both, the newest set.
 
 Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
@@ -27,20 +32,39 @@ from temporalio.worker import Replayer
 from encryption.codec import ENCODING, encrypted_data_converter
 from kbflow.public import PublicText
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
-from tests.record_histories import HISTORIES_DIR, LATEST_DIR, fixture_keys
+from tests.record_histories import (
+    CLOSED_DIR,
+    HISTORIES_DIR,
+    LATEST_DIR,
+    RETENTION_SUBDIR,
+    RULING_DATE_DIR,
+    fixture_keys,
+)
 from workflows.case_workflow import (
+    CLOSED_PATCH,
     PLAUSIBLE_START_PATCH,
     PROGRESS_PATCH,
     RETENTION_PATCH,
     RULING_DATE_PATCH,
     CaseWorkflow,
 )
+from workflows.retention_workflow import RetentionWorkflow
 
 CURRENT = sorted(HISTORIES_DIR.glob("*.json"))
 BEFORE_RETENTION = sorted((HISTORIES_DIR / "before-retention").glob("*.json"))
-RULING_DATES = sorted(LATEST_DIR.glob("*.json"))
+RULING_DATES = sorted(RULING_DATE_DIR.glob("*.json"))
 PROGRESS_VISIBLE = sorted((HISTORIES_DIR / PROGRESS_PATCH).glob("*.json"))
-ALL = CURRENT + BEFORE_RETENTION + RULING_DATES + PROGRESS_VISIBLE
+CLOSED = sorted(CLOSED_DIR.glob("*.json"))
+RETENTIONS = sorted((CLOSED_DIR / RETENTION_SUBDIR).glob("*.json"))
+LATEST = sorted(LATEST_DIR.glob("*.json"))
+LATEST_RETENTIONS = sorted((LATEST_DIR / RETENTION_SUBDIR).glob("*.json"))
+OLD_STYLE = CURRENT + BEFORE_RETENTION + RULING_DATES + PROGRESS_VISIBLE
+WITHOUT_PROGRESS = CURRENT + BEFORE_RETENTION + RULING_DATES + CLOSED + RETENTIONS
+ALL = OLD_STYLE + CLOSED + RETENTIONS + LATEST + LATEST_RETENTIONS
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(HISTORIES_DIR).with_suffix(""))
 
 
 def test_every_example_has_recorded_histories() -> None:
@@ -49,6 +73,10 @@ def test_every_example_has_recorded_histories() -> None:
     assert {path.stem for path in BEFORE_RETENTION} == examples
     assert {path.stem for path in RULING_DATES} == examples
     assert {path.stem for path in PROGRESS_VISIBLE} == examples
+    assert {path.stem for path in CLOSED} == examples
+    assert {path.stem for path in RETENTIONS} == examples  # every example closes
+    assert {path.stem for path in LATEST} == examples
+    assert {path.stem for path in LATEST_RETENTIONS} == examples
 
 
 def _patches(path: Path) -> set[str]:
@@ -82,9 +110,7 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-@pytest.mark.parametrize("path", CURRENT + BEFORE_RETENTION + RULING_DATES,
-                         ids=[f"{p.parent.name}/{p.stem}"
-                              for p in CURRENT + BEFORE_RETENTION + RULING_DATES])
+@pytest.mark.parametrize("path", WITHOUT_PROGRESS, ids=[_id(p) for p in WITHOUT_PROGRESS])
 def test_histories_before_progress_visible_have_no_upserts(path: Path) -> None:
     assert PROGRESS_PATCH not in _patches(path)
     events = _history(path)
@@ -96,10 +122,13 @@ def test_histories_before_progress_visible_have_no_upserts(path: Path) -> None:
     assert not [e for e in events if "workflowPropertiesModifiedEventAttributes" in e]
 
 
-@pytest.mark.parametrize("path", PROGRESS_VISIBLE, ids=[p.stem for p in PROGRESS_VISIBLE])
+@pytest.mark.parametrize("path", PROGRESS_VISIBLE + LATEST,
+                         ids=[_id(p) for p in PROGRESS_VISIBLE + LATEST])
 def test_progress_visible_histories_upsert_and_show_plaintext_progress(path: Path) -> None:
     events = _history(path)
-    assert {PROGRESS_PATCH, PLAUSIBLE_START_PATCH, RETENTION_PATCH} <= _patches(path)
+    handed_over = path in LATEST  # its erasure is in its retention workflow's history
+    assert {PROGRESS_PATCH, PLAUSIBLE_START_PATCH} <= _patches(path)
+    assert (CLOSED_PATCH in _patches(path)) is handed_over
     upserts = [fields for event in events
                if "upsertWorkflowSearchAttributesEventAttributes" in event
                for fields in [event["upsertWorkflowSearchAttributesEventAttributes"]
@@ -115,21 +144,21 @@ def test_progress_visible_histories_upsert_and_show_plaintext_progress(path: Pat
     summaries = [json.loads(base64.b64decode(event["userMetadata"]["summary"]["data"]))
                  for event in events if "summary" in event.get("userMetadata", {})]
     assert summaries[0].startswith("step 1: ") and summaries[0].endswith(" to RVDK")
-    assert "erase: destroy the case key, remove its packets" in summaries
+    assert ("erase: destroy the case key, remove its packets" in summaries) is not handed_over
     assert all(PublicText.parse(summary) for summary in summaries)
 
 
-@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+@pytest.mark.parametrize("path", ALL, ids=[_id(p) for p in ALL])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[CaseWorkflow],
+    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
                         data_converter=encrypted_data_converter(fixture_keys()))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 
-@pytest.mark.parametrize("path", CURRENT + PROGRESS_VISIBLE,
-                         ids=[f"{p.parent.name}/{p.stem}" for p in CURRENT + PROGRESS_VISIBLE])
+@pytest.mark.parametrize("path", CURRENT + PROGRESS_VISIBLE + LATEST,
+                         ids=[_id(p) for p in CURRENT + PROGRESS_VISIBLE + LATEST])
 def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
@@ -146,8 +175,48 @@ def test_old_histories_predate_the_patch(path: Path) -> None:
     assert '"markerName": "core_patch"' not in path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("path", ALL, ids=[f"{p.parent.name}/{p.stem}" for p in ALL])
+@pytest.mark.parametrize("path", ALL, ids=[_id(p) for p in ALL])
 def test_no_committed_history_holds_a_failed_workflow_task(path: Path) -> None:
     events = json.loads(path.read_text(encoding="utf-8"))["events"]
     assert events and not [e for e in events
                            if e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED"]
+
+
+@pytest.mark.parametrize("path", OLD_STYLE, ids=[_id(p) for p in OLD_STYLE])
+def test_old_style_histories_keep_the_case_in_its_own_run(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert CLOSED_PATCH not in _patches(path)
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" not in text
+
+
+@pytest.mark.parametrize("path", CLOSED + LATEST, ids=[_id(p) for p in CLOSED + LATEST])
+def test_closed_histories_hand_the_case_to_its_retention_workflow(path: Path) -> None:
+    events = json.loads(path.read_text(encoding="utf-8"))["events"]
+    assert {CLOSED_PATCH, PLAUSIBLE_START_PATCH} <= _patches(path)
+    types = [event["eventType"] for event in events]
+    # The run starts the child and waits until it has started, then completes.
+    started = types.index("EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED")
+    assert types.index("EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED") < started
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" in types
+    [initiated] = [e["startChildWorkflowExecutionInitiatedEventAttributes"] for e in events
+                   if "startChildWorkflowExecutionInitiatedEventAttributes" in e]
+    assert initiated["workflowId"].startswith("kb-retention-KB-2026-REPLAY")
+    assert initiated["parentClosePolicy"] == "PARENT_CLOSE_POLICY_ABANDON"
+    scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
+    names = [person["name"] for person in scenario.case["persons"]]
+    retention = (path.parent / RETENTION_SUBDIR / path.name).read_text(encoding="utf-8")
+    assert not any(name in retention for name in names)
+    retention_types = [e["eventType"] for e in json.loads(retention)["events"]]
+    assert "EVENT_TYPE_TIMER_FIRED" in retention_types  # kept until the retention ended
+    assert retention_types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+
+
+def test_the_longest_example_stays_far_from_the_history_limits() -> None:
+    """README "Typical cases stay far from Temporal's history limits"."""
+    lengths = {path.stem: len(json.loads(path.read_text(encoding="utf-8"))["events"])
+               for path in CLOSED}
+    assert max(lengths, key=lengths.__getitem__) == "04_ots_extended"
+    assert lengths["04_ots_extended"] == 207
+    assert {len(json.loads(path.read_text(encoding="utf-8"))["events"])
+            for path in RETENTIONS} == {16}

@@ -1,11 +1,13 @@
-"""``CaseWorkflow``: one run per case, from the step-1 report until its data is erased.
+"""``CaseWorkflow``: one run per case, from the step-1 report until the case closes.
 
 Orchestration only (PROCESS.md §3): the rules live in ``kbflow.case.CaseState``. This
 module waits for agency events (Temporal updates with validators), delivers the packets
 each event yields (activities), and sleeps on durable timers (reply deadlines, the OTS
-extension question and end date, the retention period after closing). When retention
-ends, or an operator sends the ``erase`` update, the case is crypto-shredded and the run
-ends.
+extension question and end date). When the case closes, the run hands it to its
+``RetentionWorkflow`` (``workflows/retention_workflow.py``), which keeps it for the retention
+period and then crypto-shreds it, and completes; an ``erase`` update while the case is open
+crypto-shreds it here. Runs from before ``CLOSED_PATCH`` keep the case in retention
+themselves.
 
 Agency events arrive as updates named after ``kbflow.events.Event`` (one dynamic
 handler; each event's rule is in ``kbflow.case.RULES``): a malformed, oversized,
@@ -22,7 +24,8 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -61,6 +64,9 @@ with workflow.unsafe.imports_passed_through():
         search_attribute_updates,
     )
     from kbflow.public import PublicText
+    from kbflow.retention import Retention, retention_reason, retention_workflow_id
+    from workflows.details import set_details
+    from workflows.retention_workflow import RetentionWorkflow
 
 DELIVERY_TIMEOUT = timedelta(seconds=30)
 DELIVERY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
@@ -79,6 +85,11 @@ PLAUSIBLE_START_PATCH = "plausible-start"
 #: started before it run on without them.
 PROGRESS_PATCH = "progress-visible"
 
+#: workflow.patched id of the hand-over of a closed case to its ``RetentionWorkflow``: the
+#: case's run completes when the protocol ends. Runs whose history predates it (including
+#: runs already sleeping in retention) keep, then erase, the case themselves.
+CLOSED_PATCH = "closed-means-closed"
+
 
 @workflow.defn
 class CaseWorkflow:
@@ -95,14 +106,19 @@ class CaseWorkflow:
         self._deliveries_in_flight = 0
         self._visible = False  # run() decides, once: PROGRESS_PATCH
         self._progress: CaseProgress | None = None
+        self._handed_over = False
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseStatus:
         """Check the start is plausible, deliver the report (step 1), wait on events and
-        timers until the case closes, keep it for the retention period, then erase it.
+        timers until the case closes, then hand it to its retention workflow (which keeps
+        it for the retention period, then erases it) and complete. An ``erase`` update
+        while the case is open erases it here, at once.
 
         Returns:
-            The final ``CaseStatus`` (no personal data; readable after erasure).
+            The final ``CaseStatus`` (no personal data). Written under the case's key:
+            readable after erasure only when this run erased the case (then under the
+            system key); a closed case's retention workflow keeps it in its input.
         """
         self._visible = workflow.patched(PROGRESS_PATCH)
         if workflow.patched(PLAUSIBLE_START_PATCH):
@@ -119,11 +135,38 @@ class CaseWorkflow:
             await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
                 await self._remind(reminder)
-        if workflow.patched(RETENTION_PATCH):
+        # Decided as the loop ends, so that a run already sleeping in retention (no
+        # CLOSED_PATCH marker in its history) replays and finishes the old way.
+        if self._erasure_request is None and workflow.patched(CLOSED_PATCH):
+            await self._hand_over_to_retention()
+        elif workflow.patched(RETENTION_PATCH):
             await self._keep_then_erase()
         self._show_progress()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.status()
+
+    async def _hand_over_to_retention(self) -> None:
+        """Start the closed case's ``RetentionWorkflow`` (a child that outlives this run)
+        and wait until it has started: from then on it keeps and erases the case, and this
+        run may complete. Its input holds no personal data."""
+        self._handed_over = True  # erase updates go to the retention workflow from now on
+        # Packets of the closing event are delivered first: an erasure during retention
+        # must not destroy the key under a delivery still being retried.
+        await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
+        closed_at = self._state.closed_at or workflow.now()
+        try:
+            await workflow.start_child_workflow(
+                RetentionWorkflow.run,
+                Retention(case_ref=self._state.record.case_ref, closed_at=closed_at,
+                          retention=self._retention, final_status=self._state.status()),
+                id=retention_workflow_id(self._state.record.case_ref),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=PublicText.of(Phrase.RETENTION,
+                                             case_ref=self._state.record.case_ref),
+            )
+        except WorkflowAlreadyStartedError:
+            # A run reset to before its closing closes again: the case is kept already.
+            workflow.logger.info("retention workflow already started")
 
     async def _keep_then_erase(self) -> None:
         """Keep a closed case for its retention period (GDPR art. 5(1)(e)), or until an
@@ -137,7 +180,7 @@ class CaseWorkflow:
             requested_by="kbflow-retention-timer", reason=ErasureReason.RETENTION_ENDED)
         reason = request.reason.value
         if request.reason is ErasureReason.RETENTION_ENDED:
-            reason += f" ({self._retention.days} days after closing)"
+            reason = retention_reason(self._retention)
         # Packets of events accepted before the request are delivered first: after the
         # key is destroyed they could not be encrypted any more.
         await workflow.wait_condition(lambda: self._deliveries_in_flight == 0)
@@ -203,9 +246,14 @@ class CaseWorkflow:
 
     @erase.validator
     def validate_erase(self, request: ErasureRequest) -> None:
-        """Refuse an erasure once the case is erased already."""
+        """Refuse an erasure once the case is erased already, or once it is handed to
+        its retention workflow (which takes the erasure instead)."""
         if self._state.erased_at is not None:
             raise EventRefused("erase: the case is erased already", RefusalCode.ERASED)
+        if self._handed_over:
+            raise EventRefused("erase: the case is closed and kept by workflow "
+                               f"{retention_workflow_id(self._state.record.case_ref)}; "
+                               "send the erasure there", RefusalCode.CLOSED)
 
     # ---- queries ----------------------------------------------------------------------
     @workflow.query
@@ -294,22 +342,10 @@ class CaseWorkflow:
         state = self._state
         progress = progress_of(state, workflow.now())
         kept_until = None if state.closed_at is None else state.closed_at + self._retention
-        self._set_details(details_of(progress, kept_until, state.erased_at))
+        set_details(details_of(progress, kept_until, state.erased_at))
         if self._visible and progress != self._progress:
             updates = search_attribute_updates(progress, since=self._progress)
             self._progress = progress
             workflow.upsert_memo({MEMO_KEY: progress})
             if updates:
                 workflow.upsert_search_attributes(updates)
-
-    @staticmethod
-    def _set_details(details: PublicText) -> None:
-        """The one place the workflow's current details are set: only a ``PublicText``,
-        so the ``__temporal_workflow_metadata`` query result stays plaintext.
-
-        Raises:
-            TypeError: ``details`` is not a ``PublicText``.
-        """
-        if not isinstance(details, PublicText):
-            raise TypeError("current details must be a PublicText")
-        workflow.set_current_details(details)
