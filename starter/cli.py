@@ -506,8 +506,11 @@ def cases(
 def worklist(
     party: Annotated[str, typer.Argument(
         metavar="PARTY", help="The party, e.g. IND (RVDK, IND, DTV, VT, COA, AVIM, GI).")],
-    limit: Annotated[int | None, typer.Option(
-        min=1, help="Print only the first N (the order is over all of them).")] = None,
+    limit: Annotated[int, typer.Option(
+        help="Show the first N (of the order over all of them).")
+    ] = lists.DEFAULT_WORKLIST_LIMIT,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Show every one (reads every case awaiting PARTY).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """What PARTY must send, in which case, by when: overdue first, then by due date, no
@@ -515,21 +518,23 @@ def worklist(
 
     From Temporal's visibility (the running cases awaiting PARTY and their progress
     memo): no worker and no keys needed. An event counts as overdue once its due date has
-    passed. --json prints one JSON object: `{"party", "as_of", "cases", "total", "items":
-    [...]}`.
+    passed. --json prints one JSON object: `{"party", "as_of", "cases", "complete",
+    "items": [...]}`; `complete` is false when there are more than --limit.
     """
     settings = Settings.from_env()
     wanted = _run_sync(lambda: lists.party(party))
+    if limit < 1:
+        _fail("--limit: must be 1 or more")
 
     async def work() -> lists.Worklist:
         client = await lists.open_list_client(settings)
-        return await lists.worklist(client, wanted)
+        return await lists.worklist(client, wanted, limit=None if every else limit)
 
     found = _run(work)
     if as_json:
-        _echo_json(found.as_json(limit))
+        _echo_json(found.as_json())
         return
-    for line in lists.worklist_lines(found, limit):
+    for line in lists.worklist_lines(found):
         typer.echo(line)
 
 

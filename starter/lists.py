@@ -30,6 +30,8 @@ from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from temporalio.api.common.v1 import Payload
+from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -54,8 +56,14 @@ LIST_CONVERTER: DataConverter = pydantic_data_converter
 #: Default and largest ``--page-size`` (1000 is the server's default maximum).
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-#: Page size of the worklist's reads: it reads every case awaiting the party.
+#: Page size of the worklist's reads.
 WORKLIST_PAGE_SIZE = 1000
+#: Default ``--limit`` of ``kbflow worklist``.
+DEFAULT_WORKLIST_LIMIT = 50
+#: The worklist's first window of next deadlines, and how many windows (each four
+#: times as wide as the one before: 1 day to about 3 years) it reads before the rest.
+FIRST_WINDOW = dt.timedelta(days=1)
+WINDOWS = 7
 
 _E = TypeVar("_E", bound=Enum)
 #: What a literal in a visibility query may consist of (enum values only; checked again).
@@ -315,38 +323,81 @@ def worklist_order(item: WorkItem) -> tuple[bool, bool, dt.datetime, str, str]:
 
 @dataclass(frozen=True)
 class Worklist:
-    """What ``party`` must send across its cases, in ``worklist_order``, as of ``as_of``;
-    ``cases``: how many running cases await the party."""
+    """What ``party`` must send across its cases, in ``worklist_order``, as of ``as_of``.
+
+    ``cases``: how many running cases await the party. ``complete``: ``items`` is the
+    whole worklist; otherwise its first ``len(items)`` entries (``--limit``).
+    """
 
     party: Party
     as_of: dt.datetime
     items: tuple[WorkItem, ...]
     cases: int
+    complete: bool
 
-    def as_json(self, limit: int | None = None) -> dict[str, Any]:
-        """``{"party": …, "as_of": …, "cases": n, "total": m, "items": [item, …]}``:
-        ``total`` items in all, the first ``limit`` (default: all) in ``items``."""
+    def as_json(self) -> dict[str, Any]:
+        """``{"party", "as_of", "cases", "complete", "items": [item, …]}``."""
         return {"party": self.party.value, "as_of": self.as_of.isoformat(),
-                "cases": self.cases, "total": len(self.items),
-                "items": [item.model_dump(mode="json") for item in self.items[:limit]]}
+                "cases": self.cases, "complete": self.complete,
+                "items": [item.model_dump(mode="json") for item in self.items]}
 
 
-async def _work_items(execution: WorkflowExecution, party: Party,
-                      now: dt.datetime) -> list[WorkItem]:
-    """What ``execution``'s case awaits from ``party``, from its progress memo; one item
-    with event unknown when the memo is missing or unreadable (e.g. encrypted)."""
-    ref = case_ref_of(execution.id)
-    try:
-        progress = await execution.memo_value(MEMO_KEY, None, type_hint=CaseProgress)
-    except (KeyError, ValueError, TypeError):  # unknown encoding, or another shape
+class _WorkReader:
+    """Reads cases' progress memos from visibility and keeps ``party``'s work items,
+    each case once. It asks the list RPC itself and decodes the memo alone: the SDK's
+    ``WorkflowExecution`` also decodes every search attribute of every row, which the
+    worklist does not need (``bench/bench_lists.py`` measures both)."""
+
+    def __init__(self, client: Client, party: Party, now: dt.datetime) -> None:
+        self.client, self.party, self.now = client, party, now
+        self.items: list[WorkItem] = []
+        self.seen: set[str] = set()
+
+    async def read(self, query: str) -> None:
+        """Every case ``query`` matches.
+
+        Raises:
+            RPCError: Temporal refused the query or did not answer.
+        """
+        request = ListWorkflowExecutionsRequest(
+            namespace=self.client.namespace, page_size=WORKLIST_PAGE_SIZE, query=query)
+        while True:
+            answer = await self.client.workflow_service.list_workflow_executions(
+                request, retry=True)
+            for info in answer.executions:
+                workflow_id = info.execution.workflow_id
+                if workflow_id not in self.seen:
+                    self.seen.add(workflow_id)
+                    memo = info.memo.fields.get(MEMO_KEY)
+                    self.items += await self._items(workflow_id, memo)
+            if not answer.next_page_token:
+                return
+            request.next_page_token = answer.next_page_token
+
+    async def _items(self, workflow_id: str, memo: Payload | None) -> list[WorkItem]:
+        """What the case awaits from the party, from its progress memo; one item with
+        event unknown when the memo is missing or unreadable (e.g. encrypted)."""
+        ref = case_ref_of(workflow_id)
         progress = None
-    if not isinstance(progress, CaseProgress):
-        return [WorkItem(case_ref=ref, event=None, step=None, due=None, overdue=False)]
-    return [
-        WorkItem(case_ref=ref, event=awaited.event, step=awaited.step, due=awaited.due,
-                 overdue=awaited.overdue or (awaited.due is not None and awaited.due < now))
-        for awaited in progress.awaiting if awaited.party is party
-    ]
+        if memo is not None:
+            try:
+                progress = (await self.client.data_converter.decode(
+                    [memo], [CaseProgress]))[0]
+            except (KeyError, ValueError, TypeError):  # unknown encoding, another shape
+                progress = None
+        if not isinstance(progress, CaseProgress):
+            return [WorkItem(case_ref=ref, event=None, step=None, due=None, overdue=False)]
+        return [
+            WorkItem(case_ref=ref, event=awaited.event, step=awaited.step, due=awaited.due,
+                     overdue=awaited.overdue
+                     or (awaited.due is not None and awaited.due < self.now))
+            for awaited in progress.awaiting if awaited.party is self.party
+        ]
+
+    def known_before(self, upper: dt.datetime) -> int:
+        """How many items read so far are overdue or due before ``upper``."""
+        return sum(1 for item in self.items
+                   if item.overdue or (item.due is not None and item.due < upper))
 
 
 # ---- Temporal -------------------------------------------------------------------------
@@ -411,31 +462,54 @@ async def list_cases(client: Client, filters: CaseFilters, *,
                     next_page=encode_page_token(next_token) if next_token else None)
 
 
-async def worklist(client: Client, party: Party, *,
+async def worklist(client: Client, party: Party, *, limit: int | None = None,
                    now: dt.datetime | None = None) -> Worklist:
-    """Everything ``party`` must send in the running cases that await it, overdue first,
-    then by due date, no due date last (``worklist_order``).
+    """What ``party`` must send in the running cases that await it, overdue first, then
+    by due date, no due date last (``worklist_order``): all of it (``limit`` ``None``),
+    or its first ``limit`` items.
 
-    Reads every running case whose ``KbflowAwaiting`` holds the party (visibility on SQL
-    stores cannot order by a custom attribute) and that party's entries of each case's
-    progress memo; an entry counts as overdue when the memo says so or its due date is
-    before ``now``.
+    Visibility on SQL stores cannot order by a custom attribute, so the order is made
+    here. The whole worklist reads every running case whose ``KbflowAwaiting`` holds the
+    party. Its first ``limit`` items read fewer: first every case that may hold an
+    overdue item (``KbflowOverdue``, or a next deadline already past); then cases by
+    their next deadline (``KbflowNextDeadline``), in windows from ``now`` that widen
+    fourfold from ``FIRST_WINDOW``, until ``limit`` items are known to come first; then,
+    if still short, the rest (later deadlines, and none). A party's due date is never
+    before its case's next deadline (the earliest of what the case awaits): once every
+    case with a deadline before a moment is read, every item due before it is known.
+
+    An item counts as overdue when the memo says so or its due date is before ``now``.
 
     Raises:
-        CaseError: Temporal refused the query or did not answer.
+        CaseError: Temporal refused a query or did not answer.
     """
     now = now or dt.datetime.now(dt.UTC)
-    items: list[WorkItem] = []
-    cases = 0
+    base = worklist_query(party)
+    reader = _WorkReader(client, party, now)
+    deadline = sa.NEXT_DEADLINE.name
     try:
-        async for execution in client.list_workflows(worklist_query(party),
-                                                     page_size=WORKLIST_PAGE_SIZE):
-            cases += 1
-            items += await _work_items(execution, party, now)
+        cases = (await client.count_workflows(base)).count
+        if limit is None:
+            await reader.read(base)
+        else:
+            await reader.read(f"{base} AND ({_overdue_clause(now)})")
+            lower, width = now, FIRST_WINDOW
+            for _ in range(WINDOWS):
+                if reader.known_before(lower) >= limit:
+                    break
+                upper = lower + width
+                await reader.read(f"{base} AND {deadline} >= {_timestamp(lower)} "
+                                  f"AND {deadline} < {_timestamp(upper)}")
+                lower, width = upper, width * 4
+            if reader.known_before(lower) < limit:
+                await reader.read(f"{base} AND {deadline} >= {_timestamp(lower)}")
+                await reader.read(f"{base} AND {deadline} IS NULL")
     except RPCError as error:
         raise _refused(error, page_token_given=False) from None
-    return Worklist(party=party, as_of=now, items=tuple(sorted(items, key=worklist_order)),
-                    cases=cases)
+    items = sorted(reader.items, key=worklist_order)
+    complete = limit is None or (len(items) <= limit and len(reader.seen) >= cases)
+    return Worklist(party=party, as_of=now, items=tuple(items[:limit]), cases=cases,
+                    complete=complete)
 
 
 # ---- text -----------------------------------------------------------------------------
@@ -469,17 +543,19 @@ def case_lines(page: CasePage) -> list[str]:
     return lines
 
 
-def worklist_lines(found: Worklist, limit: int | None = None) -> list[str]:
-    """The text of ``kbflow worklist``: one line per awaited event, overdue first."""
-    items = found.items if limit is None else found.items[:limit]
+def worklist_lines(found: Worklist) -> list[str]:
+    """The text of ``kbflow worklist``: a head line, then one line per awaited event,
+    overdue first; ends with a hint when more items exist than were asked for."""
+    shown = (f"{len(found.items)} to send" if found.complete
+             else f"the first {len(found.items)} to send")
     head = (f"worklist of {found.party.value} as of {_when(found.as_of)} UTC: "
-            f"{len(found.items)} to send in {found.cases} case(s)")
-    if not items:
+            f"{shown}; {found.cases} case(s) await {found.party.value}")
+    if not found.items:
         return [head]
     cells = [["OVERDUE" if item.overdue else "", _when(item.due), item.case_ref,
               item.event.value if item.event else "? (progress unreadable)",
-              "-" if item.step is None else str(int(item.step))] for item in items]
+              "-" if item.step is None else str(int(item.step))] for item in found.items]
     lines = [head, *_table(("", "due", "case ref", "event", "step"), cells)]
-    if len(items) < len(found.items):
-        lines.append(f"… and {len(found.items) - len(items)} more (--limit)")
+    if not found.complete:
+        lines.append("more: a larger --limit, or --all")
     return lines

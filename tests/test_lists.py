@@ -98,10 +98,11 @@ def _progress(number: int) -> CaseProgress:
         marked = due is not None and due < NOW and number % 10 != 4
         awaiting.append(_awaited(Party.IND, Event.RESIDENCE_INFORMATION,
                                  Step.RESIDENCE_INFORMATION, due, marked))
-    if kind == 0:
+    if kind == 0:  # DT&V's due date three days before IND's: the case's next deadline
+        dtv_due = NOW + dt.timedelta(days=30) if due is None else due - dt.timedelta(days=3)
         awaiting.append(_awaited(Party.DTV, Event.RESIDENCE_INFORMATION,
-                                 Step.RESIDENCE_INFORMATION, NOW + dt.timedelta(days=30),
-                                 False))
+                                 Step.RESIDENCE_INFORMATION, dtv_due,
+                                 dtv_due < NOW and number % 10 != 4))
     if kind == 1:
         awaiting.append(_awaited(Party.RVDK, Event.INVESTIGATION_DECISION, None, None, False))
     dues = [entry.due for entry in awaiting if entry.due is not None]
@@ -363,7 +364,8 @@ async def test_the_worklist_puts_overdue_first_then_by_due_date(
                if item.event is not None)
 
     dtv = await lists.worklist(lists_server.client, Party.DTV, now=NOW)
-    assert all(item.due == NOW + dt.timedelta(days=30) for item in dtv.items)
+    assert len(dtv.items) == sum(1 for spec in population if spec.fate == "running" and any(
+        entry.party is Party.DTV for entry in spec.progress.awaiting))
     assert (await lists.worklist(lists_server.client, Party.GI, now=NOW)).items == ()
 
 
@@ -422,24 +424,44 @@ async def test_cases_json_pages_through_the_cli_without_keys(
     assert all(" yes " in line for line in lines[1:6])
 
 
+async def test_the_first_items_of_a_worklist_are_those_of_the_whole(
+        lists_server: WorkflowEnvironment, population: list[Spec]) -> None:
+    client = lists_server.client
+    for party in (Party.IND, Party.DTV, Party.RVDK):
+        whole = await lists.worklist(client, party, now=NOW)
+        assert whole.complete
+        overdue = sum(1 for item in whole.items if item.overdue)
+        for limit in sorted({1, 7, overdue, overdue + 1, overdue + 13, 60,
+                             len(whole.items), len(whole.items) + 5} - {0}):
+            first = await lists.worklist(client, party, limit=limit, now=NOW)
+            assert first.items == whole.items[:limit], (party, limit)
+            assert first.complete is (limit >= len(whole.items)), (party, limit)
+            assert first.cases == whole.cases
+
+
 async def test_worklist_through_the_cli(lists_server: WorkflowEnvironment,
                                         population: list[Spec], tmp_path: Path) -> None:
     env = _cli_env(tmp_path, _address(lists_server))
     expected = await lists.worklist(lists_server.client, Party.IND)
-    done = await _kbflow(env, "worklist", "ind", "--json")
+    done = await _kbflow(env, "worklist", "ind", "--all", "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
+    assert answer["complete"] is True and answer["cases"] == expected.cases
     assert [(item["case_ref"], item["overdue"]) for item in answer["items"]] == [
         (item.case_ref, item.overdue) for item in expected.items]
     text = await _kbflow(env, "worklist", "IND", "--limit", "3")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].startswith("worklist of IND as of ")
-    assert f"{len(expected.items)} to send in {expected.cases} case(s)" in lines[0]
+    assert lines[0].endswith(f": the first 3 to send; {expected.cases} case(s) await IND")
+    assert len(lines) == 2 + 3 + 1
     assert [line.split()[0] for line in lines[2:5]] == ["OVERDUE"] * 3
     assert [line.split()[3] for line in lines[2:5]] == [
         item.case_ref for item in expected.items[:3]]
-    assert lines[-1] == f"… and {len(expected.items) - 3} more (--limit)"
+    assert lines[-1] == "more: a larger --limit, or --all"
+    default = json.loads((await _kbflow(env, "worklist", "IND", "--json")).stdout)
+    assert len(default["items"]) == lists.DEFAULT_WORKLIST_LIMIT
+    assert default["complete"] is False
 
 
 @pytest.mark.parametrize("args", [
@@ -450,6 +472,7 @@ async def test_worklist_through_the_cli(lists_server: WorkflowEnvironment,
     ("cases", "--page", "Fenna Canarius-Lijst"),
     ("cases", "--page-size", "0"),
     ("worklist", "Fenna Canarius-Lijst"),
+    ("worklist", "IND", "--limit", "0"),
 ])
 async def test_bad_values_are_refused_in_one_line_before_temporal(
         tmp_path: Path, args: tuple[str, ...]) -> None:
@@ -458,7 +481,7 @@ async def test_bad_values_are_refused_in_one_line_before_temporal(
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert done.stdout == "" and "Traceback" not in done.stderr
     line, = done.stderr.strip().splitlines()
-    option = args[1] if args[0] == "cases" else "PARTY"
+    option = args[1] if args[0] == "cases" else "PARTY" if len(args) == 2 else args[2]
     assert line.startswith(f"error: {option}: "), line
     assert "Fenna" not in line and "9876501234" not in line
     if option in ("--awaiting", "PARTY"):
@@ -481,7 +504,8 @@ async def test_no_personal_data_in_any_list_output(
     env = _cli_env(tmp_path, _address(lists_server))
     outputs = [await _kbflow(env, *args) for args in (
         ("cases", "--page-size", "1000"), ("cases", "--page-size", "1000", "--json"),
-        ("worklist", "IND"), ("worklist", "IND", "--json"), ("worklist", "RVDK", "--json"))]
+        ("worklist", "IND", "--all"), ("worklist", "IND", "--json"),
+        ("worklist", "RVDK", "--all", "--json"))]
     for done in outputs:
         assert done.returncode == 0, done.stderr
         assert population[0].ref in done.stdout or "RVDK" in done.stdout
