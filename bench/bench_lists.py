@@ -1,7 +1,8 @@
 """How fast ``kbflow cases`` and ``kbflow worklist`` answer: ``python -m bench.bench_lists``.
 
-Starts a Temporal dev server with its state in a SQLite file (as ``kbflow server`` runs
-it) and kbflow's search attributes registered, then ``--cases`` stub cases (10,000 by
+Starts a Temporal dev server with kbflow's search attributes registered, its state in
+in-memory SQLite (``--db-file``: in a SQLite file, as ``kbflow server`` runs it; starting
+the cases is then about four times slower), then ``--cases`` stub cases (10,000 by
 default) of workflow type ``CaseWorkflow``, each with its search attributes and its
 ``CaseProgress`` memo set at start, as the case workflow keeps them. No worker runs: the
 cases sit Running, which is all visibility needs. A quarter of the cases await IND and
@@ -16,8 +17,12 @@ times after one warm-up call; the table shows the median and the 90th percentile
 - ``cases``: the first page (50 rows) of every case, with the count of all matches;
 - ``cases --awaiting IND`` and ``cases --overdue``: the same, filtered;
 - ``count only``: the count query alone (``count_workflows``), part of each ``cases``;
-- ``worklist IND``: every running case awaiting IND, read in pages of 1000 with its memo,
-  and sorted here (SQL visibility has no ORDER BY).
+- ``worklist IND``: its first 50 items (the default ``--limit``): the cases that may hold
+  an overdue item, then cases by next-deadline windows until 50 are known;
+- ``worklist IND --all``: every running case awaiting IND, read in pages of 1000 with its
+  memo, and sorted here (SQL visibility has no ORDER BY); and the same read through the
+  SDK's ``WorkflowExecution`` rows (which decode every search attribute too), that
+  ``starter.lists`` does not use.
 
 Prints the tables only; nothing here is asserted. No network beyond localhost.
 """
@@ -54,8 +59,8 @@ from starter import lists
 
 #: A task queue no worker polls: the stub cases only sit in visibility.
 TASK_QUEUE = "kbflow-bench-lists-nobody-polls"
-#: How many starts are in flight at once.
-CONCURRENCY = 64
+#: How many starts are in flight at once (``--concurrency``).
+CONCURRENCY = 16
 #: Bound for visibility to show every started case.
 VISIBLE_WITHIN = 300.0
 
@@ -99,11 +104,12 @@ def search_attributes_of(progress: CaseProgress) -> TypedSearchAttributes:
     return TypedSearchAttributes(pairs)
 
 
-async def start_cases(client: Client, numbers: range, now: dt.datetime) -> float:
-    """Start the stub cases ``numbers``, ``CONCURRENCY`` at a time, and wait until
+async def start_cases(client: Client, numbers: range, now: dt.datetime,
+                      concurrency: int = CONCURRENCY) -> float:
+    """Start the stub cases ``numbers``, ``concurrency`` at a time, and wait until
     visibility shows them all; returns the seconds it took."""
     began = time.perf_counter()
-    gate = asyncio.Semaphore(CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
 
     async def start(number: int) -> None:
         progress = progress_of(number, now)
@@ -163,37 +169,64 @@ def queries(client: Client) -> dict[str, Callable[[], Awaitable[str]]]:
             lists.CaseFilters(), dt.datetime.now(dt.UTC)))
         return f"{count.count} cases"
 
-    async def worklist_ind() -> str:
-        found = await lists.worklist(client, Party.IND)
-        lists.worklist_lines(found)
-        return f"{len(found.items)} items, {sum(i.overdue for i in found.items)} overdue"
+    def worklist_ind(limit: int | None) -> Callable[[], Awaitable[str]]:
+        async def call() -> str:
+            found = await lists.worklist(client, Party.IND, limit=limit)
+            lists.worklist_lines(found)
+            return (f"{len(found.items)} items, {sum(i.overdue for i in found.items)} "
+                    f"overdue, {found.cases} cases")
+        return call
+
+    async def worklist_sdk_rows() -> str:
+        # what `worklist --all` would cost read through the SDK's WorkflowExecution rows
+        read = 0
+        async for execution in client.list_workflows(lists.worklist_query(Party.IND),
+                                                     page_size=lists.WORKLIST_PAGE_SIZE):
+            await execution.memo_value(MEMO_KEY, None, type_hint=CaseProgress)
+            read += 1
+        return f"{read} cases"
 
     return {
         "cases (first page)": first_page(lists.CaseFilters()),
         "cases --awaiting IND": first_page(lists.CaseFilters(awaiting=Party.IND)),
         "cases --overdue": first_page(lists.CaseFilters(overdue=True)),
         "count only": count_only,
-        "worklist IND": worklist_ind,
+        "worklist IND": worklist_ind(lists.DEFAULT_WORKLIST_LIMIT),
+        "worklist IND --all": worklist_ind(None),
+        "  same, via SDK rows": worklist_sdk_rows,
     }
 
 
-async def bench(total: int, baseline: int, rounds: int, data_dir: Path,
-                progress: Callable[[str], None]) -> tuple[dict[str, Measured],
-                                                          dict[str, Measured], float]:
+@dataclass(frozen=True)
+class Options:
+    """The command line's options."""
+
+    total: int
+    baseline: int
+    rounds: int
+    db_file: bool
+    concurrency: int
+
+
+async def bench(options: Options, data_dir: Path, progress: Callable[[str], None]
+                ) -> tuple[dict[str, Measured], dict[str, Measured], float]:
     """Time every query with ``baseline`` cases, then with ``total``; also returns the
     seconds it took to start and see the ``total - baseline`` other cases."""
     now = dt.datetime.now(dt.UTC)
+    db_file = Settings(data_dir=data_dir).dev_server_db_path if options.db_file else None
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(installed_binary("temporal")),
-        dev_server_database_filename=str(Settings(data_dir=data_dir).dev_server_db_path),
+        dev_server_database_filename=None if db_file is None else str(db_file),
         search_attributes=list(sa.ALL), data_converter=pydantic_data_converter)
+    total, baseline, rounds = options.total, options.baseline, options.rounds
     try:
         client = environment.client
-        await start_cases(client, range(baseline), now)
+        await start_cases(client, range(baseline), now, options.concurrency)
         small = {label: await _timed(call, rounds)
                  for label, call in queries(client).items()}
         progress(f"{baseline} cases timed; starting {total - baseline} more")
-        seconds = await start_cases(client, range(baseline, total), now)
+        seconds = await start_cases(client, range(baseline, total), now,
+                                    options.concurrency)
         progress(f"{total} cases started and visible in {seconds:.0f} s")
         large = {label: await _timed(call, rounds)
                  for label, call in queries(client).items()}
@@ -202,15 +235,18 @@ async def bench(total: int, baseline: int, rounds: int, data_dir: Path,
     return small, large, seconds
 
 
-def report(small: dict[str, Measured], large: dict[str, Measured], total: int,
-           baseline: int, start_seconds: float, rounds: int, elapsed: float) -> str:
+def report(small: dict[str, Measured], large: dict[str, Measured], options: Options,
+           start_seconds: float, elapsed: float) -> str:
     ms = 1000.0
+    total, baseline = options.total, options.baseline
     lines = [
         f"kbflow list benchmark — {dt.date.today().isoformat()}, {os.cpu_count()} cores, "
         f"{platform.machine()}, Python {platform.python_version()}, dev server (SQLite "
-        f"file), {rounds} rounds, {elapsed:.0f} s",
+        f"{'file' if options.db_file else 'in memory'}), {options.rounds} rounds, "
+        f"{elapsed:.0f} s",
         f"starting and seeing {total - baseline} stub cases: {start_seconds:.0f} s "
-        f"({(total - baseline) / start_seconds:.0f} a second, {CONCURRENCY} in flight)",
+        f"({(total - baseline) / start_seconds:.0f} a second, {options.concurrency} in "
+        "flight)",
         "",
         f"{'query (in process)':<22} {f'{baseline} med':>9} {'p90':>6} "
         f"{f'{total} med':>11} {'p90':>6} {'ratio':>6}  answer with {total}",
@@ -226,13 +262,12 @@ def report(small: dict[str, Measured], large: dict[str, Measured], total: int,
     return "\n".join(lines)
 
 
-async def main_async(total: int, baseline: int, rounds: int) -> str:
+async def main_async(options: Options) -> str:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kbflow-bench-lists-") as folder:
         small, large, seconds = await bench(
-            total, baseline, rounds, Path(folder),
-            lambda line: print(line, file=sys.stderr, flush=True))
-    return report(small, large, total, baseline, seconds, rounds, time.monotonic() - began)
+            options, Path(folder), lambda line: print(line, file=sys.stderr, flush=True))
+    return report(small, large, options, seconds, time.monotonic() - began)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -245,10 +280,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="stub cases of the first measurement (default 100)")
     parser.add_argument("--rounds", type=int, default=10,
                         help="timed calls per query and size (default 10)")
+    parser.add_argument("--db-file", action="store_true",
+                        help="keep the server's state in a SQLite file, as `kbflow server` "
+                             "does (default: in memory)")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help=f"starts in flight at once (default {CONCURRENCY})")
     args = parser.parse_args(argv)
     if not 0 < args.baseline < args.cases:
         parser.error("--baseline must be between 0 and --cases")
-    print(asyncio.run(main_async(args.cases, args.baseline, args.rounds)))
+    print(asyncio.run(main_async(Options(args.cases, args.baseline, args.rounds,
+                                         args.db_file, args.concurrency))))
 
 
 if __name__ == "__main__":

@@ -344,9 +344,9 @@ class Worklist:
 
 class _WorkReader:
     """Reads cases' progress memos from visibility and keeps ``party``'s work items,
-    each case once. It asks the list RPC itself and decodes the memo alone: the SDK's
+    each case once. It asks the list RPC itself and decodes the memo alone (the SDK's
     ``WorkflowExecution`` also decodes every search attribute of every row, which the
-    worklist does not need (``bench/bench_lists.py`` measures both)."""
+    worklist does not need; ``bench/bench_lists.py`` times both ways)."""
 
     def __init__(self, client: Client, party: Party, now: dt.datetime) -> None:
         self.client, self.party, self.now = client, party, now

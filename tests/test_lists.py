@@ -351,6 +351,8 @@ async def test_the_worklist_puts_overdue_first_then_by_due_date(
     assert items == overdue + rest
     assert overdue and rest
     assert all(item.due is not None and item.due < NOW for item in overdue)
+    # past due is overdue, whether or not the memo marks it yet
+    assert all(item.overdue for item in items if item.due is not None and item.due < NOW)
     for part in (overdue, rest):
         dated = [due for item in part if (due := item.due) is not None]
         assert dated == sorted(dated)
@@ -409,6 +411,9 @@ async def test_cases_json_pages_through_the_cli_without_keys(
     assert following["next_page"] is None
     assert len(refs) == len(set(refs)) and set(refs) == awaiting_ind
 
+    default = json.loads((await _kbflow(env, "cases", "--json")).stdout)
+    assert len(default["cases"]) == lists.DEFAULT_PAGE_SIZE == 50
+
     text = await _kbflow(env, "cases", "--overdue", "--page-size", "5")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
@@ -460,7 +465,8 @@ async def test_worklist_through_the_cli(lists_server: WorkflowEnvironment,
         item.case_ref for item in expected.items[:3]]
     assert lines[-1] == "more: a larger --limit, or --all"
     default = json.loads((await _kbflow(env, "worklist", "IND", "--json")).stdout)
-    assert len(default["items"]) == lists.DEFAULT_WORKLIST_LIMIT
+    assert set(default) == {"party", "as_of", "cases", "complete", "items"}
+    assert len(default["items"]) == lists.DEFAULT_WORKLIST_LIMIT == 50
     assert default["complete"] is False
 
 
@@ -506,8 +512,27 @@ async def test_no_personal_data_in_any_list_output(
         ("cases", "--page-size", "1000"), ("cases", "--page-size", "1000", "--json"),
         ("worklist", "IND", "--all"), ("worklist", "IND", "--json"),
         ("worklist", "RVDK", "--all", "--json"))]
+    assert "? (progress unreadable)" in outputs[2].stdout  # the case with the bad memo
     for done in outputs:
         assert done.returncode == 0, done.stderr
         assert population[0].ref in done.stdout or "RVDK" in done.stdout
         for canary in CANARIES:
             assert canary not in done.stdout + done.stderr
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def test_the_readmes_list_commands_run(
+        lists_server: WorkflowEnvironment, population: list[Spec], tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Listing cases and work lists"):]
+    start = section.index("```sh\n") + len("```sh\n")
+    block = section[start:section.index("\n```", start)]
+    commands = [line.split("#")[0].split() for line in block.splitlines()]
+    assert len(commands) == 4 and all(command[0] == "kbflow" for command in commands)
+    env = _cli_env(tmp_path, _address(lists_server))
+    for command in commands:
+        done = await _kbflow(env, *command[1:])
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.strip(), command
