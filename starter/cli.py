@@ -477,11 +477,11 @@ def cases(
     """List cases from Temporal's visibility: no worker and no keys needed.
 
     Columns: case ref, run status, phase, last step done, parties awaited, next deadline,
-    overdue, end state; newest start first. Filters combine (AND); a value that is not
-    allowed is refused before Temporal is contacted. A page ends with `next page: --page
-    TOKEN` when there is more. --json prints one JSON object: `{"total", "cases": [...],
-    "next_page"}`. No personal data: case refs, statuses, phases, steps, party codes,
-    dates.
+    overdue, end state; running cases first, the newest first. Filters combine (AND); a
+    value that is not allowed is refused before Temporal is contacted. A page ends with
+    `next page: --page TOKEN` when there is more. --json prints one JSON object:
+    `{"total", "cases": [...], "next_page"}`. No personal data: case refs, statuses,
+    phases, steps, party codes, dates.
     """
     settings = Settings.from_env()
     filters = _run_sync(lambda: lists.case_filters(
