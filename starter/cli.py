@@ -3,7 +3,9 @@
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
 example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
-received), ``erase`` (a case, now), ``demo`` (every example, end to end);
+received), ``erase`` (a case, now), ``demo`` (every example, end to end); ``cases``
+(the cases, filtered and paged) and ``worklist`` (what one party must send), from
+Temporal's visibility, with no worker and no keys;
 ``codec-server`` (decodes payloads for the Web UI and the temporal CLI, for operators),
 ``operator issue|list|revoke`` (operators' own codec tokens),
 ``rotate-master-key`` and ``rewrap`` (keys); ``register`` (GDPR art. 30) and
@@ -54,7 +56,7 @@ from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
 from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, SettingsError, workflow_id
-from starter import inputs, render
+from starter import inputs, lists, render
 from starter.cases import (
     EVENT_TIMEOUT,
     CaseError,
@@ -475,6 +477,92 @@ def inbox(
     typer.echo(f"inbox of {party.value}: {len(found)} packet(s)")
     for packet in found:
         typer.echo(f"{packet.case_ref}  {render.packet_line(packet)}")
+
+
+@app.command()
+def cases(
+    phase: Annotated[str | None, typer.Option(
+        metavar="PHASE", help="Only cases in this phase: reported, announced, investigating, "
+                              "awaiting_ruling, ots, closed.")] = None,
+    awaiting: Annotated[str | None, typer.Option(
+        metavar="PARTY", help="Only cases awaiting an event from this party, e.g. IND.")
+    ] = None,
+    overdue: Annotated[bool, typer.Option(
+        "--overdue", help="Only open cases with an awaited reply past its deadline.")] = False,
+    step: Annotated[str | None, typer.Option(
+        metavar="N", help="Only cases whose last step done is N (1-12).")] = None,
+    status: Annotated[str | None, typer.Option(
+        metavar="STATUS", help="Only runs with this Temporal status: running, completed, "
+                               "failed, canceled, terminated, continued_as_new, timed_out.")
+    ] = None,
+    page_size: Annotated[int, typer.Option(
+        help=f"Cases per page, 1 to {lists.MAX_PAGE_SIZE}.")] = lists.DEFAULT_PAGE_SIZE,
+    page: Annotated[str | None, typer.Option(
+        metavar="TOKEN", help="The page after the one that printed this token.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List cases from Temporal's visibility: no worker and no keys needed.
+
+    Columns: case ref, run status, phase, last step done, parties awaited, next deadline,
+    overdue, end state; running cases first, the newest first. Filters combine (AND); a
+    value that is not allowed is refused before Temporal is contacted. A page ends with
+    `next page: --page TOKEN` when there is more. --json prints one JSON object:
+    `{"total", "cases": [...], "next_page"}`. No personal data: case refs, statuses,
+    phases, steps, party codes, dates.
+    """
+    settings = Settings.from_env()
+    filters = _run_sync(lambda: lists.case_filters(
+        phase=phase, awaiting=awaiting, overdue=overdue, step=step, status=status))
+    _run_sync(lambda: lists.check_page_size(page_size))
+    if page is not None:
+        _run_sync(lambda: lists.decode_page_token(page))
+
+    async def work() -> lists.CasePage:
+        client = await lists.open_list_client(settings)
+        return await lists.list_cases(client, filters, page_size=page_size, page=page)
+
+    found = _run(work)
+    if as_json:
+        _echo_json(found.as_json())
+        return
+    for line in lists.case_lines(found):
+        typer.echo(line)
+
+
+@app.command()
+def worklist(
+    party: Annotated[str, typer.Argument(
+        metavar="PARTY", help="The party, e.g. IND (RVDK, IND, DTV, VT, COA, AVIM, GI).")],
+    limit: Annotated[int, typer.Option(
+        help="Show the first N (of the order over all of them).")
+    ] = lists.DEFAULT_WORKLIST_LIMIT,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Show every one (reads every case awaiting PARTY).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What PARTY must send, in which case, by when: overdue first, then by due date, no
+    due date last.
+
+    From Temporal's visibility (the running cases awaiting PARTY and their progress
+    memo): no worker and no keys needed. An event counts as overdue once its due date has
+    passed. --json prints one JSON object: `{"party", "as_of", "cases", "complete",
+    "items": [...]}`; `complete` is false when there are more than --limit.
+    """
+    settings = Settings.from_env()
+    wanted = _run_sync(lambda: lists.party(party))
+    if limit < 1:
+        _fail("--limit: must be 1 or more")
+
+    async def work() -> lists.Worklist:
+        client = await lists.open_list_client(settings)
+        return await lists.worklist(client, wanted, limit=None if every else limit)
+
+    found = _run(work)
+    if as_json:
+        _echo_json(found.as_json())
+        return
+    for line in lists.worklist_lines(found):
+        typer.echo(line)
 
 
 @app.command()
