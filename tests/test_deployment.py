@@ -155,7 +155,8 @@ def settings_variables() -> set[str]:
     names = set()
     baseline = _settings_with({})
     for name in {name for service in KBFLOW_SERVICES for name in environment(service)}:
-        if _settings_with({name: "/probe-value"}) != baseline:
+        probe = "9999" if name.endswith("_PORT") else "/probe-value"  # a valid value
+        if _settings_with({name: probe}) != baseline:
             names.add(name)
     return names
 
@@ -300,8 +301,9 @@ def test_codec_server_options_exist_and_match_the_ui() -> None:
     ((address, host_port, container_port),) = published("kbflow-codec")
     assert (address, container_port) == ("127.0.0.1", params["port"])
     ui = resolved(environment("temporal-ui"))
-    codec_url = urlsplit(ui["TEMPORAL_CODEC_ENDPOINT"])
-    assert (codec_url.hostname, codec_url.port) == ("localhost", host_port)
+    # No cluster-level codec endpoint: each operator sets their own, with their token.
+    assert not [name for name in ui if "CODEC" in name]
+    assert host_port == params["port"]
     ((_, ui_host_port, _),) = published("temporal-ui")
     assert params["ui_origin"] == [ui["TEMPORAL_CORS_ORIGINS"]]
     assert urlsplit(params["ui_origin"][0]).port == ui_host_port
@@ -511,3 +513,11 @@ def test_build_context_has_the_project_and_no_tests_keys_or_data() -> None:
                 or re.search(r"(\.key|\.keys|\.token|\.sqlite3.*|\.env)$", path)
                 or "histories" in path):
             assert not in_build_context(path, rules), f"{path} is sent to the build"
+
+
+def test_each_worker_serves_metrics_on_the_compose_network_only() -> None:
+    worker = SERVICES["kbflow-worker"]
+    port = resolved(environment("kbflow-worker"))["KBFLOW_METRICS_PORT"]
+    assert Settings(metrics_port=int(port)).metrics_port == int(port)
+    assert worker["expose"] == [port]
+    assert not published("kbflow-worker")
