@@ -577,6 +577,10 @@ async def case_view(client: Client, case_ref: str, *, erasure: Erasure | None = 
         status = await _result_if_readable(handle) if completed else None
         if status is None and retention is not None:
             status = _as_closed(retention, erasure)
+        elif status is not None and status.erased_at is None and erasure is not None:
+            # The result of a run that handed the case to its retention workflow is its
+            # status as it closed (plaintext: no personal data); the erasure came later.
+            status = status.model_copy(update={"erased_at": erasure.at})
         return CaseView(case_ref, status, None, erasure, erased=True, retention=retention)
     status = await _status(client, handle, case_ref, completed, timeout)
     if status.erased_at is not None:  # erased, but this data dir holds no record of it

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -38,23 +38,26 @@ from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFai
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.api.workflowservice.v1 import (
     ListClosedWorkflowExecutionsRequest,
     ListOpenWorkflowExecutionsRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.outbox_store import OutboxStore
+from activities.outbox_store import Erasure, OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from kbflow import search_attributes
+from kbflow.retention import retention_workflow_id
 from kbflow.settings import Settings, installed_binary
 from starter.dev_server import SpawnedDevServer
 from worker import build_worker
+from workflows.retention_workflow import RetentionWorkflow
 
 #: Marks a deliberate fault-injection test: its workflow tasks may fail (and should).
 FAULT_INJECTION_MARKER = "workflow_task_failures"
@@ -386,3 +389,22 @@ def check_server_at(address: str, namespaces: tuple[str, ...]) -> list[str]:
         except Exception as error:
             return [f"could not check the Temporal server at {address}: "
                     f"{type(error).__name__}: {error}"]
+
+
+# ---- retention workflows on the time-skipping server ----------------------------------------
+
+@contextlib.asynccontextmanager
+async def time_skipping(client: Client) -> AsyncIterator[None]:
+    """Let the time-skipping server skip time meanwhile (as a ``start_workflow`` handle's
+    ``result()`` does). Not ``env.sleep`` past a retention workflow's end: the test
+    server then stops skipping time (a child completing after its abandoned parent)."""
+    await client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    try:
+        yield
+    finally:
+        await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+
+
+def retention_of(client: Client, case_ref: str) -> WorkflowHandle[Any, Erasure]:
+    return client.get_workflow_handle_for(RetentionWorkflow.run,
+                                          retention_workflow_id(case_ref))

@@ -31,9 +31,8 @@ from kbflow.settings import workflow_id
 from starter import render
 from starter.cases import case_view
 from tests import factories as f
-from tests.conftest import time_skipping_server
+from tests.conftest import retention_of, time_skipping, time_skipping_server
 from tests.test_case_workflow import completed_status, send, settled, start_case, status_of
-from tests.test_retention import retention_of, time_skipping
 from workflows.case_workflow import CaseWorkflow
 from workflows.retention_workflow import RetentionWorkflow
 

@@ -15,24 +15,27 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import structlog
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.outbox_store import OutboxStore
+from encryption.keys import KeyStore
 from kbflow.case import EventOutcome
 from kbflow.logs import PERSONAL_KEYS, configure_logging, drop_personal_fields
 from kbflow.process import PROCESS_TABLE, Party, Step
 from kbflow.settings import installed_binary, workflow_id
 from tests import factories as f
+from tests.conftest import retention_of, time_skipping, time_skipping_server
 from tests.test_case_workflow import completed_status, in_case_time, plausible
+from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 from workflows.operator_log import step_of
 
@@ -48,10 +51,25 @@ def restore_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest_asyncio.fixture
+async def own_env(keys: KeyStore) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own: its case's retention workflow ends on it
+    (on the shared server that would stop time skipping for later tests)."""
+    async with time_skipping_server(keys) as environment:
+        yield environment
+
+
 async def test_a_whole_case_logs_no_personal_data(
-    restore_logging: None, capfd: pytest.CaptureFixture[str], env: WorkflowEnvironment,
-    client: Client, task_queue: str, worker: Worker, store: OutboxStore,
+    restore_logging: None, capfd: pytest.CaptureFixture[str], own_env: WorkflowEnvironment,
+    task_queue: str, store: OutboxStore,
 ) -> None:
+    env, client = own_env, own_env.client
+    async with build_worker(client, task_queue, store):
+        await _a_whole_case(capfd, env, client, task_queue, store)
+
+
+async def _a_whole_case(capfd: pytest.CaptureFixture[str], env: WorkflowEnvironment,
+                        client: Client, task_queue: str, store: OutboxStore) -> None:
     configure_logging(json=True)  # as the worker does; in the test, so capfd sees stderr
     start = f.case_start(persons=(f.CHILD.model_copy(update={"v_number": f.V_NUMBERS[0]}),
                                   f.PARENT, f.SIBLING))
@@ -86,6 +104,8 @@ async def test_a_whole_case_logs_no_personal_data(
     assert store.reminders(start.case_ref)  # the reminder path ran
     status = await completed_status(handle)  # no result(): see its docstring
     assert status.end_state is not None
+    async with time_skipping(client):  # its retention workflow keeps it, then erases it
+        await retention_of(client, start.case_ref).result()
 
     err = capfd.readouterr().err
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

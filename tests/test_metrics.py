@@ -47,6 +47,7 @@ from tests.test_case_workflow import plausible
 from worker import build_worker, connect
 from workflows.case_workflow import CaseWorkflow
 from workflows.operator_log import OperatorLog
+from workflows.retention_workflow import RetentionWorkflow
 
 Labels = dict[str, str]
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -236,7 +237,8 @@ async def test_replaying_histories_logs_and_counts_nothing(
     url = f"http://127.0.0.1:{port}/metrics"
     async with httpx.AsyncClient() as http:
         before = parse((await http.get(url)).text)
-    replayer = Replayer(workflows=[CaseWorkflow], interceptors=[OperatorLog()],
+    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
+                        interceptors=[OperatorLog()],
                         data_converter=encrypted_data_converter(fixture_keys()),
                         runtime=runtime)
     assert len(HISTORIES) >= 21

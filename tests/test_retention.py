@@ -11,7 +11,6 @@ terminated, erased already.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import uuid
@@ -22,14 +21,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio import workflow
-from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import worker as worker_module
-from activities.outbox_store import Erasure, OutboxStore
+from activities.outbox_store import OutboxStore
 from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore
 from kbflow.case import CaseStatus, EndState, Phase
@@ -41,11 +39,11 @@ from starter import render
 from starter.cases import CaseError, case_view, erase_running_case
 from starter.cases import start_case as start_new_case
 from tests import factories as f
-from tests.conftest import time_skipping_server
+from tests.conftest import retention_of, time_skipping, time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
 from tests.test_cli import _cli, _write
 from worker import build_worker, connect
-from workflows.case_workflow import CLOSED_PATCH, RETENTION_PATCH, CaseWorkflow
+from workflows.case_workflow import CLOSED_PATCH, RETENTION_PATCH
 from workflows.retention_workflow import RetentionWorkflow
 
 REQUEST = ErasureRequest(requested_by="RvdK-privacy-01", reason=ErasureReason.ART_17_REQUEST)
@@ -103,24 +101,9 @@ async def result_without_skipping(client: Client,
     """A completed case's result. (A handle from ``start_workflow`` on the time-skipping
     server lets the server skip time while it waits on ``result()``, which would end the
     retention period at once; a handle got by id does not.)"""
-    return await client.get_workflow_handle_for(CaseWorkflow.run, handle.id).result()
+    return await client.get_workflow_handle(handle.id, result_type=CaseStatus).result()
 
 
-@contextlib.asynccontextmanager
-async def time_skipping(client: Client) -> AsyncIterator[None]:
-    """Let the time-skipping server skip time meanwhile (as a ``start_workflow`` handle's
-    ``result()`` does). Not ``env.sleep`` past a retention workflow's end: the test
-    server then stops skipping time (a child completing after its abandoned parent)."""
-    await client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
-    try:
-        yield
-    finally:
-        await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
-
-
-def retention_of(client: Client, case_ref: str) -> WorkflowHandle[Any, Erasure]:
-    return client.get_workflow_handle_for(RetentionWorkflow.run,
-                                          retention_workflow_id(case_ref))
 
 
 async def test_a_closed_case_completes_and_is_erased_when_its_retention_ends(
