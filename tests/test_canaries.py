@@ -68,6 +68,7 @@ from activities.outbox_store import DecodeLog, OutboxStore
 from encryption.codec_server import TOKEN_ENV, create_app
 from encryption.keys import KeyStore
 from encryption.operators import OperatorStore
+from kbflow import search_attributes
 from kbflow.events import CaseStart
 from kbflow.logs import configure_logging
 from kbflow.progress import MEMO_KEY, CaseProgress
@@ -284,7 +285,17 @@ async def _read_without_codec(client: Client, case: CanaryCase) -> bytes:
     rest is in its history) for the canary search."""
     handle = client.get_workflow_handle(workflow_id(case.case_ref))
     expected = case.scenario.expected_phase.value
-    described = await handle.describe()
+    # The memo and search attributes are upserted by a workflow task after the last
+    # event's update completed (a closing case: after its retention workflow started):
+    # polled, bounded, until they show the phase.
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while True:
+        described = await handle.describe()
+        shown = (await described.memo()).get(MEMO_KEY) or {}
+        phase = described.typed_search_attributes.get(search_attributes.PHASE)
+        if (shown.get("phase"), phase) == (expected, expected) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert await described.static_summary() == (
         f"case {case.case_ref}: step 1 report by {case.scenario.case['reporter']}")
     progress = CaseProgress.model_validate((await described.memo())[MEMO_KEY])
