@@ -41,10 +41,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -53,7 +51,7 @@ from kbflow.case import OPEN
 from kbflow.case_refs import new_case_ref
 from kbflow.events import Event
 from kbflow.process import Party, Step
-from kbflow.progress import MEMO_KEY, AwaitedProgress, CaseProgress
+from kbflow.progress import MEMO_KEY, AwaitedProgress, CaseProgress, typed_search_attributes
 from kbflow.settings import Settings, installed_binary, workflow_id
 from starter import lists
 
@@ -90,20 +88,6 @@ def progress_of(number: int, now: dt.datetime) -> CaseProgress:
         overdue=any(entry.overdue for entry in awaiting), closed_at=None)
 
 
-def search_attributes_of(progress: CaseProgress) -> TypedSearchAttributes:
-    """The search attributes the case workflow upserts for ``progress``."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.PHASE, progress.phase.value),
-        SearchAttributePair(sa.AWAITING, sorted({e.party.value for e in progress.awaiting})),
-        SearchAttributePair(sa.OVERDUE, progress.overdue),
-    ]
-    if progress.last_step is not None:
-        pairs.append(SearchAttributePair(sa.LAST_STEP, int(progress.last_step)))
-    if progress.next_deadline is not None:
-        pairs.append(SearchAttributePair(sa.NEXT_DEADLINE, progress.next_deadline))
-    return TypedSearchAttributes(pairs)
-
-
 async def start_cases(client: Client, numbers: range, now: dt.datetime,
                       concurrency: int = CONCURRENCY) -> float:
     """Start the stub cases ``numbers``, ``concurrency`` at a time, and wait until
@@ -116,7 +100,7 @@ async def start_cases(client: Client, numbers: range, now: dt.datetime,
         async with gate:
             await client.start_workflow(
                 lists.CASE_WORKFLOW_TYPE, id=workflow_id(progress.case_ref),
-                task_queue=TASK_QUEUE, search_attributes=search_attributes_of(progress),
+                task_queue=TASK_QUEUE, search_attributes=typed_search_attributes(progress),
                 memo={MEMO_KEY: progress})
 
     await asyncio.gather(*(start(number) for number in numbers))

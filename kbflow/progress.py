@@ -18,7 +18,12 @@ import datetime as dt
 import enum
 from typing import Any, ClassVar
 
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 from kbflow import search_attributes as sa
 from kbflow.case import CaseState, EndState, Phase
@@ -119,6 +124,14 @@ def search_attribute_updates(progress: CaseProgress, since: CaseProgress | None 
         return updates
     before = {update.key.name: update.value for update in _updates(since)}
     return [update for update in updates if before[update.key.name] != update.value]
+
+
+def typed_search_attributes(progress: CaseProgress) -> TypedSearchAttributes:
+    """The search attributes ``progress`` sets, as a start's ``search_attributes=`` (for
+    stand-in cases in tests and benchmarks)."""
+    return TypedSearchAttributes([
+        SearchAttributePair(update.key, update.value) for update in _updates(progress)
+        if update.value is not None])
 
 
 def _updates(progress: CaseProgress) -> list[SearchAttributeUpdate]:

@@ -267,13 +267,7 @@ async def _is_running(client: Client, handle: WorkflowHandle[Any, Any], case_ref
     Raises:
         CaseError: another Temporal error.
     """
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            return False
-        raise await _case_error(client, case_ref, error) from None
-    return description.status is WorkflowExecutionStatus.RUNNING
+    return await _run_status(client, handle, case_ref) is WorkflowExecutionStatus.RUNNING
 
 
 async def _is_open(client: Client, case_ref: str) -> bool:

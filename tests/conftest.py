@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+import structlog
 import temporalio.converter
 from temporalio.api.common.v1 import SearchAttributes
 from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFailedCause
@@ -408,3 +410,14 @@ async def time_skipping(client: Client) -> AsyncIterator[None]:
 def retention_of(client: Client, case_ref: str) -> WorkflowHandle[Any, Erasure]:
     return client.get_workflow_handle_for(RetentionWorkflow.run,
                                           retention_workflow_id(case_ref))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the logging configuration back after a test that configures its own."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

@@ -36,7 +36,6 @@ from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
 from starter.cli import EXIT_PENDING
 from tests.conftest import history_check
-from tests.test_logs import restore_logging  # noqa: F401 (a fixture)
 from worker import build_worker, connect
 
 KBFLOW = Path(sys.executable).parent / "kbflow"

@@ -29,7 +29,6 @@ import pytest
 import pytest_asyncio
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -39,7 +38,7 @@ from kbflow.case import OPEN, EndState, Phase
 from kbflow.case_refs import new_case_ref
 from kbflow.events import Event
 from kbflow.process import Party, Step
-from kbflow.progress import MEMO_KEY, AwaitedProgress, CaseProgress
+from kbflow.progress import MEMO_KEY, AwaitedProgress, CaseProgress, typed_search_attributes
 from kbflow.settings import installed_binary, workflow_id
 from starter import lists
 from starter.inputs import InputError
@@ -131,21 +130,6 @@ def _population() -> list[Spec]:
     return specs
 
 
-def _search_attributes(progress: CaseProgress) -> TypedSearchAttributes:
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.PHASE, progress.phase.value),
-        SearchAttributePair(sa.AWAITING, sorted({e.party.value for e in progress.awaiting})),
-        SearchAttributePair(sa.OVERDUE, progress.overdue),
-    ]
-    if progress.last_step is not None:
-        pairs.append(SearchAttributePair(sa.LAST_STEP, int(progress.last_step)))
-    if progress.next_deadline is not None:
-        pairs.append(SearchAttributePair(sa.NEXT_DEADLINE, progress.next_deadline))
-    if progress.end_state is not None:
-        pairs.append(SearchAttributePair(sa.END_STATE, progress.end_state.value))
-    return TypedSearchAttributes(pairs)
-
-
 async def start_stub(client: Client, spec: Spec, task_queue: str = IDLE_QUEUE) -> None:
     """Start ``spec``'s case with its search attributes and memo (and a fictional start
     carrying the canaries as its input)."""
@@ -154,7 +138,7 @@ async def start_stub(client: Client, spec: Spec, task_queue: str = IDLE_QUEUE) -
         "CaseWorkflow", dict(zip(("name", "born", "v_number", "address"), CANARIES,
                                  strict=True)),
         id=workflow_id(spec.ref), task_queue=task_queue,
-        search_attributes=_search_attributes(spec.progress), memo={MEMO_KEY: memo})
+        search_attributes=typed_search_attributes(spec.progress), memo={MEMO_KEY: memo})
 
 
 async def visible(client: Client, query: str, count: int, within: float = 30.0) -> None:
@@ -293,7 +277,7 @@ async def test_each_filter_finds_exactly_its_cases(lists_server: WorkflowEnviron
         and any(entry.party is Party.IND for entry in spec.progress.awaiting))
 
 
-async def test_rows_carry_the_search_attributes(lists_server: WorkflowEnvironment,
+async def test_rows_carry_thetyped_search_attributes(lists_server: WorkflowEnvironment,
                                                 population: list[Spec]) -> None:
     page = await lists.list_cases(lists_server.client, lists.CaseFilters(),
                                   page_size=lists.MAX_PAGE_SIZE, now=NOW)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,6 @@ from tests.test_case_workflow import completed_status, in_case_time, plausible
 from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 from workflows.operator_log import step_of
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put the logging configuration back after a test that configures its own."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest_asyncio.fixture

@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import logging
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from temporalio.client import Client, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
@@ -95,17 +93,6 @@ async def scrape_until(url: str, ready: Mapping[tuple[str, tuple[tuple[str, str]
             if asyncio.get_running_loop().time() > deadline:
                 return response.text, samples
             await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put the logging configuration back after a test that configures its own."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")
