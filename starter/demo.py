@@ -24,12 +24,13 @@ from typing import Any
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.outbox_store import OutboxStore
+from kbflow.case import Phase
 from kbflow.packets import Packet
 from kbflow.scenario import example_files
-from kbflow.settings import Settings
+from kbflow.settings import Settings, workflow_id
 from starter import inputs
 from starter.cases import CaseError, case_status, case_timeline, open_client, send_event, start_case
 from starter.dev_server import DevServerConfig, SpawnedDevServer, answers
@@ -147,6 +148,8 @@ async def _run_case(client: Client, settings: Settings, store: OutboxStore,
                 f"{list(scenario.expected_steps)}"
             )
         result.packets = await _delivered(client, store, start.case_ref)
+        if status.phase is Phase.CLOSED:
+            await _completed(client, start.case_ref)
     except (inputs.InputError, CaseError) as error:
         result.problem = str(error)
     except Exception as error:  # one broken case must not hide the others' results
@@ -164,6 +167,17 @@ async def _delivered(client: Client, store: OutboxStore, case_ref: str) -> list[
         packets = await asyncio.to_thread(store.packets, case_ref)
         if len(packets) >= projected or time.monotonic() > deadline:
             return packets
+        await asyncio.sleep(0.1)
+
+
+async def _completed(client: Client, case_ref: str) -> None:
+    """Wait (bounded) until a closed case's run has completed (it hands the case to its
+    retention workflow first), so that the demo's worker does not stop before it has."""
+    handle = client.get_workflow_handle(workflow_id(case_ref))
+    deadline = time.monotonic() + DELIVERY_WAIT
+    while time.monotonic() < deadline:
+        if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
+            return
         await asyncio.sleep(0.1)
 
 

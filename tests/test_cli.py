@@ -244,15 +244,21 @@ async def _demo_cases_are_traced(dev_server: WorkflowEnvironment, cli: Cli,
     refs = {case["case_ref"] for case in cases}
     closed = {case["case_ref"] for case in cases if case["phase"] == "closed"}
     assert closed and refs - closed  # the demo leaves some cases open
-    listed = subprocess.run(
-        [str(installed_binary("temporal")), "workflow", "list", "--address",
-         dev_server.client.service_client.config.target_host, "--namespace",
-         dev_server.client.namespace, "--query", "WorkflowType = 'CaseWorkflow'",
-         "--output", "json"], capture_output=True, text=True, timeout=60, check=True)
-    runs = {run["execution"]["workflowId"]: run["status"] for run in json.loads(listed.stdout)}
-    assert {ref: runs[workflow_id(ref)] for ref in refs} == {
-        ref: "WORKFLOW_EXECUTION_STATUS_COMPLETED" if ref in closed
-        else "WORKFLOW_EXECUTION_STATUS_RUNNING" for ref in refs}
+    expected = {ref: "WORKFLOW_EXECUTION_STATUS_COMPLETED" if ref in closed
+                else "WORKFLOW_EXECUTION_STATUS_RUNNING" for ref in refs}
+    # Visibility is eventually consistent: the list is read again (bounded) until it is.
+    for _ in range(100):
+        listed = subprocess.run(
+            [str(installed_binary("temporal")), "workflow", "list", "--address",
+             dev_server.client.service_client.config.target_host, "--namespace",
+             dev_server.client.namespace, "--query", "WorkflowType = 'CaseWorkflow'",
+             "--output", "json"], capture_output=True, text=True, timeout=60, check=True)
+        runs = {run["execution"]["workflowId"]: run["status"]
+                for run in json.loads(listed.stdout)}
+        if {ref: runs.get(workflow_id(ref)) for ref in refs} == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert {ref: runs.get(workflow_id(ref)) for ref in refs} == expected
     # What each open case awaits, asked of the case itself (a worker answers its query).
     # The demo's open cases sit in an OTS awaiting nobody; one more case, announced, awaits
     # the IND and the DT&V.
@@ -276,10 +282,15 @@ async def _demo_cases_are_traced(dev_server: WorkflowEnvironment, cli: Cli,
     awaiting_ind = {ref for ref, parties in waits.items() if "IND" in parties}
     assert awaiting_ind == {ref}, waits
     refs.add(ref)
-    page = await cli.json("cases", "--awaiting", "IND", "--page-size", "1000")
-    assert {row["case_ref"] for row in page["cases"]} & refs == awaiting_ind
-    work = await cli.json("worklist", "IND", "--all")
-    assert {item["case_ref"] for item in work["items"]} & refs == awaiting_ind
+    for _ in range(100):  # visibility is eventually consistent: read again, bounded
+        page = await cli.json("cases", "--awaiting", "IND", "--page-size", "1000")
+        work = await cli.json("worklist", "IND", "--all")
+        shown = ({row["case_ref"] for row in page["cases"]} & refs,
+                  {item["case_ref"] for item in work["items"]} & refs)
+        if shown == (awaiting_ind, awaiting_ind):
+            break
+        await asyncio.sleep(0.1)
+    assert shown == (awaiting_ind, awaiting_ind)
     assert all(item["event"] for item in work["items"] if item["case_ref"] in refs)
 
 
