@@ -219,7 +219,7 @@ def codec_server_lines(endpoint: str, token_file: Path | None, token: str | None
         "decode is written to the processing log under that operator. Without one: 401.",
         "",
         "temporal CLI:",
-        f"  temporal workflow show -w kb-case-<case ref> --codec-endpoint {endpoint} "
+        f"  temporal workflow show -w kb-case-<case ref> --detailed --codec-endpoint {endpoint} "
         '--codec-auth "Bearer <operator token>"',
         "",
         "Web UI: in your own browser, open the UI's codec server settings (top bar), set",
