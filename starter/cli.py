@@ -495,8 +495,9 @@ def cases(
         metavar="STATUS", help="Only runs with this Temporal status: running, completed, "
                                "failed, canceled, terminated, continued_as_new, timed_out.")
     ] = None,
-    page_size: Annotated[int, typer.Option(
-        help=f"Cases per page, 1 to {lists.MAX_PAGE_SIZE}.")] = lists.DEFAULT_PAGE_SIZE,
+    page_size: Annotated[str, typer.Option(
+        metavar="N", help=f"Cases per page, 1 to {lists.MAX_PAGE_SIZE}.")
+    ] = str(lists.DEFAULT_PAGE_SIZE),
     page: Annotated[str | None, typer.Option(
         metavar="TOKEN", help="The page after the one that printed this token.")] = None,
     as_json: JsonOption = False,
@@ -513,13 +514,13 @@ def cases(
     settings = Settings.from_env()
     filters = _run_sync(lambda: lists.case_filters(
         phase=phase, awaiting=awaiting, overdue=overdue, step=step, status=status))
-    _run_sync(lambda: lists.check_page_size(page_size))
+    size = _run_sync(lambda: lists.check_page_size(page_size))
     if page is not None:
         _run_sync(lambda: lists.decode_page_token(page))
 
     async def work() -> lists.CasePage:
         client = await lists.open_list_client(settings)
-        return await lists.list_cases(client, filters, page_size=page_size, page=page)
+        return await lists.list_cases(client, filters, page_size=size, page=page)
 
     found = _run(work)
     if as_json:
@@ -533,9 +534,9 @@ def cases(
 def worklist(
     party: Annotated[str, typer.Argument(
         metavar="PARTY", help="The party, e.g. IND (RVDK, IND, DTV, VT, COA, AVIM, GI).")],
-    limit: Annotated[int, typer.Option(
-        help="Show the first N (of the order over all of them).")
-    ] = lists.DEFAULT_WORKLIST_LIMIT,
+    limit: Annotated[str, typer.Option(
+        metavar="N", help="Show the first N (of the order over all of them).")
+    ] = str(lists.DEFAULT_WORKLIST_LIMIT),
     every: Annotated[bool, typer.Option(
         "--all", help="Show every one (reads every case awaiting PARTY).")] = False,
     as_json: JsonOption = False,
@@ -550,12 +551,11 @@ def worklist(
     """
     settings = Settings.from_env()
     wanted = _run_sync(lambda: lists.party(party))
-    if limit < 1:
-        _fail("--limit: must be 1 or more")
+    first = _run_sync(lambda: lists.check_limit(limit))
 
     async def work() -> lists.Worklist:
         client = await lists.open_list_client(settings)
-        return await lists.worklist(client, wanted, limit=None if every else limit)
+        return await lists.worklist(client, wanted, limit=None if every else first)
 
     found = _run(work)
     if as_json:

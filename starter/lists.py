@@ -24,6 +24,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -202,35 +203,55 @@ def worklist_query(party: Party) -> str:
 # ---- paging ---------------------------------------------------------------------------
 
 def encode_page_token(token: bytes) -> str:
-    """Visibility's next-page token as printable text (base64url, no padding)."""
-    return base64.urlsafe_b64encode(token).decode("ascii").rstrip("=")
+    """Visibility's next-page token as printable text: base64url (no padding) of the token
+    and its CRC-32, so that a mistyped or made-up ``--page`` is refused before Temporal
+    (which would retry an unreadable token for seconds, then fail vaguely)."""
+    checked = token + zlib.crc32(token).to_bytes(4, "big")
+    return base64.urlsafe_b64encode(checked).decode("ascii").rstrip("=")
 
 
 def decode_page_token(text: str) -> bytes:
     """A ``--page`` value back to visibility's token.
 
     Raises:
-        InputError: not a token ``kbflow cases`` printed.
+        InputError: not a token ``kbflow cases`` printed (its check does not hold).
     """
     text = text.strip()
     try:
-        token = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        checked = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
-        token = b""
-    if not token or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        checked = b""
+    token, check = checked[:-4], checked[-4:]
+    if (not token or not re.fullmatch(r"[A-Za-z0-9_-]+", text)
+            or zlib.crc32(token).to_bytes(4, "big") != check):
         raise InputError("--page: not a page token printed by kbflow cases")
     return token
 
 
-def check_page_size(page_size: int) -> int:
-    """``page_size`` if it is 1 to ``MAX_PAGE_SIZE``.
+def check_page_size(page_size: str | int) -> int:
+    """``page_size`` (as typed) as a number, if it is 1 to ``MAX_PAGE_SIZE``.
+
+    Raises:
+        InputError: it is not (the message never repeats what was typed).
+    """
+    return _count(page_size, "--page-size", MAX_PAGE_SIZE)
+
+
+def check_limit(limit: str | int) -> int:
+    """``limit`` (as typed) as a number, if it is 1 or more.
 
     Raises:
         InputError: it is not.
     """
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InputError(f"--page-size: must be 1 to {MAX_PAGE_SIZE}")
-    return page_size
+    return _count(limit, "--limit", None)
+
+
+def _count(value: str | int, option: str, maximum: int | None) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1 or (maximum is not None and int(text) > maximum):
+        raise InputError(f"{option}: must be 1 to {maximum}" if maximum is not None
+                         else f"{option}: must be 1 or more")
+    return int(text)
 
 
 # ---- rows -----------------------------------------------------------------------------

@@ -237,7 +237,8 @@ def test_a_value_outside_its_enum_is_refused(option: str, value: str, message: s
 def test_page_tokens_round_trip_and_garbage_is_refused() -> None:
     token = b'{"StartTime":"2026-12-01T12:16:20Z","RunID":"x"}\x00\xff'
     assert lists.decode_page_token(lists.encode_page_token(token)) == token
-    for garbage in ("", "not a token!", "'; DROP"):
+    printed = lists.encode_page_token(token)
+    for garbage in ("", "not a token!", "'; DROP", "garbage", printed[:-1], printed[1:]):
         with pytest.raises(InputError, match="--page: not a page token"):
             lists.decode_page_token(garbage)
 
@@ -460,9 +461,12 @@ async def test_worklist_through_the_cli(lists_server: WorkflowEnvironment,
     ("cases", "--step", "9876501234"),
     ("cases", "--status", "Fenna Canarius-Lijst"),
     ("cases", "--page", "Fenna Canarius-Lijst"),
+    ("cases", "--page", "garbage"),
     ("cases", "--page-size", "0"),
+    ("cases", "--page-size", "abc"),
     ("worklist", "Fenna Canarius-Lijst"),
     ("worklist", "IND", "--limit", "0"),
+    ("worklist", "IND", "--limit", "abc"),
 ])
 async def test_bad_values_are_refused_in_one_line_before_temporal(
         tmp_path: Path, args: tuple[str, ...]) -> None:
