@@ -45,9 +45,9 @@ from temporalio.api.workflowservice.v1 import (
     ListClosedWorkflowExecutionsRequest,
     ListOpenWorkflowExecutionsRequest,
 )
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -405,6 +405,16 @@ async def time_skipping(client: Client) -> AsyncIterator[None]:
         yield
     finally:
         await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
+
+
+async def run_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
+    """The run's status; None: no such workflow."""
+    try:
+        return (await handle.describe()).status
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 def retention_of(client: Client, case_ref: str) -> WorkflowHandle[Any, Erasure]:

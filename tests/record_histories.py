@@ -37,11 +37,9 @@ import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
@@ -51,7 +49,11 @@ from kbflow.case import EventOutcome
 from kbflow.retention import retention_workflow_id
 from kbflow.scenario import Scenario, example_files
 from kbflow.settings import Settings, installed_binary, workflow_id
-from tests.conftest import register_search_attributes, unset_search_attributes_absent
+from tests.conftest import (
+    register_search_attributes,
+    run_status,
+    unset_search_attributes_absent,
+)
 from worker import build_worker
 from workflows.case_workflow import CaseWorkflow
 
@@ -92,14 +94,14 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
         await handle.execute_update(item.event, event, id=event.idempotency_key,
                                     result_type=EventOutcome)
     skipped = timedelta()
-    while await _status(handle) is WorkflowExecutionStatus.RUNNING:
+    while await run_status(handle) is WorkflowExecutionStatus.RUNNING:
         if skipped >= SKIP_LIMIT:
             raise RuntimeError(f"{case_ref}: still running after {SKIP_LIMIT}")
         await env.sleep(SKIP_STEP)
         skipped += SKIP_STEP
     await handle.result()
     retention = client.get_workflow_handle(retention_workflow_id(case_ref))
-    if await _status(retention) is None:
+    if await run_status(retention) is None:
         return (await handle.fetch_history()).to_json(), None
     # Skipped while waiting on the result, not with env.sleep: the test server stops
     # skipping time when a retention workflow (an abandoned child) ends during a sleep.
@@ -110,15 +112,6 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
         await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
     return ((await handle.fetch_history()).to_json(),
             (await retention.fetch_history()).to_json())
-
-
-async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
-    try:
-        return (await handle.describe()).status
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 async def main(into: Path = LATEST_DIR) -> None:

@@ -22,7 +22,6 @@ import pytest
 import pytest_asyncio
 from temporalio import workflow
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -39,7 +38,7 @@ from starter import render
 from starter.cases import CaseError, case_view, erase_running_case
 from starter.cases import start_case as start_new_case
 from tests import factories as f
-from tests.conftest import retention_of, time_skipping, time_skipping_server
+from tests.conftest import retention_of, run_status, time_skipping, time_skipping_server
 from tests.test_case_workflow import send, settled, start_case, status_of
 from tests.test_cli import _cli, _write
 from worker import build_worker, connect
@@ -73,16 +72,6 @@ async def close(handle: WorkflowHandle[Any, Any]) -> None:
     ``no_investigation``)."""
     await send(handle, f.announce(), f.residence_ind(known=False),
                f.residence_dtv(known=False), f.decision(investigate=False))
-
-
-async def run_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
-    """The run's status; None: no such workflow."""
-    try:
-        return (await handle.describe()).status
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 async def until_status(handle: WorkflowHandle[Any, Any],
