@@ -191,8 +191,8 @@ class TransitWrapper:
         if self.local is None:
             raise KeyUnavailable(
                 f"data key {key_id}: master key {wrapping} is not configured; with a KMS, "
-                f"keep {MASTER_KEYS_ENV} (or master.keys) until `kbflow rewrap` has moved "
-                "every data key into the KMS")
+                f"keep {MASTER_KEYS_ENV} (or the master-key file) until `kbflow rewrap` "
+                "has moved every data key into the KMS")
         return self.local
 
     def _check_key(self) -> None:
