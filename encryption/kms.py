@@ -101,7 +101,8 @@ class TransitWrapper:
             verify = str(settings.ca_file)
         session = requests.Session()
         session.trust_env = False  # kbflow reads its own variables only: no proxy, no CA
-        self._client = hvac.Client(url=settings.url, token=settings.token, verify=verify,
+        session.verify = verify  # hvac takes a given session's, not its own argument
+        self._client = hvac.Client(url=settings.url, token=settings.token,
                                    timeout=TIMEOUT_SECONDS, session=session)
         self._lock = threading.Lock()
         self._checked = False

