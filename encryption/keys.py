@@ -61,8 +61,8 @@ class KeyStore:
 
     Args:
         path: the SQLite file.
-        master_keys: what wraps the data keys: a ``KeyWrapper``, or ``MasterKeys`` (then
-            wrapped by them, ``MasterKeyWrapper``).
+        wrapper: what wraps the data keys (``encryption.wrapping.KeyWrapper``); plain
+            ``MasterKeys`` are taken as their ``MasterKeyWrapper``.
         reload_master_keys: with ``MasterKeys``: how to reload them after another process
             rotated them.
         read_only: only read: create no file, table or key (commands that only read, on
@@ -75,7 +75,7 @@ class KeyStore:
             every method).
     """
 
-    def __init__(self, path: Path, master_keys: KeyWrapper | MasterKeys,
+    def __init__(self, path: Path, wrapper: KeyWrapper | MasterKeys,
                  reload_master_keys: Callable[[], MasterKeys] | None = None, *,
                  read_only: bool = False, cache_seconds: float = CACHE_SECONDS) -> None:
         self.path = path
@@ -84,8 +84,8 @@ class KeyStore:
         # A running process meets a master key id it does not know after a rotation by
         # another process: the wrapper reloads the master keys once instead of failing.
         self.wrapper: KeyWrapper = (
-            MasterKeyWrapper(master_keys, reload_master_keys)
-            if isinstance(master_keys, MasterKeys) else master_keys)
+            MasterKeyWrapper(wrapper, reload_master_keys)
+            if isinstance(wrapper, MasterKeys) else wrapper)
         self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
         self._by_scope: dict[str, str] = {}
         self._lock = threading.Lock()

