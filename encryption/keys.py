@@ -1,14 +1,16 @@
-"""Envelope encryption keys: master keys wrap one data key per case.
+"""Envelope encryption keys: a key wrapper (master keys or a KMS) wraps one data key per case.
 
 A case's data key (AES-256) encrypts everything of that case: its Temporal payloads and its
-outbox packets. The data key is stored only wrapped (AES-256-GCM) by a master key, with the
-master key's id beside it, so a master key can rotate by rewrapping the data keys — history
+outbox packets. The data key is stored only wrapped, with the id of what wrapped it beside
+it (``encryption.wrapping``: a local master key, AES-256-GCM; or a KMS's transit key,
+``encryption.kms``), so the wrapping key can rotate by rewrapping the data keys — history
 is never rewritten. Destroying a case's data key (crypto-shredding) makes the case's
 history, packets and every backup of them unreadable, while other cases stay readable.
 
 Master keys come from ``KBFLOW_MASTER_KEYS`` (``id:64-hex[,id:64-hex…]``, the first is
 current) or, for development, from ``<data dir>/master.keys`` (created, mode 0600, one
-``id:hex`` per line, the last is current). Keys never enter Temporal history or logs.
+``id:hex`` per line, the last is current); with ``KBFLOW_KMS_URL`` set the KMS wraps
+instead. Keys never enter Temporal history or logs.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from encryption.secret_files import append_secret_line, read_or_create_secret
 from encryption.storage import StorageError, connect, create_schema
+from encryption.wrapping import KeyUnavailable as KeyUnavailable
+from encryption.wrapping import KeyWrapper, MasterKeyWrapper, wrapper_for
+from encryption.wrapping import MasterKeys as MasterKeys
 from kbflow.settings import MASTER_KEYS_ENV as MASTER_KEYS_ENV
 from kbflow.settings import Settings
 
@@ -38,67 +41,6 @@ SYSTEM_SCOPE = "kbflow-system"
 #: codec server trusts no cache (``cache_seconds=0``): it refuses an erased case's
 #: payloads the moment the erasure is written.
 CACHE_SECONDS = 5.0
-
-
-class KeyUnavailable(LookupError):
-    """A data key cannot be had: unknown, or destroyed by erasure. The message names the
-    key id (random, not personal) and the reason."""
-
-
-@dataclass(frozen=True)
-class MasterKeys:
-    """Master keys by id; ``current`` wraps new data keys."""
-
-    keys: dict[str, bytes]
-    current: str
-
-    @classmethod
-    def parse(cls, text: str, *, current_first: bool) -> MasterKeys:
-        """Parse ``id:hex`` entries separated by commas or newlines.
-
-        Raises:
-            ValueError: an entry is not ``id:64 hex characters``.
-        """
-        keys: dict[str, bytes] = {}
-        order: list[str] = []
-        for entry in text.replace(",", "\n").split():
-            key_id, _, hex_key = entry.partition(":")
-            try:
-                key = bytes.fromhex(hex_key)
-            except ValueError:
-                key = b""
-            if not key_id or len(key) != 32:
-                raise ValueError("master keys: each entry must be id:64 hex characters")
-            keys[key_id] = key
-            order.append(key_id)
-        if not order:
-            raise ValueError("master keys: none given")
-        return cls(keys=keys, current=order[0] if current_first else order[-1])
-
-    @classmethod
-    def load(cls, settings: Settings, *, create: bool = True) -> MasterKeys:
-        """From ``settings.master_keys`` (``KBFLOW_MASTER_KEYS``), else from (or, with
-        ``create``, new in) ``settings.master_keys_path`` (``<data dir>/master.keys``).
-
-        Raises:
-            ValueError: the keys are malformed (see ``parse``).
-            FileNotFoundError: no master-key file and not ``create``.
-        """
-        if settings.master_keys:
-            return cls.parse(settings.master_keys, current_first=True)
-        if not create:
-            return cls.parse(settings.master_keys_path.read_text(), current_first=False)
-        text = read_or_create_secret(
-            settings.master_keys_path,
-            lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
-        return cls.parse(text, current_first=False)
-
-    @staticmethod
-    def add_to_file(settings: Settings) -> str:
-        """Append a new master key to ``settings.master_keys_path``, making it current."""
-        key_id = f"mk-{secrets.token_hex(4)}"
-        append_secret_line(settings.master_keys_path, f"{key_id}:{secrets.token_hex(32)}")
-        return key_id
 
 
 _SCHEMA = """
@@ -114,13 +56,15 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 
 class KeyStore:
-    """Data keys in a SQLite file, wrapped by master keys. Thread-safe; several processes
-    (worker, CLI, codec server) may share the file.
+    """Data keys in a SQLite file, wrapped by a ``KeyWrapper`` (master keys or a KMS).
+    Thread-safe; several processes (worker, CLI, codec server) may share the file.
 
     Args:
         path: the SQLite file.
-        master_keys: the master keys that wrap the data keys.
-        reload_master_keys: how to reload them after another process rotated them.
+        wrapper: what wraps the data keys (``encryption.wrapping.KeyWrapper``); plain
+            ``MasterKeys`` are taken as their ``MasterKeyWrapper``.
+        reload_master_keys: with ``MasterKeys``: how to reload them after another process
+            rotated them.
         read_only: only read: create no file, table or key (commands that only read, on
             a read-only data dir); a scope without a key raises ``KeyUnavailable``.
         cache_seconds: how long a data key read from the file is trusted before the file
@@ -131,16 +75,17 @@ class KeyStore:
             every method).
     """
 
-    def __init__(self, path: Path, master_keys: MasterKeys,
+    def __init__(self, path: Path, wrapper: KeyWrapper | MasterKeys,
                  reload_master_keys: Callable[[], MasterKeys] | None = None, *,
                  read_only: bool = False, cache_seconds: float = CACHE_SECONDS) -> None:
         self.path = path
         self.read_only = read_only
         self.cache_seconds = cache_seconds
-        self.master_keys = master_keys
         # A running process meets a master key id it does not know after a rotation by
-        # another process: it reloads the master keys once instead of failing.
-        self._reload_master_keys = reload_master_keys
+        # another process: the wrapper reloads the master keys once instead of failing.
+        self.wrapper: KeyWrapper = (
+            MasterKeyWrapper(wrapper, reload_master_keys)
+            if isinstance(wrapper, MasterKeys) else wrapper)
         self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
         self._by_scope: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -150,27 +95,40 @@ class KeyStore:
     @classmethod
     def open(cls, settings: Settings, *, read_only: bool = False,
              cache_seconds: float = CACHE_SECONDS) -> KeyStore:
-        """The store in ``settings.key_store_path`` with the configured master keys.
+        """The store in ``settings.key_store_path`` with the configured key wrapper
+        (``encryption.wrapping.wrapper_for``: the KMS if ``KBFLOW_KMS_URL`` is set, else
+        the master keys, created in the data dir if missing and not ``read_only``).
 
         Raises:
             StorageError: the store or the master-key file cannot be read (read-only:
-                is missing) or, not read-only, created.
+                is missing) or, not read-only, created; ``KmsError``: the KMS's CA file
+                cannot be read (the KMS itself is asked only when a key is needed).
             ValueError: malformed master keys.
         """
         try:
-            master_keys = MasterKeys.load(settings, create=not read_only)
+            wrapper = wrapper_for(settings, create=not read_only)
         except OSError as error:
             raise StorageError.of(error, settings.master_keys_path,
                                   writing=not read_only) from None
-        return cls(settings.key_store_path, master_keys,
-                   reload_master_keys=lambda: MasterKeys.load(settings, create=not read_only),
+        return cls(settings.key_store_path, wrapper,
                    read_only=read_only, cache_seconds=cache_seconds)
 
+    @property
+    def master_keys(self) -> MasterKeys:
+        """The local master keys that wrap this store's data keys.
+
+        Raises:
+            TypeError: a KMS wraps them (``KBFLOW_KMS_URL``), not master keys.
+        """
+        if not isinstance(self.wrapper, MasterKeyWrapper):
+            raise TypeError("a KMS wraps this key store's data keys, not master keys")
+        return self.wrapper.master_keys
+
     def without_cache(self) -> KeyStore:
-        """A store on the same file and master keys that asks the file on every lookup,
+        """A store on the same file and key wrapper that asks the file on every lookup,
         so it sees a destroyed key the moment another process destroyed it (the codec
         server)."""
-        return KeyStore(self.path, self.master_keys, self._reload_master_keys,
+        return KeyStore(self.path, self.wrapper,
                         read_only=self.read_only, cache_seconds=0.0)
 
     @contextmanager
@@ -194,19 +152,13 @@ class KeyStore:
             return row
 
     def _wrap(self, key_id: str, key: bytes) -> tuple[str, bytes]:
-        master_id = self.master_keys.current
-        nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self.master_keys.keys[master_id]).encrypt(nonce, key, key_id.encode())
-        return master_id, nonce + sealed
+        """``(wrapping id, wrapped)`` of a new data key (``KeyWrapper.wrap``)."""
+        return self.wrapper.wrap(key_id, key)
 
     def _unwrap(self, key_id: str, master_id: str, wrapped: bytes) -> bytes:
-        master = self.master_keys.keys.get(master_id)
-        if master is None and self._reload_master_keys is not None:
-            self.master_keys = self._reload_master_keys()
-            master = self.master_keys.keys.get(master_id)
-        if master is None:
-            raise KeyUnavailable(f"data key {key_id}: master key {master_id} is not configured")
-        return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], key_id.encode())
+        """The data key ``key_id`` (``KeyWrapper.unwrap``); ``master_id`` is the stored
+        wrapping id."""
+        return self.wrapper.unwrap(key_id, master_id, wrapped)
 
     def _remember(self, key_id: str, scope: str, key: bytes) -> None:
         with self._lock:
@@ -318,20 +270,25 @@ class KeyStore:
         return cursor.rowcount == 1
 
     def rewrap(self) -> int:
-        """Rewrap every live data key with the current master key (master-key rotation).
+        """Rewrap every live data key with the current wrapping key (after a rotation of
+        the master keys or of the KMS's transit key; ``KeyWrapper.rewrap``).
 
         Returns:
-            How many data keys were rewrapped.
+            How many data keys were rewrapped (those not under the current one).
+
+        Raises:
+            KeyUnavailable: a data key's wrapping key is not configured.
+            KmsError: the KMS cannot be asked, or refuses.
         """
         count = 0
+        current = self.wrapper.current()
         with self._connect() as db:
             rows = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
                               "WHERE wrapped IS NOT NULL").fetchall()
             for key_id, master_id, wrapped in rows:
-                if master_id == self.master_keys.current:
+                if master_id == current:
                     continue
-                new_master, new_wrapped = self._wrap(key_id, self._unwrap(key_id, master_id,
-                                                                           wrapped))
+                new_master, new_wrapped = self.wrapper.rewrap(key_id, master_id, wrapped)
                 db.execute("UPDATE data_keys SET master_key_id = ?, wrapped = ? "
                            "WHERE key_id = ?", (new_master, new_wrapped, key_id))
                 count += 1

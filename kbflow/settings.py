@@ -16,6 +16,11 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the services' token for ``/encode``; secret |
 | ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
 | ``KBFLOW_METRICS_PORT`` | unset: no endpoint | the worker's Prometheus ``/metrics`` port |
+| ``KBFLOW_KMS_URL`` | unset: master keys | Vault / OpenBao address; its transit engine wraps |
+| ``KBFLOW_KMS_TOKEN`` | required with a KMS | the KMS token; secret |
+| ``KBFLOW_KMS_KEY`` | required with a KMS | the transit key's name |
+| ``KBFLOW_KMS_MOUNT`` | ``transit`` | where the transit engine is mounted |
+| ``KBFLOW_KMS_CA_FILE`` | unset: certifi's CAs | PEM file of the CAs of the KMS's TLS certificate |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -26,17 +31,26 @@ parties' public keys).
 
 A variable set to the empty string counts as unset. The secrets stay out of
 ``repr(settings)``. ``KBFLOW_METRICS_PORT`` must be a port number (1-65535).
+
+With ``KBFLOW_KMS_URL`` set, a KMS wraps the data keys (``encryption.kms``): then
+``KBFLOW_KMS_TOKEN`` and ``KBFLOW_KMS_KEY`` are required, and the other ``KBFLOW_KMS_*``
+variables need ``KBFLOW_KMS_URL``. The URL is ``https://host[:port]`` (``http://`` only to
+a loopback host: the token must not cross a network in the clear), with no path, user,
+query or fragment; the key and mount are names of letters, digits, ``_``, ``-`` and ``.``
+(a mount may have ``/`` between such names). Errors name the variable, never its value.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_TASK_QUEUE = "kbflow-cases"
 MASTER_KEYS_ENV = "KBFLOW_MASTER_KEYS"
@@ -44,10 +58,34 @@ PSEUDONYM_KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
 CODEC_TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
 METRICS_PORT_ENV = "KBFLOW_METRICS_PORT"
+KMS_URL_ENV = "KBFLOW_KMS_URL"
+KMS_TOKEN_ENV = "KBFLOW_KMS_TOKEN"
+KMS_KEY_ENV = "KBFLOW_KMS_KEY"
+KMS_MOUNT_ENV = "KBFLOW_KMS_MOUNT"
+KMS_CA_FILE_ENV = "KBFLOW_KMS_CA_FILE"
+DEFAULT_KMS_MOUNT = "transit"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 class SettingsError(ValueError):
     """A variable's value is not of its kind; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class KmsSettings:
+    """The KMS whose transit engine wraps the data keys (``encryption.kms``).
+
+    ``url`` is the Vault / OpenBao address, ``token`` its token (never in the repr),
+    ``key`` the transit key, ``mount`` the transit engine's mount path, ``ca_file`` the
+    CAs for its TLS certificate (``None``: the public CAs of certifi).
+    """
+
+    url: str
+    token: str = field(repr=False)
+    key: str
+    mount: str = DEFAULT_KMS_MOUNT
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +106,7 @@ class Settings:
     codec_token: str | None = field(default=None, repr=False)
     party_keys_dir: Path | None = None
     metrics_port: int | None = None
+    kms: KmsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,7 +117,8 @@ class Settings:
             env: the environment to read; default ``os.environ``.
 
         Raises:
-            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number.
+            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number, or the
+                ``KBFLOW_KMS_*`` variables break a rule in the module docstring.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
@@ -92,6 +132,7 @@ class Settings:
             codec_token=env.get(CODEC_TOKEN_ENV) or None,
             party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
             metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
+            kms=_kms(env),
         )
 
     @property
@@ -152,6 +193,55 @@ def _port(value: str | None, variable: str) -> int | None:
     if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
         raise SettingsError(f"{variable}: not a port number (1-65535)")
     return int(value)
+
+
+def _kms(env: Mapping[str, str]) -> KmsSettings | None:
+    """The ``KBFLOW_KMS_*`` variables, checked (rules in the module docstring)."""
+    values = {name: env.get(name) or None for name in (
+        KMS_URL_ENV, KMS_TOKEN_ENV, KMS_KEY_ENV, KMS_MOUNT_ENV, KMS_CA_FILE_ENV)}
+    url = values[KMS_URL_ENV]
+    if url is None:
+        for name, value in values.items():
+            if value is not None:
+                raise SettingsError(f"{name}: set without {KMS_URL_ENV} (the KMS's address)")
+        return None
+    _check_kms_url(url)
+    token, key = values[KMS_TOKEN_ENV], values[KMS_KEY_ENV]
+    if token is None:
+        raise SettingsError(f"{KMS_TOKEN_ENV}: required when {KMS_URL_ENV} is set")
+    if key is None:
+        raise SettingsError(f"{KMS_KEY_ENV}: required when {KMS_URL_ENV} is set (the "
+                            "transit key's name)")
+    if not _NAME.fullmatch(key):
+        raise SettingsError(f"{KMS_KEY_ENV}: must be a name of letters, digits, _, - and .")
+    mount = values[KMS_MOUNT_ENV] or DEFAULT_KMS_MOUNT
+    if not all(_NAME.fullmatch(part) for part in mount.split("/")):
+        raise SettingsError(f"{KMS_MOUNT_ENV}: must be names of letters, digits, _, - and . "
+                            "separated by /")
+    ca_file = values[KMS_CA_FILE_ENV]
+    return KmsSettings(url=url.rstrip("/"), token=token, key=key, mount=mount,
+                       ca_file=Path(ca_file) if ca_file else None)
+
+
+def _check_kms_url(url: str) -> None:
+    """Refuse a KMS address that is no ``https://host[:port]`` (nor ``http://`` to a
+    loopback host); the message never repeats the value."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is no number or out of range
+    except ValueError:
+        raise SettingsError(f"{KMS_URL_ENV}: not a URL with a valid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{KMS_URL_ENV}: must be https://host[:port]")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(f"{KMS_URL_ENV}: must hold no user or password (the token goes "
+                            f"in {KMS_TOKEN_ENV})")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SettingsError(f"{KMS_URL_ENV}: must be only https://host[:port], no path, "
+                            "query or fragment")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise SettingsError(f"{KMS_URL_ENV}: http:// only to a loopback host (the token would "
+                            "cross the network in the clear); use https://")
 
 
 def workflow_id(case_ref: str) -> str:

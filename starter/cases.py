@@ -110,7 +110,7 @@ def data_dir_keys(settings: Settings, *, read_only: bool = False) -> KeyStore:
 
 def _check_master_keys(settings: Settings) -> None:
     keys_file = settings.master_keys_path
-    if not settings.master_keys and not keys_file.is_file():
+    if settings.kms is None and not settings.master_keys and not keys_file.is_file():
         raise CaseError(f"no master keys at {keys_file}; is KBFLOW_DATA_DIR the worker's? "
                         f"(or set {MASTER_KEYS_ENV})")
 

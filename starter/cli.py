@@ -814,13 +814,19 @@ def rotate_master_key_command() -> None:
     refuses: put the new key first in that list in your secret store, restart kbflow's
     processes, then run `kbflow rewrap`. Only the wrapped data keys change; no payload,
     packet or history is rewritten. Running workers and codec servers reload master.keys
-    when they meet the new key id.
+    when they meet the new key id. With a KMS (KBFLOW_KMS_URL) it asks the KMS to rotate
+    the transit key (the token must be allowed to), then rewraps through the KMS.
     """
     settings = Settings.from_env()
     try:
         rotation = rotate_master_key(settings)
     except KeyAdminError as error:
         _fail(str(error))
+    if rotation.in_kms:
+        key, _, version = rotation.master_key_id.removeprefix("transit:").rpartition(":v")
+        typer.echo(f"transit key {key} rotated by the KMS to version {version}; "
+                   f"rewrapped {rotation.rewrapped} data key(s)")
+        return
     typer.echo(f"new master key {rotation.master_key_id} is current; "
                f"rewrapped {rotation.rewrapped} data key(s)")
 
@@ -830,7 +836,9 @@ def rewrap() -> None:
     """Rewrap every case's data key with the current master key.
 
     Run it after putting a new master key first in KBFLOW_MASTER_KEYS and restarting
-    kbflow's processes. Keys already under the current master key are left alone.
+    kbflow's processes, or (with a KMS) after rotating the transit key in the KMS: then
+    the KMS rewraps each data key to the key's newest version, and data keys still under
+    master keys move into the KMS. Keys already under the current one are left alone.
     """
     settings = Settings.from_env()
     try:
