@@ -14,10 +14,11 @@ second answer). Nothing is wrong and nothing can be done: the case is erased on 
 ``install``) turns the first line into one WARNING that names the case ref and the run,
 ``case KB-…: erased: its history can no longer be decoded (run …); ask kbflow status``,
 without a traceback, and drops the four lines that only follow from it: those naming a run
-it reported, and as many "Query not found" lines as it dropped second answers. Any other
-line passes unchanged. The case ref comes from the destroyed key's scope in the worker's
-key store (``KeyStore.scope_of``); the key id is read from the ``KeyUnavailable`` message,
-which names it (kbflow makes key ids: no personal data).
+it reported, and as many "Query not found" lines as it dropped second answers (each within
+``_STRAY_WITHIN`` seconds of it). Any other line passes unchanged. The case ref comes from
+the destroyed key's scope in the worker's key store (``KeyStore.scope_of``); the key id is
+read from the ``KeyUnavailable`` message, which names it (kbflow makes key ids: no
+personal data).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow.logs import CORE_LOGGER
@@ -41,6 +43,9 @@ _QUERY_NOT_FOUND = "Query not found when attempting to respond to it"
 _DESTROYED_KEY = re.compile(r"data key (dk-[0-9a-f]+): destroyed")
 #: How many erased runs are remembered (the lines that follow one come within a second).
 _REMEMBERED = 256
+#: A dropped second answer explains a "Query not found" line this many seconds later at
+#: most (the core logs it within a second), so it never hides an unrelated one for long.
+_STRAY_WITHIN = 30.0
 #: The line that replaces the traceback; it holds ids only.
 MESSAGE = "case %s: erased: its history can no longer be decoded (run %s); ask kbflow status"
 
@@ -54,7 +59,8 @@ class ErasedHistoryLog(logging.Filter):
         self._lock = threading.Lock()
         self._keys: list[KeyStore] = []
         self._erased_runs: OrderedDict[str, None] = OrderedDict()
-        self._stray_answers = 0
+        #: When each second answer that the core will report as "not found" was dropped.
+        self._stray_answers: deque[float] = deque(maxlen=_REMEMBERED)
 
     def add_keys(self, keys: KeyStore) -> None:
         """Look case refs up in ``keys`` too (each worker's key store; a process may run
@@ -89,7 +95,8 @@ class ErasedHistoryLog(logging.Filter):
         if isinstance(error, RuntimeError) and _MISSING_INIT in str(error):
             with self._lock:
                 if run_id in self._erased_runs:
-                    self._stray_answers += 1  # the core answers the query a second time
+                    # the core answers the query a second time: "Query not found"
+                    self._stray_answers.append(time.monotonic())
                     return False
         return True
 
@@ -102,8 +109,11 @@ class ErasedHistoryLog(logging.Filter):
                 return run_id not in self._erased_runs
         if message == _QUERY_NOT_FOUND:
             with self._lock:
-                if self._stray_answers > 0:
-                    self._stray_answers -= 1
+                now = time.monotonic()
+                while self._stray_answers and now - self._stray_answers[0] > _STRAY_WITHIN:
+                    self._stray_answers.popleft()  # explains no line any more
+                if self._stray_answers:
+                    self._stray_answers.popleft()
                     return False
         return True
 

@@ -161,7 +161,8 @@ def _memo_progress(described: dict[str, Any]) -> dict[str, Any]:
     return progress
 
 
-def test_the_filter_passes_every_other_line(tmp_path: Path) -> None:
+def test_the_filter_passes_every_other_line(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Only an erased run's lines are changed: another failed activation keeps its
     ERROR and traceback, an unknown key names no case, a core line of another run
     passes, and a "query not found" that no dropped answer explains passes too."""
@@ -198,3 +199,15 @@ def test_the_filter_passes_every_other_line(tmp_path: Path) -> None:
     assert erased.exc_info is None
     unknown = activation(KeyUnavailable("data key dk-00ff: destroyed (case erased)"), "run-3")
     assert log.filter(unknown) and "case of key dk-00ff: erased" in unknown.getMessage()
+
+    # What follows from the erased run is dropped: the query job's failure, then one
+    # "query not found" for its second answer, within _STRAY_WITHIN seconds; no more.
+    clock = [1000.0]
+    monkeypatch.setattr(erased_log.time, "monotonic", lambda: clock[0])
+    for _ in range(2):
+        assert not log.filter(activation(RuntimeError(
+            "Missing initialize workflow, workflow could have unexpectedly been removed "
+            "from cache"), "run-2"))
+    assert not log.filter(query_not_found)
+    clock[0] += erased_log._STRAY_WITHIN + 1  # the second credit explains nothing now
+    assert log.filter(query_not_found)
