@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
@@ -93,3 +95,32 @@ async def test_cases_lists_retained_and_erased_cases(dev_server: WorkflowEnviron
     assert by_ref == {ref: state or "-" for ref, state in refs.items()}
     assert {row["data"] for row in lists.CasePage(tuple(rows), len(rows), None).as_json()[
         "cases"]} == {None, "retained", "erased"}
+
+
+class _Listing:
+    """A stand-in client that records the visibility queries it is asked."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def list_workflows(self, query: str, page_size: int) -> Any:
+        self.queries.append(query)
+
+        async def none() -> AsyncIterator[Any]:
+            for _ in ():
+                yield _
+        return none()
+
+
+async def test_the_retention_workflows_of_a_page_take_one_query_per_hundred() -> None:
+    listing = _Listing()
+    ids = [f"kb-case-KB-2026-{number:08d}-X" for number in range(150)]
+    assert await lists._retention_statuses(listing, ids) == {}  # type: ignore[arg-type]
+    assert len(listing.queries) == 2  # 100 + 50
+    assert listing.queries[0].startswith(
+        "WorkflowType = 'RetentionWorkflow' AND WorkflowId IN ('kb-retention-KB-2026-")
+    listing.queries.clear()
+    assert await lists._retention_statuses(listing, []) == {}  # type: ignore[arg-type]
+    assert listing.queries == []  # a page of running cases asks nothing more
+    await lists._retention_statuses(listing, ["kb-case-x' OR 'a'='a"])  # type: ignore[arg-type]
+    assert listing.queries == []  # an id that could break the query is never put in one
