@@ -294,13 +294,9 @@ class DecodeLog:
             create_schema(path, _SCHEMA)
 
     def record(self, entries: list[DecodeEntry]) -> None:
-        """Write ``entries`` in one transaction (acknowledged when this returns). An entry
-        with the request id and scope of one on record replaces it: the codec server's
-        look at a case that grew by another request (``encryption.codec_server.Looks``)."""
+        """Write ``entries`` in one transaction (acknowledged when this returns)."""
         with connect(self.path, read_only=self.read_only) as db:
-            db.executemany("INSERT INTO decodes VALUES (?, ?, ?, ?) ON CONFLICT "
-                           "(request_id, scope) DO UPDATE SET entry_json = "
-                           "excluded.entry_json",
+            db.executemany("INSERT INTO decodes VALUES (?, ?, ?, ?)",
                            [(e.request_id, e.scope, e.case_ref, e.model_dump_json())
                             for e in entries])
 

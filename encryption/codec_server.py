@@ -13,10 +13,7 @@ headers; a request from any other origin is refused (403).
 revoked one gets 401. Every decode is written to the processing log before it is
 answered (``activities.outbox_store.DecodeLog``): operator id, case (from each payload's
 ``kbflow-key-id``, through the key store), time and payload count, one entry per case per
-look: the requests of one operator for one case within ``LOOK_GAP`` of each other (the
-``temporal`` CLI sends one request per payload) make one entry, its count growing with
-each, for at most ``LOOK_LONGEST``. If the log cannot be written the answer is 503 and
-nothing is decoded.
+request. If the log cannot be written the answer is 503 and nothing is decoded.
 
 **Encoding is no disclosure**: ``/encode`` turns the caller's own plaintext into
 ciphertext and reveals nothing stored, so it is not logged, and it takes an operator's
@@ -45,7 +42,6 @@ import secrets
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -73,56 +69,6 @@ DEFAULT_UI_ORIGIN = "http://localhost:8233"
 DEFAULT_UI_ORIGINS = (DEFAULT_UI_ORIGIN, "http://127.0.0.1:8233")
 DEFAULT_PORT = 8081
 _PATH_TOKEN = re.compile(r"/t/[^/?]*")
-#: Decode requests of one operator for one case that follow each other within this gap
-#: are one look, one processing-log entry: the ``temporal`` CLI sends a request per
-#: payload (``temporal workflow show --detailed`` of a short case: about 20), the Web UI
-#: a burst of them per page.
-LOOK_GAP = dt.timedelta(seconds=10)
-#: A look ends after this long even if requests keep coming (a Web UI page left open on
-#: auto refresh): the next request starts a new entry, so each shows when it was.
-LOOK_LONGEST = dt.timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Look:
-    """One operator's look at one case: a series of decode requests (``Looks``)."""
-
-    request_id: str  # the first request's id (shared by the cases it started looks at)
-    first_at: dt.datetime
-    last_at: dt.datetime
-    payload_count: int
-
-
-class Looks:
-    """The open look of each operator and case, in the codec server's memory (a restarted
-    server starts new ones). A request extends a look if it comes within ``gap`` of the
-    look's last request and within ``longest`` of its first; else it starts one."""
-
-    def __init__(self, gap: dt.timedelta = LOOK_GAP,
-                 longest: dt.timedelta = LOOK_LONGEST) -> None:
-        self.gap, self.longest = gap, longest
-        self._open: dict[tuple[str, str], Look] = {}
-
-    def extended(self, operator: str, scope: str, count: int, at: dt.datetime,
-                 request_id: str) -> Look:
-        """The look that request ``request_id``'s decode of ``count`` payloads of
-        ``scope`` at ``at`` makes: the open one, grown, or a new one under
-        ``request_id`` (not kept until ``keep``: a decode that cannot be logged extends
-        nothing)."""
-        look = self._open.get((operator, scope))
-        if (look is not None and at - look.last_at <= self.gap
-                and at - look.first_at <= self.longest):
-            return Look(look.request_id, look.first_at, at, look.payload_count + count)
-        return Look(request_id, at, at, count)
-
-    def keep(self, operator: str, scope: str, look: Look) -> None:
-        """Remember ``look`` as the open one (its entry is on record); forget looks that
-        ended, so the map stays small."""
-        self._open[(operator, scope)] = look
-        ended = [key for key, other in self._open.items()
-                 if look.last_at - other.last_at > self.gap]
-        for key in ended:
-            del self._open[key]
 
 
 class JsonPayload(BaseModel):
@@ -164,10 +110,7 @@ def load_token(settings: Settings) -> str:
 
 
 def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
-               ui_origins: list[str], service_token: str | None = None, *,
-               looks: Looks | None = None,
-               clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-               ) -> FastAPI:
+               ui_origins: list[str], service_token: str | None = None) -> FastAPI:
     """The codec server app.
 
     Args:
@@ -179,11 +122,7 @@ def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
         ui_origins: browser origins allowed to call (the Temporal UI's), e.g.
             ``["http://localhost:8233"]``.
         service_token: the services' token, accepted by ``/encode`` only; ``None``: none.
-        looks: how decode requests group into looks, one entry each (default ``Looks()``:
-            ``LOOK_GAP``, ``LOOK_LONGEST``).
-        clock: the time of a decode (UTC; tests pass their own).
     """
-    open_looks = looks or Looks()
     app = FastAPI(title="kbflow codec server", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(
@@ -281,10 +220,8 @@ def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
         return Payloads(payloads=[JsonPayload.from_proto(p) for p in result])
 
     def record_decode(operator: str, payloads: list[Payload]) -> None:
-        """One processing-log entry per case and look (``Looks``) among the decoded
-        payloads: a request that extends the operator's look at a case rewrites that
-        look's entry with the new count; 503 if the log cannot be written (the decoded
-        payloads are then not sent)."""
+        """One processing-log entry per case among the decoded payloads; 503 if the log
+        cannot be written (the decoded payloads are then not sent)."""
         by_key = Counter(p.metadata[KEY_ID].decode() for p in payloads
                          if p.metadata.get("encoding") == ENCODING)
         if not by_key:
@@ -292,21 +229,17 @@ def create_app(keys: KeyStore, operators: OperatorStore, decode_log: DecodeLog,
         counts: Counter[str] = Counter()
         for key_id, count in by_key.items():  # one key-store lookup per key, not payload
             counts[uncached.scope_of(key_id) or "unknown"] += count
-        at, request_id = clock(), str(uuid.uuid4())
-        looked = {scope: open_looks.extended(operator, scope, count, at, request_id)
-                  for scope, count in sorted(counts.items())}
+        request_id, at = str(uuid.uuid4()), dt.datetime.now(dt.UTC)
         try:
             decode_log.record([
-                DecodeEntry(request_id=look.request_id, operator_id=operator,
-                            case_ref=case_ref_of(scope), scope=scope,
-                            payload_count=look.payload_count, at=look.first_at)
-                for scope, look in looked.items()])
+                DecodeEntry(request_id=request_id, operator_id=operator,
+                            case_ref=case_ref_of(scope), scope=scope, payload_count=count,
+                            at=at)
+                for scope, count in sorted(counts.items())])
         except StorageError as error:
             raise HTTPException(status_code=503, detail=(
                 f"cannot record the decode in the processing log ({error}); nothing "
                 "was decoded")) from None
-        for scope, look in looked.items():
-            open_looks.keep(operator, scope, look)
 
     def routes(operation: str) -> None:
         async def endpoint(request: Request, body: Payloads) -> Payloads:

@@ -67,9 +67,9 @@ def entries_for(packet: Packet, pseudonymise: Pseudonymise) -> list[ProcessingLo
 
 class DecodeEntry(BaseModel):
     """One operator's look at one case: the codec server decoded ``payload_count`` of the
-    case's encrypted payloads for ``operator_id`` in one request or a quick series of them
-    (issue 7, governed decoding; ``encryption.codec_server.Looks``). One entry per case per
-    look; ``kbflow disclosures`` shows them to the case's data subjects (GDPR art. 15).
+    case's encrypted payloads for ``operator_id`` in one request (issue 7, governed
+    decoding). One entry per case per request; ``kbflow disclosures`` shows them to the
+    case's data subjects (GDPR art. 15).
 
     The decoded values are not logged, nor who the payloads are about: a case's data
     subjects are those of its packets' entries (``ProcessingLogEntry.case_ref``).
@@ -77,13 +77,11 @@ class DecodeEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    request_id: str = Field(description="The look's first codec request, shared by its "
-                                        "entries")
+    request_id: str = Field(description="The codec request, shared by its entries")
     operator_id: str = Field(description="Staff id of the operator whose token was used")
     case_ref: str | None = Field(description="The case; null for payloads of no case "
                                              "(encrypted under the system key)")
     scope: str = Field(description="The data key's scope: the case's workflow id, or "
                                    "kbflow-system")
     payload_count: int = Field(ge=1, description="Encrypted payloads decoded")
-    at: dt.datetime = Field(description="When they were decoded (UTC): the look's first "
-                                        "request")
+    at: dt.datetime = Field(description="When they were decoded (UTC)")
