@@ -45,7 +45,7 @@ from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
-from kbflow import metrics, search_attributes
+from kbflow import erased_log, metrics, search_attributes
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
@@ -129,6 +129,7 @@ def build_worker(
     (``OperatorLog``) on the client's runtime.
     """
     activities = DeliveryActivities(store)
+    erased_log.install(store.keys)  # a query replaying an erased case: one WARNING line
     return Worker(
         client,
         task_queue=task_queue,

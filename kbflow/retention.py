@@ -17,6 +17,8 @@ import datetime as dt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kbflow.case import CaseStatus
+from kbflow.events import ErasureReason
+from kbflow.public import CaseRef, Public
 
 _MODEL = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,13 +50,30 @@ class Retention(BaseModel):
         return self.closed_at + self.retention
 
 
-class RetentionStatus(BaseModel):
-    """A closed case in retention at a glance (the retention workflow's ``status`` query)."""
+class RetentionStatus(Public):
+    """A closed case in retention at a glance (the retention workflow's ``status`` query).
 
-    model_config = _MODEL
+    A ``kbflow.public.Public`` model: ids, dates and an enum only, so the query's answer
+    is left in plaintext and readable without any codec (``temporal workflow query
+    --name status``); a free-text field cannot be added."""
 
-    case_ref: str
+    model_config = Public.model_config | {"frozen": True}
+
+    case_ref: CaseRef
     closed_at: dt.datetime
     erase_due: dt.datetime = Field(description="When its data will be erased")
     erased_at: dt.datetime | None = Field(description="When it was erased; None: kept")
-    reason: str | None = Field(description="Why it was erased (a fixed list), once erased")
+    reason: ErasureReason | None = Field(
+        description="Why it was erased (the fixed list; retention-ended when its retention "
+                    "period ended), once erased")
+
+
+def erasure_reason(recorded: str) -> ErasureReason | None:
+    """The fixed reason of an erasure record's ``reason``: one of ``ErasureReason``, or
+    the retention timer's ``retention_reason`` text (``retention-ended (365 days after
+    closing)``, read as ``retention-ended``); ``None`` for any other text (never raised
+    from a query)."""
+    try:
+        return ErasureReason(recorded.split(" (", 1)[0])
+    except ValueError:
+        return None

@@ -329,6 +329,25 @@ async def without_key_here(client: Client, case_ref: str, settings: Settings) ->
                      "KBFLOW_DATA_DIR the worker's?")
 
 
+class ErasedAlready(CaseError):
+    """The case is erased already: ``erasure`` is its record (None: not readable). The
+    message says when and why: ``case REF: erased already on DATE UTC (REASON); nothing
+    left to erase``."""
+
+    def __init__(self, case_ref: str, erasure: Erasure | None) -> None:
+        self.case_ref, self.erasure = case_ref, erasure
+        super().__init__(f"case {case_ref}: erased already" + (
+            "" if erasure is None else
+            f" on {erasure.at:%Y-%m-%d %H:%M} UTC ({erasure.reason})") +
+            "; nothing left to erase")
+
+    def is_outcome_of(self, request: ErasureRequest) -> bool:
+        """Whether the erasure on record is ``request`` itself (same requester and
+        reason): a re-run of a request that was pending, now carried out."""
+        return (self.erasure is not None and self.erasure.reason == request.reason.value
+                and self.erasure.requested_by == request.requested_by)
+
+
 async def erase_running_case(client: Client, case_ref: str, request: ErasureRequest,
                              timeout: timedelta = EVENT_TIMEOUT) -> Erasure | None:
     """Ask a running case, or a closed case's retention workflow, to erase it now (their
@@ -346,8 +365,9 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
         EventRefusedError: the case or its retention workflow refused.
         EventPendingError: Temporal holds the request, not carried out within ``timeout``
             (no worker, or the erasure activity is being retried).
-        CaseError: the retention workflow erased the case already (its record says when
-            and why); another Temporal error.
+        ErasedAlready: the retention workflow erased the case already (its record says
+            when and why).
+        CaseError: another Temporal error.
     """
     handle = client.get_workflow_handle(workflow_id(case_ref))
     if await _is_running(client, handle, case_ref):
@@ -362,11 +382,7 @@ async def erase_running_case(client: Client, case_ref: str, request: ErasureRequ
                                                retention_workflow_id(case_ref))
     state = await _run_status(client, retention, case_ref)
     if state is WorkflowExecutionStatus.COMPLETED:
-        erasure = await _retention_result(retention)
-        raise CaseError(f"case {case_ref}: erased already" + (
-            "" if erasure is None else
-            f" on {erasure.at:%Y-%m-%d %H:%M} UTC ({erasure.reason})") +
-            "; nothing left to erase")
+        raise ErasedAlready(case_ref, await _retention_result(retention))
     if state is WorkflowExecutionStatus.RUNNING:
         return await _erase_by_update(client, case_ref, request, timeout, retention,
                                       RetentionWorkflow.erase)

@@ -61,6 +61,7 @@ from starter.cases import (
     EVENT_TIMEOUT,
     CaseError,
     CaseView,
+    ErasedAlready,
     EventPendingError,
     Started,
     case_view,
@@ -582,9 +583,11 @@ def erase(
     retention workflows), the stored data is erased directly. The processing log stays:
     it holds no personal values.
 
-    Exit codes: **0** erased; **1** refused (erased already) or an error (e.g. a
-    read-only data dir); **3** pending: Temporal holds the request but no worker carried
-    it out within --wait seconds; run the same command again to learn the outcome.
+    Exit codes: **0** erased, now or earlier by the same request (same --requested-by
+    and --reason: a re-run learns the outcome of a pending one); **1** refused (erased
+    already by another request) or an error (e.g. a read-only data dir); **3** pending:
+    Temporal holds the request but no worker carried it out within --wait seconds; run
+    the same command again to learn the outcome.
     """
     settings = Settings.from_env()
     case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
@@ -599,15 +602,19 @@ def erase(
     store = _outbox(settings)
     for earlier in _run_sync(store.erasures):
         if earlier.case_ref == case_ref:
-            _fail(f"case {case_ref}: erased already on {earlier.at:%Y-%m-%d %H:%M} UTC "
-                  f"({earlier.reason}); nothing left to erase")
+            _erased_already(ErasedAlready(case_ref, earlier), request)
 
-    async def work() -> Erasure | None:
+    async def work() -> Erasure | ErasedAlready | None:
         client = await open_client(settings)
-        return await erase_running_case(client, case_ref, request,
-                                        timeout=dt.timedelta(seconds=wait))
+        try:
+            return await erase_running_case(client, case_ref, request,
+                                            timeout=dt.timedelta(seconds=wait))
+        except ErasedAlready as already:
+            return already
 
     erasure = _run(work)
+    if isinstance(erasure, ErasedAlready):
+        _erased_already(erasure, request)
     if erasure is None:  # no open run: erase what rests in the data dir
         if not _run_sync(lambda: store.keys.has_key(workflow_id(case_ref))):
             _fail(f"case {case_ref}: unknown case (no run, no data in {settings.data_dir})")
@@ -617,6 +624,18 @@ def erase(
     typer.echo(f"erased case {case_ref} on {erasure.at:%Y-%m-%d %H:%M} UTC: data key "
                f"{'destroyed' if erasure.key_destroyed else 'already gone'}, "
                f"{erasure.packets_removed} packet(s) removed; reason: {erasure.reason}")
+
+
+def _erased_already(already: ErasedAlready, request: ErasureRequest) -> NoReturn:
+    """An erase of an erased case: done (exit 0) when the record is this very request (a
+    re-run after *pending*, exit 3, learns that it was carried out), else refused (exit
+    1: the record keeps another requester's or reason's erasure)."""
+    if already.is_outcome_of(request):
+        assert already.erasure is not None
+        typer.echo(f"case {already.case_ref}: erased on {already.erasure.at:%Y-%m-%d %H:%M} "
+                   f"UTC by this request ({already.erasure.reason}); nothing left to erase")
+        raise typer.Exit(0)
+    _fail(str(already))
 
 
 @app.command()

@@ -43,12 +43,19 @@ from kbflow.case import Phase
 from kbflow.events import Event
 from kbflow.process import Party, Step
 from kbflow.progress import MEMO_KEY, CaseProgress
+from kbflow.retention import retention_workflow_id
 from kbflow.settings import Settings
 from starter.cases import CaseError
 from starter.inputs import InputError
 
 #: The workflow type of a case (``workflows.case_workflow.CaseWorkflow``'s name).
 CASE_WORKFLOW_TYPE = "CaseWorkflow"
+#: The workflow type of a closed case's retention (``workflows.retention_workflow``).
+RETENTION_WORKFLOW_TYPE = "RetentionWorkflow"
+#: How many retention workflow ids one visibility query asks for (``WorkflowId IN``).
+RETENTION_IDS_PER_QUERY = 100
+#: What a workflow id must look like to go into a query (kbflow makes them; checked).
+_WORKFLOW_ID = re.compile(r"[A-Za-z0-9_-]+")
 #: How a case's workflow id starts (``kbflow.settings.workflow_id``).
 WORKFLOW_ID_PREFIX = "kb-case-"
 #: The list commands' data converter: pydantic JSON and no codec, so no keys are needed;
@@ -259,6 +266,30 @@ def _count(value: str | int, option: str, maximum: int | None) -> int:
 _ROW = ConfigDict(frozen=True, extra="forbid")
 
 
+class DataState(StrEnum):
+    """Where a closed case's personal data stands (``CaseRow.data``)."""
+
+    RETAINED = "retained"  # kept for the retention period, then erased
+    ERASED = "erased"  # crypto-shredded: its data key is destroyed
+
+
+def data_state(status: WorkflowExecutionStatus | None, phase: str | None,
+               end_state: str | None,
+               retention: WorkflowExecutionStatus | None) -> DataState | None:
+    """A case's ``DataState`` from what visibility holds: erased if it ended as
+    ``erased`` (erased while open) or its retention workflow has completed; retained
+    while its retention workflow runs, or while a closed case's own run still runs (a run
+    started before the hand-over keeps the case in retention itself); ``None``
+    otherwise (an open case, or one whose data state visibility does not show, e.g. a
+    terminated run)."""
+    if end_state == "erased" or retention is WorkflowExecutionStatus.COMPLETED:
+        return DataState.ERASED
+    if retention is WorkflowExecutionStatus.RUNNING or (
+            status is WorkflowExecutionStatus.RUNNING and phase == Phase.CLOSED.value):
+        return DataState.RETAINED
+    return None
+
+
 class CaseRow(BaseModel):
     """One case as visibility shows it: its search attributes and run status.
 
@@ -276,26 +307,31 @@ class CaseRow(BaseModel):
     next_deadline: dt.datetime | None
     overdue: bool
     end_state: str | None
+    data: DataState | None
     started_at: dt.datetime | None
 
     @classmethod
-    def of(cls, execution: WorkflowExecution, now: dt.datetime) -> CaseRow:
+    def of(cls, execution: WorkflowExecution, now: dt.datetime,
+           retention: WorkflowExecutionStatus | None = None) -> CaseRow:
         """The row of ``execution``; ``overdue`` also when a running case's next deadline
-        is before ``now`` (its deadline timer has not fired yet)."""
+        is before ``now`` (its deadline timer has not fired yet). ``retention``: the
+        status of the case's retention workflow, if it has one (``data_state``)."""
         found = execution.typed_search_attributes
         status = execution.status
         running = status is WorkflowExecutionStatus.RUNNING
         deadline = found.get(sa.NEXT_DEADLINE)
         overdue = bool(found.get(sa.OVERDUE)) and running
+        phase, end_state = found.get(sa.PHASE), found.get(sa.END_STATE)
         return cls(
             case_ref=case_ref_of(execution.id),
             status=status.name.lower() if status is not None else "unknown",
-            phase=found.get(sa.PHASE),
+            phase=phase,
             last_step=found.get(sa.LAST_STEP),
             awaiting=tuple(found.get(sa.AWAITING) or ()),
             next_deadline=deadline,
             overdue=overdue or (running and deadline is not None and deadline < now),
-            end_state=found.get(sa.END_STATE),
+            end_state=end_state,
+            data=data_state(status, phase, end_state, retention),
             started_at=execution.start_time,
         )
 
@@ -477,10 +513,42 @@ async def list_cases(client: Client, filters: CaseFilters, *,
         total = (await client.count_workflows(query)).count
     except RPCError as error:
         raise _refused(error, page_token_given=token is not None) from None
-    rows = tuple(CaseRow.of(execution, now) for execution in listing.current_page or ())
+    executions = listing.current_page or []
+    try:
+        retentions = await _retention_statuses(client, [
+            execution.id for execution in executions
+            if execution.status is not WorkflowExecutionStatus.RUNNING])
+    except RPCError as error:
+        raise _refused(error, page_token_given=False) from None
+    rows = tuple(CaseRow.of(execution, now,
+                            retentions.get(retention_workflow_id(case_ref_of(execution.id))))
+                 for execution in executions)
     next_token = listing.next_page_token
     return CasePage(rows=rows, total=total,
                     next_page=encode_page_token(next_token) if next_token else None)
+
+
+async def _retention_statuses(client: Client, case_workflow_ids: list[str]
+                              ) -> dict[str, WorkflowExecutionStatus]:
+    """The run status of the retention workflows of those cases that have one, by
+    retention workflow id (a running run wins over an ended one of the same id), in one
+    visibility query per ``RETENTION_IDS_PER_QUERY`` cases.
+
+    Raises:
+        RPCError: Temporal refused a query or did not answer.
+    """
+    ids = [retention_workflow_id(case_ref_of(wid)) for wid in case_workflow_ids]
+    ids = [wid for wid in ids if _WORKFLOW_ID.fullmatch(wid)]  # never quotes in a query
+    found: dict[str, WorkflowExecutionStatus] = {}
+    for start in range(0, len(ids), RETENTION_IDS_PER_QUERY):
+        chunk = ids[start:start + RETENTION_IDS_PER_QUERY]
+        query = (f"WorkflowType = {_literal(RETENTION_WORKFLOW_TYPE)} AND WorkflowId IN ("
+                 + ", ".join(f"'{wid}'" for wid in chunk) + ")")
+        async for execution in client.list_workflows(query, page_size=len(chunk)):
+            if execution.status is not None and found.get(
+                    execution.id) is not WorkflowExecutionStatus.RUNNING:
+                found[execution.id] = execution.status
+    return found
 
 
 async def worklist(client: Client, party: Party, *, limit: int | None = None,
@@ -536,7 +604,7 @@ async def worklist(client: Client, party: Party, *, limit: int | None = None,
 # ---- text -----------------------------------------------------------------------------
 
 _CASE_COLUMNS = ("case ref", "status", "phase", "step", "awaiting", "next deadline",
-                 "overdue", "end state")
+                 "overdue", "end state", "data")
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -556,7 +624,8 @@ def case_lines(page: CasePage) -> list[str]:
     cells = [[row.case_ref, row.status, row.phase or "-",
               "-" if row.last_step is None else str(row.last_step),
               ",".join(row.awaiting) or "-", _when(row.next_deadline),
-              "yes" if row.overdue else "-", row.end_state or "-"] for row in page.rows]
+              "yes" if row.overdue else "-", row.end_state or "-",
+              row.data.value if row.data else "-"] for row in page.rows]
     lines = _table(_CASE_COLUMNS, cells)
     lines.append(f"{len(page.rows)} shown of {page.total} matching")
     if page.next_page:

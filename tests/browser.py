@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +116,21 @@ class UiPage:
     """One page of the Web UI, with waits that poll the DOM within ``UI_TIMEOUT``."""
 
     page: Page
+    #: What the page's scripts wrote to the browser console (``"<type>: <text>"``) and
+    #: their uncaught errors (``"pageerror: <message>"``), in order.
+    console: list[str] = field(default_factory=list)
 
     @classmethod
     @contextlib.asynccontextmanager
     async def opened(cls, context: BrowserContext) -> AsyncIterator[UiPage]:
-        """A new page in ``context``, closed on exit."""
+        """A new page in ``context``, closed on exit, its console recorded."""
         page = await context.new_page()
+        opened = cls(page)
+        page.on("console", lambda message: opened.console.append(
+            f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: opened.console.append(f"pageerror: {error}"))
         try:
-            yield cls(page)
+            yield opened
         finally:
             await page.close()
 
@@ -167,6 +174,45 @@ class UiPage:
                 raise AssertionError(f"not on {self.page.url} within {timeout:.0f} s: "
                                      f"{missing}; the page shows:\n{text[:3000]}")
             await asyncio.sleep(POLL_INTERVAL)
+
+    async def wait_for_no_text(self, gone: Iterable[str], timeout: float = UI_TIMEOUT) -> str:
+        """Poll the page until its text holds none of ``gone``; returns it.
+
+        Raises:
+            AssertionError: some are still there after ``timeout`` seconds (names them).
+        """
+        unwanted = list(gone)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = await self.text()
+            present = [item for item in unwanted if item in text]
+            if not present:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still on {self.page.url} after {timeout:.0f} s: "
+                                     f"{present}")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def scroll_to_heading(self, name: str) -> None:
+        """Scroll the page until its heading ``name`` is at the top of the viewport.
+
+        Why: the Web UI's Timeline is a virtualised chart. It measures its own position
+        against the viewport and puts in the page only the rows that are inside it, so
+        with the chart below the fold (a real case's long ciphertext Input card pushes it
+        there) the page holds none of its rows until it is scrolled to.
+
+        Raises:
+            playwright.async_api.Error: no such heading within ``UI_TIMEOUT``.
+        """
+        heading = self.page.get_by_role("heading", name=name, exact=True).first
+        await heading.evaluate("element => element.scrollIntoView({block: 'start'})",
+                               timeout=UI_TIMEOUT * 1000)
+
+    async def scroll_to_top(self) -> None:
+        """Scroll the page, and every scrolled element in it, back to its top."""
+        await self.page.evaluate("for (const element of document.querySelectorAll('*'))"
+                                 " if (element.scrollTop) element.scrollTop = 0;"
+                                 " window.scrollTo(0, 0);")
 
     async def click_tab(self, name: str) -> None:
         """Click the workflow page's tab labelled ``name``."""

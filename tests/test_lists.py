@@ -387,7 +387,8 @@ async def test_cases_json_pages_through_the_cli_without_keys(
     assert answer["total"] == len(awaiting_ind)
     assert len(answer["cases"]) == 60 and answer["next_page"]
     assert set(answer["cases"][0]) == {"case_ref", "status", "phase", "last_step", "awaiting",
-                                       "next_deadline", "overdue", "end_state", "started_at"}
+                                       "next_deadline", "overdue", "end_state", "data",
+                                       "started_at"}
     second = await _kbflow(env, "cases", "--awaiting", "IND", "--page-size", "60", "--json",
                            "--page", answer["next_page"])
     assert second.returncode == 0, second.stderr
@@ -403,7 +404,7 @@ async def test_cases_json_pages_through_the_cli_without_keys(
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].split() == ["case", "ref", "status", "phase", "step", "awaiting", "next",
-                                "deadline", "overdue", "end", "state"]
+                                "deadline", "overdue", "end", "state", "data"]
     assert len(lines) == 1 + 5 + 2
     # the CLI's now is a little after NOW (the case due at NOW is overdue by then); the
     # next due date is an hour after NOW

@@ -16,7 +16,15 @@ what a viewer without any codec token sees. On it:
 Chromium is Debian's, installed by ``tests.browser.ensure_chromium`` when missing (the
 ``chromium_path`` fixture: any way the tests are run installs it, and only when a browser
 test runs). ``KBFLOW_UI_SCREENSHOTS_DIR=docs .venv/bin/pytest tests/test_web_ui.py``
-rewrites the README's screenshot ``docs/ui-cases-awaiting-ind.png``.
+rewrites the README's screenshots ``docs/ui-cases-awaiting-ind.png`` (the list) and
+``docs/ui-case-timeline.png`` (the real case's Timeline).
+
+Why a real case's Timeline once looked empty here: the UI's Timeline is a virtualised
+chart that puts only the rows inside the viewport in the page, and a real case's Input
+card (its ciphertext case start) pushes the chart below the fold of the 480-pixel-high
+test viewport, while a stand-in's short input does not. The pages are scrolled to the
+Timeline (``case_page_text``); ``test_the_timeline_draws_only_the_rows_in_view`` shows
+the UI's behaviour.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ CODEC_BANNER = "Codec Server could not connect"
 #: The List Filter query of the README's screenshot.
 AWAITING_IND = "KbflowAwaiting = 'IND'"
 SCREENSHOT = "ui-cases-awaiting-ind.png"
+#: The real case's Timeline (its step summaries), for the README.
+TIMELINE_SCREENSHOT = "ui-case-timeline.png"
 #: The list's columns in the screenshot: the viewer's saved column choice (the UI keeps
 #: it in the browser's localStorage under this key, per namespace).
 COLUMNS_KEY = "namespace-workflow-table-columns"
@@ -133,6 +143,9 @@ SHOWN = STAND_INS[0]  # the one whose page is opened
 #: Its activity's and its timer's summaries (the Timeline shows them).
 STEP_SUMMARY = "step 2: RVDK to IND"
 TIMER_SUMMARY = "next deadline"
+#: The step (activity) summaries of the real case awaiting IND (example 03 after step 2):
+#: the report's delivery and the announcement's two.
+REAL_STEP_SUMMARIES = ["step 1: VT to RVDK", "step 2: RVDK to IND", "step 2: RVDK to DTV"]
 
 
 @activity.defn(name="stand_in_deliver")
@@ -333,13 +346,22 @@ def assert_no_personal_value_nor_banner(text: str, personal: set[str]) -> None:
 
 
 async def case_page_text(page: UiPage, ui: Ui, wid: str, on_timeline: list[str],
-                         in_metadata: list[str]) -> str:
+                         in_metadata: list[str], screenshot: Path | None = None) -> str:
     """The text and HTML of a case's Timeline and User Metadata tabs, once each shows
     what is expected there (and the Input card has rendered its payload: the UI shows it
-    after asking the codec endpoint, if it has one, so a codec banner is up by then)."""
+    after asking the codec endpoint, if it has one, so a codec banner is up by then).
+
+    The page is scrolled to its Timeline first: the chart draws only the rows in the
+    viewport (``UiPage.scroll_to_heading``), and a real case's ciphertext Input card
+    pushes it below the fold of the tests' viewport. With ``screenshot``, the Timeline
+    is saved there as it shows."""
     await page.goto(ui.workflow(wid))
+    await page.wait_for_text([wid, "Input"])
+    await page.scroll_to_heading("Timeline")
     timeline = await page.wait_for_text([wid, "Input", *on_timeline])
     html = await page.html()
+    if screenshot is not None:
+        await page.screenshot(screenshot)
     await page.click_tab("User Metadata")
     metadata = await page.wait_for_text(["Current Details", *in_metadata])
     return "\n".join([timeline, html, metadata, await page.html()])
@@ -411,31 +433,48 @@ async def test_a_case_page_shows_progress_in_plaintext_and_nothing_personal(
     assert_no_personal_value_nor_banner(text, cases.personal)
 
 
-async def test_a_real_case_page_shows_nothing_personal(
-        viewer: BrowserContext, ui: Ui, cases: RealCases) -> None:
-    async with UiPage.opened(viewer) as page:
-        text = await case_page_text(page, ui, cases.awaiting_ind, on_timeline=[],
-                                    in_metadata=[])
-    assert_no_personal_value_nor_banner(text, cases.personal)
-
-
 async def test_real_cases_progress_in_the_ui(viewer: BrowserContext, ui: Ui,
-                                             cases: RealCases) -> None:
+                                             cases: RealCases, screenshot_dir: Path) -> None:
     described = await ui.server.client.get_workflow_handle(cases.awaiting_ind).describe()
     assert "IND" in (described.typed_search_attributes.get(sa.AWAITING) or [])
     async with UiPage.opened(viewer) as page:
         await page.goto(ui.workflows(AWAITING_IND))
         listed = await page.wait_for_text([cases.awaiting_ind])
         assert cases.reported not in listed
-        # The step summaries of a real case are plaintext (tests/test_canaries.py,
-        # tests/test_replay.py); this UI's Timeline draws them for the stand-in above but
-        # not, headless, for a case driven by updates, so the page is checked on its
-        # User Metadata: the static summary and the current details.
+        # The real case's Timeline: its step (activity) summaries, its timer's and its
+        # update's name, in plaintext; its User Metadata: static summary and details.
         text = await case_page_text(
-            page, ui, cases.awaiting_ind, on_timeline=[],
+            page, ui, cases.awaiting_ind, on_timeline=[*REAL_STEP_SUMMARIES, TIMER_SUMMARY,
+                                                       "announce_investigation"],
             in_metadata=["step 1 report by VT", "phase: announced",
-                         "awaiting IND: residence_information"])
+                         "awaiting IND: residence_information"],
+            screenshot=screenshot_dir / TIMELINE_SCREENSHOT)
+        console = list(page.console)
     assert_no_personal_value_nor_banner(listed + text, cases.personal)
+    assert (screenshot_dir / TIMELINE_SCREENSHOT).read_bytes().startswith(b"\x89PNG")
+    # No script error; the UI's only complaint is the ciphertext it tried to read as JSON
+    # (it then shows the payload's base64), and that names no value.
+    assert not [line for line in console if line.startswith(("pageerror", "error"))], console
+    assert any("Could not parse payload" in line for line in console)
+    assert_no_personal_value_nor_banner("\n".join(console), cases.personal)
+
+
+async def test_the_timeline_draws_only_the_rows_in_view(viewer: BrowserContext, ui: Ui,
+                                                        cases: RealCases) -> None:
+    """Why ``case_page_text`` scrolls: the UI's Timeline puts a row in the page only
+    while the row is inside the viewport. The same rows go when the page is scrolled back
+    up (the real case's ciphertext Input card then covers the viewport) and come back
+    when it is scrolled down again."""
+    async with UiPage.opened(viewer) as page:
+        await page.goto(ui.workflow(cases.awaiting_ind))
+        await page.wait_for_text([cases.awaiting_ind, "Input"])
+        await page.scroll_to_heading("Timeline")
+        await page.wait_for_text(REAL_STEP_SUMMARIES)
+        await page.scroll_to_top()
+        top = await page.wait_for_no_text(REAL_STEP_SUMMARIES)
+        assert cases.awaiting_ind in top and "Timeline" in top  # the same page, loaded
+        await page.scroll_to_heading("Timeline")
+        await page.wait_for_text(REAL_STEP_SUMMARIES)
 
 
 async def test_the_banner_check_sees_a_codec_endpoint_that_does_not_answer(

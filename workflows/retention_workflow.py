@@ -23,7 +23,12 @@ with workflow.unsafe.imports_passed_through():
     from kbflow.events import ErasureReason, ErasureRequest
     from kbflow.progress import Phrase
     from kbflow.public import PublicText
-    from kbflow.retention import Retention, RetentionStatus, retention_reason
+    from kbflow.retention import (
+        Retention,
+        RetentionStatus,
+        erasure_reason,
+        retention_reason,
+    )
     from workflows.details import set_details
 
 #: The erasure activity's timeout and retries (as ``CaseWorkflow``'s activities).
@@ -98,13 +103,14 @@ class RetentionWorkflow:
 
     @workflow.query
     def status(self) -> RetentionStatus:
-        """When the case's data is erased (or was), and why; no personal data."""
+        """When the case's data is erased (or was), and why (an ``ErasureReason``); no
+        personal data, and in plaintext (a ``Public`` model)."""
         erasure = self._erasure
         return RetentionStatus(
             case_ref=self._retention.case_ref, closed_at=self._retention.closed_at,
             erase_due=self._retention.erase_due,
             erased_at=None if erasure is None else erasure.at,
-            reason=None if erasure is None else erasure.reason)
+            reason=None if erasure is None else erasure_reason(erasure.reason))
 
     def _show_details(self) -> None:
         """Current details in plaintext (``PublicText``): the case, when it closed, until
