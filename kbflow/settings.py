@@ -16,6 +16,7 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_CODEC_TOKEN`` | the data dir's file | the services' token for ``/encode``; secret |
 | ``KBFLOW_PARTY_KEYS_DIR`` | ``<data dir>/party-keys`` | folder of the parties' key pairs |
 | ``KBFLOW_METRICS_PORT`` | unset: no endpoint | the worker's Prometheus ``/metrics`` port |
+| ``KBFLOW_STORE_URL`` | unset: SQLite in the data dir | PostgreSQL URL of kbflow's state |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -26,6 +27,10 @@ parties' public keys).
 
 A variable set to the empty string counts as unset. The secrets stay out of
 ``repr(settings)``. ``KBFLOW_METRICS_PORT`` must be a port number (1-65535).
+``KBFLOW_STORE_URL`` must be a ``postgresql://`` (or ``postgres://``) URL; with it, several
+hosts share kbflow's state, so the development key files of each host's data dir would
+differ: ``KBFLOW_PSEUDONYM_KEY``, ``KBFLOW_PARTY_KEYS_DIR`` and (unless a KMS wraps the
+data keys) ``KBFLOW_MASTER_KEYS`` must then be set.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ PSEUDONYM_KEY_ENV = "KBFLOW_PSEUDONYM_KEY"
 CODEC_TOKEN_ENV = "KBFLOW_CODEC_TOKEN"
 PARTY_KEYS_ENV = "KBFLOW_PARTY_KEYS_DIR"
 METRICS_PORT_ENV = "KBFLOW_METRICS_PORT"
+STORE_URL_ENV = "KBFLOW_STORE_URL"
+#: The URL schemes of a PostgreSQL store (libpq's two spellings).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class SettingsError(ValueError):
@@ -68,6 +76,7 @@ class Settings:
     codec_token: str | None = field(default=None, repr=False)
     party_keys_dir: Path | None = None
     metrics_port: int | None = None
+    store_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,11 +87,13 @@ class Settings:
             env: the environment to read; default ``os.environ``.
 
         Raises:
-            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number.
+            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number;
+                ``KBFLOW_STORE_URL`` is not a PostgreSQL URL, or is one while a secret
+                that every host must share is left to the data dir's files.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
-        return cls(
+        settings = cls(
             temporal_address=env.get("TEMPORAL_ADDRESS") or cls.temporal_address,
             namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue=env.get("KBFLOW_TASK_QUEUE") or cls.task_queue,
@@ -92,7 +103,37 @@ class Settings:
             codec_token=env.get(CODEC_TOKEN_ENV) or None,
             party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
             metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
+            store_url=_store_url(env.get(STORE_URL_ENV) or None),
         )
+        missing = settings.unshared_secrets()
+        if missing:
+            raise SettingsError(
+                f"{STORE_URL_ENV}: a PostgreSQL store is shared by every host, so "
+                f"{', '.join(missing)} must be set (each host's data-dir key files "
+                "would differ)")
+        return settings
+
+    @property
+    def kms_configured(self) -> bool:
+        """Whether a key-management service wraps the data keys (then no master keys are
+        needed). Hook for the KMS backend (``KBFLOW_KMS_*``, issue 9 point 3): today
+        always False."""
+        return False
+
+    def unshared_secrets(self) -> list[str]:
+        """With a PostgreSQL store, the secret variables left unset (their development
+        files in this host's data dir would differ from another host's); [] with SQLite.
+        """
+        if self.store_url is None:
+            return []
+        missing = []
+        if self.master_keys is None and not self.kms_configured:
+            missing.append(MASTER_KEYS_ENV)
+        if self.pseudonym_key is None:
+            missing.append(PSEUDONYM_KEY_ENV)
+        if self.party_keys_dir is None:
+            missing.append(PARTY_KEYS_ENV)
+        return missing
 
     @property
     def outbox_path(self) -> Path:
@@ -152,6 +193,17 @@ def _port(value: str | None, variable: str) -> int | None:
     if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
         raise SettingsError(f"{variable}: not a port number (1-65535)")
     return int(value)
+
+
+def _store_url(value: str | None) -> str | None:
+    """``KBFLOW_STORE_URL`` checked: unset, or a PostgreSQL URL. The message never repeats
+    the value (it may hold a password)."""
+    if value is None:
+        return None
+    if not value.strip().lower().startswith(POSTGRES_SCHEMES):
+        raise SettingsError(f"{STORE_URL_ENV}: must be a postgresql:// URL (unset: SQLite "
+                            "in the data dir); the value given is not one")
+    return value.strip()
 
 
 def workflow_id(case_ref: str) -> str:
