@@ -183,8 +183,10 @@ class SqliteOutbox(_SqliteFile):
         return [row[0] for row in rows]
 
     def erase_case(self, case_ref: str, erasure_json: Callable[[int], str]) -> str:
-        """See ``OutboxRecords.erase_case`` (one transaction under the write lock)."""
+        """See ``OutboxRecords.erase_case`` (one transaction under the write lock, taken
+        before the read, so that a second erasure at once waits and finds the record)."""
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT erasure_json FROM erasures WHERE case_ref = ?",
                              (case_ref,)).fetchone()
             if row is not None:
@@ -311,8 +313,9 @@ class SqliteOperatorTokens(_SqliteFile):
 
     def issue_operator_token(self, token_sha256: str, operator_id: str,
                              issued_at: str) -> str | None:
-        """See ``OperatorTokenRecords.issue_operator_token``."""
+        """See ``OperatorTokenRecords.issue_operator_token`` (under the write lock)."""
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
             live = db.execute("SELECT issued_at FROM operator_tokens WHERE operator_id = ? "
                               "AND revoked_at IS NULL", (operator_id,)).fetchone()
             if live is not None:

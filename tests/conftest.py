@@ -58,6 +58,8 @@ from kbflow import search_attributes
 from kbflow.retention import retention_workflow_id
 from kbflow.settings import Settings, installed_binary
 from starter.dev_server import SpawnedDevServer
+from store import close_stores
+from tests.postgres import PostgresServer, running_postgres
 from worker import build_worker
 from workflows.retention_workflow import RetentionWorkflow
 
@@ -195,6 +197,22 @@ def history_check(environment: WorkflowEnvironment) -> HistoryCheck:
 def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     """The session's key store (master key and per-case data keys)."""
     return KeyStore.open(Settings(data_dir=tmp_path_factory.mktemp("keys")))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback for the session (``tests/postgres.py``): Debian's
+    binaries or the pgserver wheel's; never skipped."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database of the test's own, as the application role; the
+    stores ``store.open_store`` opened on it are closed after the test."""
+    yield postgres.new_database()
+    close_stores()
 
 
 async def register_search_attributes(client: Client) -> None:
