@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from encryption.keys import KeyStore, KeyUnavailable, MasterKeys
 from kbflow.settings import MASTER_KEYS_ENV, Settings
+from store import local_file_missing, open_store
 
 
 class KeyAdminError(Exception):
@@ -34,7 +35,7 @@ def open_existing(settings: Settings, *, read_only: bool = False) -> KeyStore:
         KeyAdminError: no key store, no master keys, or malformed master keys.
     """
     path = settings.key_store_path
-    if not path.is_file():
+    if local_file_missing(settings, path):
         raise KeyAdminError(f"no key store at {path}; is KBFLOW_DATA_DIR the worker's?")
     keys_file = settings.master_keys_path
     if not settings.master_keys and not keys_file.is_file():
@@ -43,7 +44,8 @@ def open_existing(settings: Settings, *, read_only: bool = False) -> KeyStore:
     try:
         return KeyStore(path, MasterKeys.load(settings, create=False),
                         reload_master_keys=lambda: MasterKeys.load(settings, create=False),
-                        read_only=read_only)
+                        read_only=read_only,
+                        records=open_store(settings, read_only=read_only).data_keys)
     except ValueError as error:  # a malformed KBFLOW_MASTER_KEYS or master.keys
         raise KeyAdminError(str(error)) from None
 

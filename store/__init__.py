@@ -12,6 +12,7 @@ two backends, chosen by ``KBFLOW_STORE_URL`` (``Settings.store_url``).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from kbflow.settings import Settings
 from store.interface import StateStore
@@ -50,6 +51,13 @@ def open_store(settings: Settings, *, read_only: bool = False) -> StateStore:
         return opened
 
 
+def local_file_missing(settings: Settings, path: Path) -> bool:
+    """Whether the SQLite store's file ``path`` (one of ``settings``' paths) is missing:
+    a command that only reads then says so instead of creating it. Always False on
+    PostgreSQL, which keeps no local file."""
+    return settings.store_url is None and not path.is_file()
+
+
 def close_stores() -> None:
     """Close every PostgreSQL store ``open_store`` opened (their pools); the next
     ``open_store`` opens afresh. For tests and orderly shutdown."""
@@ -60,4 +68,4 @@ def close_stores() -> None:
         opened.close()
 
 
-__all__ = ["StateStore", "close_stores", "open_store"]
+__all__ = ["StateStore", "close_stores", "local_file_missing", "open_store"]

@@ -14,6 +14,7 @@ by a worker run on PostgreSQL too.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import subprocess
 import sys
@@ -656,3 +657,34 @@ def test_the_interface_is_implemented_by_both_backends(backend: Backend) -> None
             opened.where)
     else:
         assert opened.where == str(backend.settings.data_dir)
+
+
+def test_the_cli_works_on_the_postgres_store_and_leaves_no_file(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from encryption.sealed import PartyKeys
+
+    made = PartyKeys.open(Settings(data_dir=tmp_path / "ops"))
+    for party in Party:
+        made.public_key(party)
+    env = {**SHARED_SECRETS, "KBFLOW_STORE_URL": postgres_url,
+           "KBFLOW_PARTY_KEYS_DIR": str(made.folder), "KBFLOW_DATA_DIR": str(tmp_path / "data")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    packet = _a_packet()
+    assert OutboxStore(Settings.from_env()).deliver(packet)  # as a worker on another host
+    runner = CliRunner()
+    shown = runner.invoke(app, ["packets", packet.case_ref, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [p["packet_id"] for p in json.loads(shown.stdout)] == [packet.packet_id]
+    subject = OutboxStore(Settings.from_env(), read_only=True).processing_log()[0]
+    disclosed = runner.invoke(app, ["disclosures", "--subject", subject.data_subject_id,
+                                    "--json"])
+    assert disclosed.exit_code == 0, disclosed.output
+    assert json.loads(disclosed.stdout)["disclosures"]
+    issued = runner.invoke(app, ["operator", "issue", "RvdK-op-07"])
+    assert issued.exit_code == 0, issued.output
+    listed = runner.invoke(app, ["operator", "list"])
+    assert "RvdK-op-07" in listed.stdout
+    revoked = runner.invoke(app, ["operator", "revoke", "RvdK-op-07"])
+    assert revoked.exit_code == 0, revoked.output
+    assert not (tmp_path / "data").exists()
