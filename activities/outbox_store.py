@@ -91,6 +91,8 @@ class OutboxStore:
         StorageError: the store cannot be created, opened, read or written (here and in
             every method; e.g. a read-only data dir, a full disk, an unreachable
             database). Deliveries then fail and Temporal retries them.
+        SettingsError: a PostgreSQL store, and a secret every host must share is unset
+            (``Settings.require_shared_secrets``).
     """
 
     def __init__(self, settings: Settings, pseudonymise: Pseudonymise | None = None, *,
@@ -98,6 +100,8 @@ class OutboxStore:
                  read_only: bool = False, records: OutboxRecords | None = None) -> None:
         self.path = settings.outbox_path
         self.read_only = read_only
+        if not read_only:  # a worker: on a shared store, name every secret it lacks at once
+            settings.require_shared_secrets()
         try:
             self.pseudonymise = pseudonymise or (
                 _no_pseudonyms if read_only else Pseudonymiser.load(settings))

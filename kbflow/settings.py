@@ -30,7 +30,8 @@ A variable set to the empty string counts as unset. The secrets stay out of
 ``KBFLOW_STORE_URL`` must be a ``postgresql://`` (or ``postgres://``) URL; with it, several
 hosts share kbflow's state, so the development key files of each host's data dir would
 differ: ``KBFLOW_PSEUDONYM_KEY``, ``KBFLOW_PARTY_KEYS_DIR`` and (unless a KMS wraps the
-data keys) ``KBFLOW_MASTER_KEYS`` must then be set.
+data keys) ``KBFLOW_MASTER_KEYS`` must then be set where they are used (the
+``*_path`` properties of their files refuse; ``require_shared_secrets``).
 """
 
 from __future__ import annotations
@@ -88,12 +89,11 @@ class Settings:
 
         Raises:
             SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number;
-                ``KBFLOW_STORE_URL`` is not a PostgreSQL URL, or is one while a secret
-                that every host must share is left to the data dir's files.
+                ``KBFLOW_STORE_URL`` is not a PostgreSQL URL.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
-        settings = cls(
+        return cls(
             temporal_address=env.get("TEMPORAL_ADDRESS") or cls.temporal_address,
             namespace=env.get("TEMPORAL_NAMESPACE") or cls.namespace,
             task_queue=env.get("KBFLOW_TASK_QUEUE") or cls.task_queue,
@@ -105,13 +105,6 @@ class Settings:
             metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
             store_url=_store_url(env.get(STORE_URL_ENV) or None),
         )
-        missing = settings.unshared_secrets()
-        if missing:
-            raise SettingsError(
-                f"{STORE_URL_ENV}: a PostgreSQL store is shared by every host, so "
-                f"{', '.join(missing)} must be set (each host's data-dir key files "
-                "would differ)")
-        return settings
 
     @property
     def kms_configured(self) -> bool:
@@ -120,20 +113,31 @@ class Settings:
         always False."""
         return False
 
-    def unshared_secrets(self) -> list[str]:
-        """With a PostgreSQL store, the secret variables left unset (their development
-        files in this host's data dir would differ from another host's); [] with SQLite.
-        """
+    def unshared_secrets(self, *variables: str) -> list[str]:
+        """With a PostgreSQL store, which of ``variables`` (default: all three of
+        ``KBFLOW_MASTER_KEYS``, ``KBFLOW_PSEUDONYM_KEY``, ``KBFLOW_PARTY_KEYS_DIR``) are
+        unset, so that their development files in this host's data dir would be used
+        (and differ from another host's); [] with SQLite."""
         if self.store_url is None:
             return []
-        missing = []
-        if self.master_keys is None and not self.kms_configured:
-            missing.append(MASTER_KEYS_ENV)
-        if self.pseudonym_key is None:
-            missing.append(PSEUDONYM_KEY_ENV)
-        if self.party_keys_dir is None:
-            missing.append(PARTY_KEYS_ENV)
-        return missing
+        unset = {MASTER_KEYS_ENV: self.master_keys is None and not self.kms_configured,
+                 PSEUDONYM_KEY_ENV: self.pseudonym_key is None,
+                 PARTY_KEYS_ENV: self.party_keys_dir is None}
+        return [name for name in variables or unset if unset[name]]
+
+    def require_shared_secrets(self, *variables: str) -> None:
+        """Refuse a PostgreSQL store while one of ``variables`` (default: the three of
+        ``unshared_secrets``) is unset.
+
+        Raises:
+            SettingsError: one line naming every such variable and why.
+        """
+        missing = self.unshared_secrets(*variables)
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)}: must be set with a PostgreSQL {STORE_URL_ENV} "
+                "(the store is shared by every host; each host's data-dir key files "
+                "would differ)")
 
     @property
     def outbox_path(self) -> Path:
@@ -147,12 +151,24 @@ class Settings:
 
     @property
     def master_keys_path(self) -> Path:
-        """The development master-key file, used when ``master_keys`` is not set."""
+        """The development master-key file, used when ``master_keys`` is not set.
+
+        Raises:
+            SettingsError: there is none with a PostgreSQL store (``master_keys`` must
+                be set).
+        """
+        self.require_shared_secrets(MASTER_KEYS_ENV)
         return self.data_dir / "master.keys"
 
     @property
     def pseudonym_key_path(self) -> Path:
-        """The development pseudonym-key file, used when ``pseudonym_key`` is not set."""
+        """The development pseudonym-key file, used when ``pseudonym_key`` is not set.
+
+        Raises:
+            SettingsError: there is none with a PostgreSQL store (``pseudonym_key``
+                must be set).
+        """
+        self.require_shared_secrets(PSEUDONYM_KEY_ENV)
         return self.data_dir / "pseudonym.key"
 
     @property
@@ -169,7 +185,13 @@ class Settings:
     @property
     def party_keys_path(self) -> Path:
         """The folder of the parties' key pairs: ``party_keys_dir`` if set, else the
-        development folder in the data dir."""
+        development folder in the data dir.
+
+        Raises:
+            SettingsError: there is no development folder with a PostgreSQL store
+                (``party_keys_dir`` must be set).
+        """
+        self.require_shared_secrets(PARTY_KEYS_ENV)
         return self.party_keys_dir or self.data_dir / "party-keys"
 
     @property

@@ -31,8 +31,10 @@ from temporalio.client import Client
 from typer.testing import CliRunner
 
 from activities.outbox_store import DecodeLog, OutboxStore, PacketUnreadable
+from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable, MasterKeys
 from encryption.operators import OperatorError, OperatorStore
+from encryption.sealed import PartyKeys
 from encryption.storage import StorageError
 from kbflow.packets import Packet, project_packet
 from kbflow.process import Party, Step
@@ -82,8 +84,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield Backend("sqlite", settings, lambda: sqlite3.connect(settings.outbox_path))
         return
     url = request.getfixturevalue("postgres_url")
-    settings = Settings(data_dir=tmp_path / "data", store_url=url)
-    yield Backend("postgres", settings, lambda: psycopg.connect(url))
+    yield Backend("postgres", _shared(url, tmp_path), lambda: psycopg.connect(url))
+
+
+def _party_keys(tmp_path: Path) -> Path:
+    """A folder with every party's key pair, as ops would hand it to each host."""
+    made = PartyKeys.open(Settings(data_dir=tmp_path / "ops"))
+    for party in Party:
+        made.public_key(party)
+    return made.folder
+
+
+def _shared(url: str, tmp_path: Path) -> Settings:
+    """Settings of a host on the PostgreSQL store ``url``, with the shared secrets."""
+    return Settings(data_dir=tmp_path / "data", store_url=url, master_keys=MASTER,
+                    pseudonym_key=SHARED_SECRETS["KBFLOW_PSEUDONYM_KEY"],
+                    party_keys_dir=_party_keys(tmp_path))
 
 
 def _packet(packet_id: str, case_ref: str = "KB-2026-AAAA1111", *, step: int = 1,
@@ -479,17 +495,28 @@ def test_a_store_url_that_is_not_postgres_names_the_variable_not_the_value() -> 
 
 def test_a_shared_store_needs_the_shared_secrets(tmp_path: Path) -> None:
     url = "postgresql://kbflow:hunter2@db/kbflow"
-    with pytest.raises(SettingsError) as refused:
-        Settings.from_env({"KBFLOW_STORE_URL": url})
-    assert str(refused.value) == (
-        "KBFLOW_STORE_URL: a PostgreSQL store is shared by every host, so KBFLOW_MASTER_KEYS, "
-        "KBFLOW_PSEUDONYM_KEY, KBFLOW_PARTY_KEYS_DIR must be set (each host's data-dir key "
-        "files would differ)")
-    with pytest.raises(SettingsError, match=r"so KBFLOW_PARTY_KEYS_DIR must be set"):
-        Settings.from_env({"KBFLOW_STORE_URL": url, **SHARED_SECRETS})
-    settings = Settings.from_env({"KBFLOW_STORE_URL": url, **SHARED_SECRETS,
-                                  "KBFLOW_PARTY_KEYS_DIR": str(tmp_path)})
+    settings = Settings.from_env({"KBFLOW_STORE_URL": url, "KBFLOW_DATA_DIR": str(tmp_path)})
     assert settings.store_url == url and "hunter2" not in repr(settings)
+    # A worker needs all three: named at once, before anything is opened.
+    with pytest.raises(SettingsError) as refused:
+        OutboxStore(settings)
+    assert str(refused.value) == (
+        "KBFLOW_MASTER_KEYS, KBFLOW_PSEUDONYM_KEY, KBFLOW_PARTY_KEYS_DIR: must be set with a "
+        "PostgreSQL KBFLOW_STORE_URL (the store is shared by every host; each host's "
+        "data-dir key files would differ)")
+    # Each development file is refused where it would be used (the codec server needs
+    # the master keys only).
+    with pytest.raises(SettingsError, match=r"^KBFLOW_MASTER_KEYS: must be set with a Postg"):
+        KeyStore.open(settings)
+    with pytest.raises(SettingsError, match=r"^KBFLOW_PSEUDONYM_KEY: must be set"):
+        Pseudonymiser.load(settings)
+    with pytest.raises(SettingsError, match=r"^KBFLOW_PARTY_KEYS_DIR: must be set"):
+        PartyKeys.open(settings)
+    assert list(tmp_path.iterdir()) == []  # no development file was made
+    shared = Settings.from_env({"KBFLOW_STORE_URL": url, **SHARED_SECRETS,
+                                "KBFLOW_PARTY_KEYS_DIR": str(tmp_path)})
+    assert shared.unshared_secrets() == []
+    assert Settings(data_dir=tmp_path).unshared_secrets() == []  # SQLite: the files serve
 
 
 def test_the_cli_says_an_unreachable_store_in_one_line(
@@ -573,13 +600,7 @@ def test_operator_store_and_decode_log_on_both_backends(backend: Backend) -> Non
 
 def test_on_postgres_nothing_of_kbflows_state_is_a_local_file(
         postgres_url: str, tmp_path: Path) -> None:
-    from encryption.sealed import PartyKeys  # the parties' keys come from ops' folder
-
-    keys_dir = tmp_path / "party-keys"
-    made = PartyKeys.open(Settings(data_dir=tmp_path / "ops"))
-    for party in Party:
-        made.public_key(party)
-    (tmp_path / "ops" / "party-keys").rename(keys_dir)
+    keys_dir = _party_keys(tmp_path)
     settings = Settings.from_env({"KBFLOW_STORE_URL": postgres_url, **SHARED_SECRETS,
                                   "KBFLOW_PARTY_KEYS_DIR": str(keys_dir),
                                   "KBFLOW_DATA_DIR": str(tmp_path / "data")})
@@ -605,7 +626,7 @@ async def test_a_worker_drives_a_case_on_postgres(postgres_url: str, tmp_path: P
     from tests.test_case_workflow import send, settled, start_case
     from worker import build_worker
 
-    settings = Settings(data_dir=tmp_path, store_url=postgres_url)
+    settings = _shared(postgres_url, tmp_path)
     keys = KeyStore.open(settings)
     store = OutboxStore(settings, keys=keys)
     async with time_skipping_server(keys) as env:
@@ -661,13 +682,9 @@ def test_the_interface_is_implemented_by_both_backends(backend: Backend) -> None
 
 def test_the_cli_works_on_the_postgres_store_and_leaves_no_file(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from encryption.sealed import PartyKeys
-
-    made = PartyKeys.open(Settings(data_dir=tmp_path / "ops"))
-    for party in Party:
-        made.public_key(party)
     env = {**SHARED_SECRETS, "KBFLOW_STORE_URL": postgres_url,
-           "KBFLOW_PARTY_KEYS_DIR": str(made.folder), "KBFLOW_DATA_DIR": str(tmp_path / "data")}
+           "KBFLOW_PARTY_KEYS_DIR": str(_party_keys(tmp_path)),
+           "KBFLOW_DATA_DIR": str(tmp_path / "data")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     packet = _a_packet()
