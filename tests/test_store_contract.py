@@ -705,3 +705,38 @@ def test_the_cli_works_on_the_postgres_store_and_leaves_no_file(
     revoked = runner.invoke(app, ["operator", "revoke", "RvdK-op-07"])
     assert revoked.exit_code == 0, revoked.output
     assert not (tmp_path / "data").exists()
+
+
+def test_the_deploy_script_makes_kbflows_own_role_and_database(
+        postgres: PostgresServer) -> None:
+    # deploy/postgres/create-kbflow-database.sh as docker-compose's kbflow-database job
+    # runs it (there in the postgres image), here against the test server; twice.
+    with psycopg.connect(postgres.admin_url, autocommit=True) as db:
+        db.execute("CREATE DATABASE temporal")  # as temporal-schema made it
+    script = Path(__file__).resolve().parent.parent / "deploy" / "postgres" / (
+        "create-kbflow-database.sh")
+    env = {"PATH": f"{binaries()}:/usr/bin:/bin", "PGHOST": "127.0.0.1",
+           "PGPORT": str(postgres.port), "PGUSER": "kbflow_admin",
+           "PGPASSWORD": postgres.admin_password, "KBFLOW_DB_USER": "kbflow",
+           "KBFLOW_DB_PASSWORD": "kb-Secret_4711", "KBFLOW_DB_NAME": "kbflow"}
+    for _ in range(2):  # idempotent: a second `docker compose up` changes nothing
+        ran = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert "kb-Secret_4711" not in ran.stdout + ran.stderr
+    url = postgres.url("kbflow", user="kbflow", password="kb-Secret_4711")
+    store = PostgresStore(url)  # the worker migrates as the new role
+    try:
+        packet = _packet("pkt-1")
+        assert store.add_packet(packet, lambda: _lines(packet))
+    finally:
+        store.close()
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+                          "WHERE rolname = current_user").fetchone() == (False, False, False)
+        assert db.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                          "WHERE datname = current_database()").fetchone() == ("kbflow",)
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(postgres.url("temporal", user="kbflow", password="kb-Secret_4711"))
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(postgres.url("kbflow"))  # another role: not kbflow's database
