@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -740,3 +741,37 @@ def test_the_deploy_script_makes_kbflows_own_role_and_database(
         psycopg.connect(postgres.url("temporal", user="kbflow", password="kb-Secret_4711"))
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
         psycopg.connect(postgres.url("kbflow"))  # another role: not kbflow's database
+
+
+def test_the_codec_server_needs_only_the_master_keys_on_postgres(
+        postgres_url: str, tmp_path: Path) -> None:
+    from starter.master_keys import open_existing
+
+    settings = Settings.from_env({"KBFLOW_STORE_URL": postgres_url,
+                                  "KBFLOW_MASTER_KEYS": MASTER, "KBFLOW_CODEC_TOKEN": "t" * 40,
+                                  "KBFLOW_DATA_DIR": str(tmp_path / "data")})
+    keys = open_existing(settings)  # as `kbflow codec-server` opens them
+    key_id, _ = keys.key_for_scope("kb-case-A")
+    assert keys.without_cache().scope_of(key_id) == "kb-case-A"
+    assert DecodeLog.open(settings).entries() == []
+    assert OperatorStore.open(settings, read_only=True).tokens() == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_destroying_a_key_on_postgres_vacuums_the_table(postgres_url: str,
+                                                          tmp_path: Path) -> None:
+    keys = open_store(_shared(postgres_url, tmp_path)).data_keys
+    keys.create_data_key(_key("kb-case-A"), "2026-03-01T10:00:00+00:00")
+
+    def vacuums() -> int:
+        with psycopg.connect(postgres_url) as db:
+            row = db.execute("SELECT vacuum_count FROM pg_stat_user_tables "
+                             "WHERE relname = 'data_keys'").fetchone()
+        return int(row[0]) if row else 0
+
+    before = vacuums()
+    assert keys.destroy_data_key("kb-case-A", "2026-03-02T10:00:00+00:00")
+    deadline = time.monotonic() + 10  # the statistics arrive shortly after the VACUUM
+    while vacuums() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert vacuums() == before + 1
