@@ -209,7 +209,7 @@ class PostgresStore:
             with self._pool.connection() as db:
                 yield db
         except psycopg.Error as error:
-            raise self._fault(error, writing=writing or not self.read_only) from None
+            raise self._fault(error, writing=writing) from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._transaction() as db:
