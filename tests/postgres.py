@@ -100,6 +100,11 @@ class PostgresServer:
                        capture_output=True, check=False, timeout=60)
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every folder above ``path`` lets other users through (``o+x``)."""
+    return all(parent.stat().st_mode & 0o001 for parent in [path, *path.parents])
+
+
 def _as_unprivileged(folder: Path) -> list[str]:
     """The command prefix that runs the server as ``nobody`` when we are root (and
     hands it ``folder``); nothing otherwise."""
@@ -129,6 +134,16 @@ def running_postgres(bin_folder: Path | None = None) -> Iterator[PostgresServer]
     admin_password, app_password = secrets.token_hex(16), secrets.token_hex(16)
     (folder / "pw").write_text(admin_password + "\n")
     (folder / "socket").mkdir()
+    if os.geteuid() == 0 and not _reachable_by_others(bin_folder):
+        # e.g. the pgserver wheel in a venv under /root: nobody could not run it there,
+        # so the installation is copied into the server's folder, with the libraries
+        # its binaries find relative to themselves (the wheel's ``pgserver.libs``).
+        root = next((parent for parent in bin_folder.parents if parent.name == "pgserver"),
+                    bin_folder.parent)
+        for tree in (root, root.with_name(root.name + ".libs")):
+            if tree.is_dir():
+                shutil.copytree(tree, folder / "install" / tree.name, symlinks=True)
+        bin_folder = folder / "install" / root.name / bin_folder.relative_to(root)
     run_as = _as_unprivileged(folder)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     server = PostgresServer(folder, bin_folder, _free_port(), admin_password, app_password,
