@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -55,7 +56,7 @@ from store.interface import (
     ReminderRow,
     StateStore,
 )
-from store.postgres import PostgresStore, redacted
+from store.postgres import PostgresStore, reason, redacted
 from store.schema import latest_version, migrations
 from store.sqlite import SqliteStore, migrate
 from tests import factories as f
@@ -775,3 +776,20 @@ def test_destroying_a_key_on_postgres_vacuums_the_table(postgres_url: str,
     while vacuums() == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert vacuums() == before + 1
+
+
+def test_the_readmes_state_store_section_names_what_exists() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## State store\n"):text.index("\n## Logs and metrics\n")]
+    paths = {name for name in re.findall(r"`([a-z_/]+(?:\.py)?/?)`", section) if "/" in name}
+    assert {"store/sqlite.py", "store/postgres.py", "store/migrations/",
+            "tests/test_store_contract.py"} <= paths
+    assert all((root / name).exists() for name in paths), paths
+    # the example error is what a refused connection says (the CLI test above)
+    assert ("`error: cannot read postgresql://kbflow@db:5432/kbflow: "
+            f"{reason(psycopg.OperationalError('Connection refused'))}`") in section
+    assert redacted("postgresql://kbflow:pw@db:5432/kbflow") == "postgresql://kbflow@db:5432/kbflow"
+    # the one interface the section names
+    assert "`store.interface.StateStore`" in section and StateStore.__module__ == (
+        "store.interface")
