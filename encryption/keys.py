@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from encryption.storage import StorageError, connect, create_schema
+from encryption.storage import StorageError
 from encryption.wrapping import KeyUnavailable as KeyUnavailable
 from encryption.wrapping import KeyWrapper, MasterKeyWrapper, wrapper_for
 from encryption.wrapping import MasterKeys as MasterKeys
 from kbflow.settings import MASTER_KEYS_ENV as MASTER_KEYS_ENV
 from kbflow.settings import Settings
+from store import open_store
+from store.interface import DataKeyRecords, DataKeyRow
+from store.sqlite import SqliteDataKeys
 
 #: Scope of payloads that belong to no case (no workflow id in the serialization context).
 SYSTEM_SCOPE = "kbflow-system"
@@ -43,24 +43,13 @@ SYSTEM_SCOPE = "kbflow-system"
 CACHE_SECONDS = 5.0
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS data_keys (
-    key_id TEXT PRIMARY KEY,
-    scope TEXT NOT NULL UNIQUE,
-    master_key_id TEXT,
-    wrapped BLOB,
-    created_at TEXT NOT NULL,
-    destroyed_at TEXT
-);
-"""
-
-
 class KeyStore:
-    """Data keys in a SQLite file, wrapped by a ``KeyWrapper`` (master keys or a KMS).
-    Thread-safe; several processes (worker, CLI, codec server) may share the file.
+    """Data keys in the state store (a SQLite file, or PostgreSQL), wrapped by a
+    ``KeyWrapper`` (master keys or a KMS). Thread-safe; several processes (worker, CLI,
+    codec server; on PostgreSQL on several hosts) may share the store.
 
     Args:
-        path: the SQLite file.
+        path: the SQLite file (used unless ``records`` is given).
         wrapper: what wraps the data keys (``encryption.wrapping.KeyWrapper``); plain
             ``MasterKeys`` are taken as their ``MasterKeyWrapper``.
         reload_master_keys: with ``MasterKeys``: how to reload them after another process
@@ -69,15 +58,17 @@ class KeyStore:
             a read-only data dir); a scope without a key raises ``KeyUnavailable``.
         cache_seconds: how long a data key read from the file is trusted before the file
             is asked again (0: ask every time, so a destroyed key is seen at once).
+        records: the rows' backend (``KeyStore.open``: the configured store).
 
     Raises:
-        StorageError: the file cannot be created, opened, read or written (here and in
+        StorageError: the store cannot be created, opened, read or written (here and in
             every method).
     """
 
     def __init__(self, path: Path, wrapper: KeyWrapper | MasterKeys,
                  reload_master_keys: Callable[[], MasterKeys] | None = None, *,
-                 read_only: bool = False, cache_seconds: float = CACHE_SECONDS) -> None:
+                 read_only: bool = False, cache_seconds: float = CACHE_SECONDS,
+                 records: DataKeyRecords | None = None) -> None:
         self.path = path
         self.read_only = read_only
         self.cache_seconds = cache_seconds
@@ -89,13 +80,13 @@ class KeyStore:
         self._cache: dict[str, tuple[float, str, bytes]] = {}  # key_id -> (at, scope, key)
         self._by_scope: dict[str, str] = {}
         self._lock = threading.Lock()
-        if not read_only:
-            create_schema(path, _SCHEMA)
+        self.records = records or SqliteDataKeys(path, read_only=read_only)
 
     @classmethod
     def open(cls, settings: Settings, *, read_only: bool = False,
              cache_seconds: float = CACHE_SECONDS) -> KeyStore:
-        """The store in ``settings.key_store_path`` with the configured key wrapper
+        """The configured store (``store.open_store``: ``settings.key_store_path``, or
+        ``KBFLOW_STORE_URL``) with the configured key wrapper
         (``encryption.wrapping.wrapper_for``: the KMS if ``KBFLOW_KMS_URL`` is set, else
         the master keys, created in the data dir if missing and not ``read_only``).
 
@@ -111,7 +102,8 @@ class KeyStore:
             raise StorageError.of(error, settings.master_keys_path,
                                   writing=not read_only) from None
         return cls(settings.key_store_path, wrapper,
-                   read_only=read_only, cache_seconds=cache_seconds)
+                   read_only=read_only, cache_seconds=cache_seconds,
+                   records=open_store(settings, read_only=read_only).data_keys)
 
     @property
     def master_keys(self) -> MasterKeys:
@@ -125,31 +117,11 @@ class KeyStore:
         return self.wrapper.master_keys
 
     def without_cache(self) -> KeyStore:
-        """A store on the same file and key wrapper that asks the file on every lookup,
-        so it sees a destroyed key the moment another process destroyed it (the codec
-        server)."""
-        return KeyStore(self.path, self.wrapper,
-                        read_only=self.read_only, cache_seconds=0.0)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with connect(self.path, read_only=self.read_only) as db:
-            yield db
-
-    def _select(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
-        """One row of a read. A store opened for writing that cannot open its file for
-        writing (a data dir gone read-only) still reads it: a worker keeps decoding and
-        answering queries while only its deliveries fail and are retried."""
-        try:
-            with self._connect() as db:
-                row: tuple[Any, ...] | None = db.execute(sql, params).fetchone()
-                return row
-        except StorageError:
-            if self.read_only:
-                raise
-        with connect(self.path, read_only=True) as db:
-            row = db.execute(sql, params).fetchone()
-            return row
+        """A store on the same records and key wrapper that asks the store on every
+        lookup, so it sees a destroyed key the moment another process destroyed it (the
+        codec server)."""
+        return KeyStore(self.path, self.wrapper, read_only=self.read_only,
+                        cache_seconds=0.0, records=self.records)
 
     def _wrap(self, key_id: str, key: bytes) -> tuple[str, bytes]:
         """``(wrapping id, wrapped)`` of a new data key (``KeyWrapper.wrap``)."""
@@ -187,23 +159,21 @@ class KeyStore:
             key = self._cached(key_id)
             if key is not None:
                 return key_id, key
-        select = "SELECT key_id, master_key_id, wrapped FROM data_keys WHERE scope = ?"
-        row = self._select(select, (scope,))
+        row = self.records.data_key_of_scope(scope)
         if row is None and self.read_only:
             raise KeyUnavailable(f"scope {scope}: no data key yet, and this key store "
                                  "is read-only")
         if row is None:
-            with self._connect() as db:
-                key_id, key = f"dk-{secrets.token_hex(12)}", AESGCM.generate_key(256)
-                master_id, wrapped = self._wrap(key_id, key)
-                db.execute("INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, ?, NULL)",
-                           (key_id, scope, master_id, wrapped,
-                            dt.datetime.now(dt.UTC).isoformat()))
-                row = db.execute(select, (scope,)).fetchone()
-        key_id, master_id, wrapped = row
-        if wrapped is None:
+            key_id, key = f"dk-{secrets.token_hex(12)}", AESGCM.generate_key(256)
+            master_id, wrapped = self._wrap(key_id, key)
+            # Race-safe: of two processes creating the scope's key, one row is stored
+            # and both get it.
+            row = self.records.create_data_key(DataKeyRow(key_id, scope, master_id, wrapped),
+                                               dt.datetime.now(dt.UTC).isoformat())
+        key_id = row.key_id
+        if row.wrapped is None or row.master_key_id is None:
             raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
-        key = self._unwrap(key_id, master_id, wrapped)
+        key = self._unwrap(key_id, row.master_key_id, row.wrapped)
         self._remember(key_id, scope, key)
         return key_id, key
 
@@ -216,32 +186,30 @@ class KeyStore:
         cached = self._cached(key_id)
         if cached is not None:
             return cached
-        row = self._select("SELECT scope, master_key_id, wrapped FROM data_keys "
-                           "WHERE key_id = ?", (key_id,))
+        row = self.records.data_key(key_id)
         if row is None:
             raise KeyUnavailable(f"data key {key_id}: unknown")
-        scope, master_id, wrapped = row
-        if wrapped is None:
+        if row.wrapped is None or row.master_key_id is None:
             raise KeyUnavailable(f"data key {key_id}: destroyed (case erased)")
-        key = self._unwrap(key_id, master_id, wrapped)
-        self._remember(key_id, scope, key)
+        key = self._unwrap(key_id, row.master_key_id, row.wrapped)
+        self._remember(key_id, row.scope, key)
         return key
 
     def scope_of(self, key_id: str) -> str | None:
         """The scope (a case's workflow id, or ``SYSTEM_SCOPE``) of the data key
         ``key_id``, live or destroyed; ``None`` if unknown. The codec server names the
         case of each decode with it."""
-        row = self._select("SELECT scope FROM data_keys WHERE key_id = ?", (key_id,))
-        return None if row is None else str(row[0])
+        row = self.records.data_key(key_id)
+        return None if row is None else row.scope
 
     def has_key(self, scope: str) -> bool:
         """Whether ``scope`` ever had a data key (live or destroyed)."""
-        return self._select("SELECT 1 FROM data_keys WHERE scope = ?", (scope,)) is not None
+        return self.records.data_key_of_scope(scope) is not None
 
     def is_destroyed(self, scope: str) -> bool:
         """Whether ``scope``'s data key was destroyed."""
-        row = self._select("SELECT wrapped FROM data_keys WHERE scope = ?", (scope,))
-        return row is not None and row[0] is None
+        row = self.records.data_key_of_scope(scope)
+        return row is not None and row.destroyed
 
     def destroy(self, scope: str) -> bool:
         """Crypto-shred ``scope``: destroy its data key for good.
@@ -249,25 +217,12 @@ class KeyStore:
         Returns:
             True if a key was destroyed now; False if there was none or it was gone already.
         """
-        with self._connect() as db:
-            cursor = db.execute(
-                "UPDATE data_keys SET wrapped = NULL, master_key_id = NULL, destroyed_at = ? "
-                "WHERE scope = ? AND wrapped IS NOT NULL",
-                (dt.datetime.now(dt.UTC).isoformat(), scope),
-            )
-        try:  # move the overwrite from the WAL into the file, and empty the WAL
-            checkpoint = sqlite3.connect(self.path, timeout=30)
-            try:
-                checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                checkpoint.close()
-        except sqlite3.Error as error:
-            raise StorageError.of(error, self.path, writing=True) from None
+        destroyed = self.records.destroy_data_key(scope, dt.datetime.now(dt.UTC).isoformat())
         with self._lock:
             key_id = self._by_scope.pop(scope, None)
             if key_id is not None:
                 self._cache.pop(key_id, None)
-        return cursor.rowcount == 1
+        return destroyed
 
     def rewrap(self) -> int:
         """Rewrap every live data key with the current wrapping key (after a rotation of
@@ -282,14 +237,13 @@ class KeyStore:
         """
         count = 0
         current = self.wrapper.current()
-        with self._connect() as db:
-            rows = db.execute("SELECT key_id, master_key_id, wrapped FROM data_keys "
-                              "WHERE wrapped IS NOT NULL").fetchall()
-            for key_id, master_id, wrapped in rows:
-                if master_id == current:
-                    continue
-                new_master, new_wrapped = self.wrapper.rewrap(key_id, master_id, wrapped)
-                db.execute("UPDATE data_keys SET master_key_id = ?, wrapped = ? "
-                           "WHERE key_id = ?", (new_master, new_wrapped, key_id))
+        for row in self.records.live_data_keys():
+            if row.master_key_id == current:
+                continue
+            assert row.master_key_id is not None and row.wrapped is not None  # live
+            new_master, new_wrapped = self.wrapper.rewrap(row.key_id, row.master_key_id,
+                                                          row.wrapped)
+            # A key destroyed meanwhile stays destroyed (the update requires it live).
+            if self.records.rewrap_data_key(row.key_id, new_master, new_wrapped):
                 count += 1
         return count

@@ -6,14 +6,14 @@ their own, so that every decode is on record under who made it (``kbflow.process
 requester, ``kbflow.events.StaffId``), never by their name.
 
 A token is 256 random bits (``secrets.token_urlsafe(32)``) behind the prefix ``kbop_``,
-shown once when issued. The store keeps only its SHA-256 digest, in SQLite
-(``Settings.operators_path``): whoever reads the file (a backup, a read-only mount) holds
-no token. A fast, unsalted hash suffices because the token is random: 2**256 guesses
-are out of reach, so the slow, salted hashes made for guessable passwords (bcrypt,
-argon2) would add cost on every request and no protection; and a plain digest lets the
-codec server find the token by an index lookup. An operator has at most one live token
-(a unique index); revoking keeps the row, so ``list`` shows when each token was issued
-and revoked.
+shown once when issued. The store keeps only its SHA-256 digest, in the state store
+(SQLite ``Settings.operators_path``, or PostgreSQL): whoever reads the file (a backup, a
+read-only mount) holds no token. A fast, unsalted hash suffices because the token is
+random: 2**256 guesses are out of reach, so the slow, salted hashes made for guessable
+passwords (bcrypt, argon2) would add cost on every request and no protection; and a plain
+digest lets the codec server find the token by an index lookup. An operator has at most
+one live token (a unique index); revoking keeps the row, so ``list`` shows when each
+token was issued and revoked.
 
 The codec server reads the store on every request (no cache), so a revoked token is
 refused from the moment ``revoke`` returns.
@@ -24,31 +24,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from encryption.storage import connect, create_schema
 from kbflow.events import StaffId
 from kbflow.settings import Settings
+from store import open_store
+from store.interface import OperatorTokenRecords
+from store.sqlite import SqliteOperatorTokens
 
 #: What every operator token starts with: tells it apart from the services' codec token
 #: (``KBFLOW_CODEC_TOKEN``) and lets secret scanners find a leaked one.
 TOKEN_PREFIX = "kbop_"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS operator_tokens (
-    token_sha256 TEXT PRIMARY KEY,
-    operator_id TEXT NOT NULL,
-    issued_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_live_token_per_operator
-    ON operator_tokens (operator_id) WHERE revoked_at IS NULL;
-"""
 
 _STAFF_ID: TypeAdapter[str] = TypeAdapter(StaffId)
 
@@ -92,36 +80,32 @@ def _now() -> dt.datetime:
 
 
 class OperatorStore:
-    """The operators' tokens in a SQLite file.
+    """The operators' tokens in the state store.
 
     Args:
-        path: the SQLite file (``Settings.operators_path``).
+        path: the SQLite file (``Settings.operators_path``; used unless ``records`` is
+            given).
         read_only: only read (``list``, the codec server): create no file or table; a
             missing file holds no operators.
+        records: the rows' backend (``OperatorStore.open``: the configured store).
 
     Raises:
-        StorageError: the file cannot be created, opened, read or written (here and in
+        StorageError: the store cannot be created, opened, read or written (here and in
             every method).
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False,
+                 records: OperatorTokenRecords | None = None) -> None:
         self.path = path
         self.read_only = read_only
-        if not read_only:
-            create_schema(path, _SCHEMA)
+        self.records = records or SqliteOperatorTokens(path, read_only=read_only)
 
     @classmethod
     def open(cls, settings: Settings, *, read_only: bool = False) -> OperatorStore:
-        """The store in ``settings.operators_path``."""
-        return cls(settings.operators_path, read_only=read_only)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with connect(self.path, read_only=self.read_only) as db:
-            yield db
-
-    def _exists(self) -> bool:
-        return not self.read_only or self.path.is_file()
+        """The store ``settings`` configures (``store.open_store``:
+        ``settings.operators_path``, or ``KBFLOW_STORE_URL``)."""
+        return cls(settings.operators_path, read_only=read_only,
+                   records=open_store(settings, read_only=read_only).operator_tokens)
 
     def issue(self, operator: str, *, at: dt.datetime | None = None) -> str:
         """A new token for ``operator``; only its digest is stored.
@@ -135,27 +119,21 @@ class OperatorStore:
         """
         operator = operator_id(operator)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._connect() as db:
-            live = db.execute("SELECT issued_at FROM operator_tokens WHERE operator_id = ? "
-                              "AND revoked_at IS NULL", (operator,)).fetchone()
-            if live is not None:
-                raise OperatorError(f"operator {operator} has a live token (issued "
-                                    f"{live[0][:16].replace('T', ' ')} UTC); revoke it "
-                                    "first: kbflow operator revoke " + operator)
-            db.execute("INSERT INTO operator_tokens VALUES (?, ?, ?, NULL)",
-                       (token_digest(token), operator, (at or _now()).isoformat()))
+        live = self.records.issue_operator_token(token_digest(token), operator,
+                                                 (at or _now()).isoformat())
+        if live is not None:
+            raise OperatorError(f"operator {operator} has a live token (issued "
+                                f"{live[:16].replace('T', ' ')} UTC); revoke it "
+                                "first: kbflow operator revoke " + operator)
         return token
 
     def tokens(self) -> list[OperatorToken]:
         """Every token ever issued, oldest first (ids and times, never a token)."""
-        if not self._exists():
-            return []
-        with self._connect() as db:
-            rows = db.execute("SELECT operator_id, issued_at, revoked_at FROM operator_tokens "
-                              "ORDER BY issued_at, rowid").fetchall()
-        return [OperatorToken(operator_id=o, issued_at=dt.datetime.fromisoformat(i),
-                              revoked_at=dt.datetime.fromisoformat(r) if r else None)
-                for o, i, r in rows]
+        return [OperatorToken(operator_id=row.operator_id,
+                              issued_at=dt.datetime.fromisoformat(row.issued_at),
+                              revoked_at=dt.datetime.fromisoformat(row.revoked_at)
+                              if row.revoked_at else None)
+                for row in self.records.operator_token_rows()]
 
     def revoke(self, operator: str, *, at: dt.datetime | None = None) -> OperatorToken:
         """Revoke ``operator``'s live token; the codec server refuses it from now on.
@@ -167,24 +145,16 @@ class OperatorStore:
             OperatorError: the id is malformed, or no token was ever issued to it.
         """
         operator = operator_id(operator)
-        when = (at or _now()).isoformat()
-        with self._connect() as db:
-            db.execute("UPDATE operator_tokens SET revoked_at = ? WHERE operator_id = ? "
-                       "AND revoked_at IS NULL", (when, operator))
-            row = db.execute("SELECT issued_at, revoked_at FROM operator_tokens "
-                             "WHERE operator_id = ? ORDER BY revoked_at DESC, rowid DESC",
-                             (operator,)).fetchone()
-        if row is None:
+        row = self.records.revoke_operator_token(operator, (at or _now()).isoformat())
+        if row is None or row.revoked_at is None:
             raise OperatorError(f"operator {operator}: no token was ever issued")
-        return OperatorToken(operator_id=operator, issued_at=dt.datetime.fromisoformat(row[0]),
-                             revoked_at=dt.datetime.fromisoformat(row[1]))
+        return OperatorToken(operator_id=operator,
+                             issued_at=dt.datetime.fromisoformat(row.issued_at),
+                             revoked_at=dt.datetime.fromisoformat(row.revoked_at))
 
     def authenticate(self, token: str) -> str | None:
         """The operator whose live token ``token`` is; ``None`` for an unknown, malformed
         or revoked token (or no store yet)."""
-        if not token.startswith(TOKEN_PREFIX) or not self._exists():
+        if not token.startswith(TOKEN_PREFIX):
             return None
-        with self._connect() as db:
-            row = db.execute("SELECT operator_id FROM operator_tokens WHERE token_sha256 = ? "
-                             "AND revoked_at IS NULL", (token_digest(token),)).fetchone()
-        return None if row is None else str(row[0])
+        return self.records.operator_of_token(token_digest(token))

@@ -21,6 +21,7 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_KMS_KEY`` | required with a KMS | the transit key's name |
 | ``KBFLOW_KMS_MOUNT`` | ``transit`` | where the transit engine is mounted |
 | ``KBFLOW_KMS_CA_FILE`` | unset: certifi's CAs | PEM file of the CAs of the KMS's TLS certificate |
+| ``KBFLOW_STORE_URL`` | unset: SQLite in the data dir | PostgreSQL URL of kbflow's state |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -38,6 +39,11 @@ variables need ``KBFLOW_KMS_URL``. The URL is ``https://host[:port]`` (``http://
 a loopback host: the token must not cross a network in the clear), with no path, user,
 query or fragment; the key and mount are names of letters, digits, ``_``, ``-`` and ``.``
 (a mount may have ``/`` between such names). Errors name the variable, never its value.
+``KBFLOW_STORE_URL`` must be a ``postgresql://`` (or ``postgres://``) URL; with it, several
+hosts share kbflow's state, so the development key files of each host's data dir would
+differ: ``KBFLOW_PSEUDONYM_KEY``, ``KBFLOW_PARTY_KEYS_DIR`` and (unless a KMS wraps the
+data keys) ``KBFLOW_MASTER_KEYS`` must then be set where they are used (the
+``*_path`` properties of their files refuse; ``require_shared_secrets``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ KMS_CA_FILE_ENV = "KBFLOW_KMS_CA_FILE"
 DEFAULT_KMS_MOUNT = "transit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+STORE_URL_ENV = "KBFLOW_STORE_URL"
+#: The URL schemes of a PostgreSQL store (libpq's two spellings).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class SettingsError(ValueError):
@@ -107,6 +116,7 @@ class Settings:
     party_keys_dir: Path | None = None
     metrics_port: int | None = None
     kms: KmsSettings | None = None
+    store_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,8 +127,9 @@ class Settings:
             env: the environment to read; default ``os.environ``.
 
         Raises:
-            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number, or the
-                ``KBFLOW_KMS_*`` variables break a rule in the module docstring.
+            SettingsError: ``KBFLOW_METRICS_PORT`` is not a port number,
+                ``KBFLOW_STORE_URL`` is not a PostgreSQL URL, or the ``KBFLOW_KMS_*``
+                variables break a rule in the module docstring.
         """
         env = os.environ if env is None else env
         party_keys_dir = env.get(PARTY_KEYS_ENV)
@@ -133,7 +144,40 @@ class Settings:
             party_keys_dir=Path(party_keys_dir) if party_keys_dir else None,
             metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
             kms=_kms(env),
+            store_url=_store_url(env.get(STORE_URL_ENV) or None),
         )
+
+    @property
+    def kms_configured(self) -> bool:
+        """Whether a key-management service wraps the data keys (``KBFLOW_KMS_URL``; then
+        no master keys are needed)."""
+        return self.kms is not None
+
+    def unshared_secrets(self, *variables: str) -> list[str]:
+        """With a PostgreSQL store, which of ``variables`` (default: all three of
+        ``KBFLOW_MASTER_KEYS``, ``KBFLOW_PSEUDONYM_KEY``, ``KBFLOW_PARTY_KEYS_DIR``) are
+        unset, so that their development files in this host's data dir would be used
+        (and differ from another host's); [] with SQLite."""
+        if self.store_url is None:
+            return []
+        unset = {MASTER_KEYS_ENV: self.master_keys is None and not self.kms_configured,
+                 PSEUDONYM_KEY_ENV: self.pseudonym_key is None,
+                 PARTY_KEYS_ENV: self.party_keys_dir is None}
+        return [name for name in variables or unset if unset[name]]
+
+    def require_shared_secrets(self, *variables: str) -> None:
+        """Refuse a PostgreSQL store while one of ``variables`` (default: the three of
+        ``unshared_secrets``) is unset.
+
+        Raises:
+            SettingsError: one line naming every such variable and why.
+        """
+        missing = self.unshared_secrets(*variables)
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)}: must be set with a PostgreSQL {STORE_URL_ENV} "
+                "(the store is shared by every host; each host's data-dir key files "
+                "would differ)")
 
     @property
     def outbox_path(self) -> Path:
@@ -147,12 +191,24 @@ class Settings:
 
     @property
     def master_keys_path(self) -> Path:
-        """The development master-key file, used when ``master_keys`` is not set."""
+        """The development master-key file, used when ``master_keys`` is not set.
+
+        Raises:
+            SettingsError: there is none with a PostgreSQL store (``master_keys`` must
+                be set).
+        """
+        self.require_shared_secrets(MASTER_KEYS_ENV)
         return self.data_dir / "master.keys"
 
     @property
     def pseudonym_key_path(self) -> Path:
-        """The development pseudonym-key file, used when ``pseudonym_key`` is not set."""
+        """The development pseudonym-key file, used when ``pseudonym_key`` is not set.
+
+        Raises:
+            SettingsError: there is none with a PostgreSQL store (``pseudonym_key``
+                must be set).
+        """
+        self.require_shared_secrets(PSEUDONYM_KEY_ENV)
         return self.data_dir / "pseudonym.key"
 
     @property
@@ -169,7 +225,13 @@ class Settings:
     @property
     def party_keys_path(self) -> Path:
         """The folder of the parties' key pairs: ``party_keys_dir`` if set, else the
-        development folder in the data dir."""
+        development folder in the data dir.
+
+        Raises:
+            SettingsError: there is no development folder with a PostgreSQL store
+                (``party_keys_dir`` must be set).
+        """
+        self.require_shared_secrets(PARTY_KEYS_ENV)
         return self.party_keys_dir or self.data_dir / "party-keys"
 
     @property
@@ -242,6 +304,15 @@ def _check_kms_url(url: str) -> None:
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
         raise SettingsError(f"{KMS_URL_ENV}: http:// only to a loopback host (the token would "
                             "cross the network in the clear); use https://")
+def _store_url(value: str | None) -> str | None:
+    """``KBFLOW_STORE_URL`` checked: unset, or a PostgreSQL URL. The message never repeats
+    the value (it may hold a password)."""
+    if value is None:
+        return None
+    if not value.strip().lower().startswith(POSTGRES_SCHEMES):
+        raise SettingsError(f"{STORE_URL_ENV}: must be a postgresql:// URL (unset: SQLite "
+                            "in the data dir); the value given is not one")
+    return value.strip()
 
 
 def workflow_id(case_ref: str) -> str:

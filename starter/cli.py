@@ -77,6 +77,7 @@ from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
 from starter.master_keys import KeyAdminError, open_existing, rotate_master_key
 from starter.master_keys import rewrap as rewrap_data_keys
+from store import local_file_missing
 from worker import MetricsPortError, SearchAttributesMissing, run_worker
 
 
@@ -403,7 +404,7 @@ def status(case_ref: CaseRefArgument, as_json: JsonOption = False) -> None:
 
 def _erasure_of(settings: Settings, case_ref: str, keys: KeyStore) -> Erasure | None:
     """The erasure of ``case_ref`` on record in the data dir's outbox store, if any."""
-    if not settings.outbox_path.is_file():
+    if local_file_missing(settings, settings.outbox_path):
         return None
     store = OutboxStore(settings, keys=keys, read_only=True)
     return next((e for e in store.erasures() if e.case_ref == case_ref), None)
@@ -423,7 +424,7 @@ def packets(
     """
     settings = Settings.from_env()
     case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
-    if not settings.outbox_path.is_file():
+    if local_file_missing(settings, settings.outbox_path):
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     store = _outbox(settings, read_only=True)
     erased = [e for e in _run_sync(store.erasures) if e.case_ref == case_ref]
@@ -464,7 +465,7 @@ def inbox(
     if case_ref is not None:
         given = case_ref
         case_ref = _run_sync(lambda: inputs.check_case_ref(given))
-    if not settings.outbox_path.is_file():
+    if local_file_missing(settings, settings.outbox_path):
         _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
     try:
         found = _run_sync(lambda: _outbox(settings, read_only=True).inbox(party))
@@ -735,7 +736,7 @@ def codec_server_command(
     from_env = settings.codec_token is not None
     token = _run_sync(lambda: codec.load_token(settings))
     operator_store = OperatorStore.open(settings, read_only=True)
-    decode_log = _run_sync(lambda: DecodeLog(settings.outbox_path))
+    decode_log = _run_sync(lambda: DecodeLog.open(settings))
     endpoint = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     for line in render.codec_server_lines(
             endpoint, None if from_env else settings.codec_token_path,
@@ -814,7 +815,7 @@ def operator_revoke(operator_id: OperatorIdArgument) -> None:
         operator = operators.operator_id(operator_id)
     except OperatorError as error:
         _fail(str(error))
-    if not settings.operators_path.is_file():
+    if local_file_missing(settings, settings.operators_path):
         _fail(f"operator {operator}: no token was ever issued (no {settings.operators_path})")
     try:
         revoked = _run_sync(lambda: OperatorStore.open(settings).revoke(operator_id))
@@ -907,7 +908,7 @@ def disclosures(
     by_person = name is not None or date_of_birth is not None
     if (subject is None) == (not by_person):
         _fail("give --subject, or --name and --date-of-birth")
-    if not settings.outbox_path.is_file():
+    if local_file_missing(settings, settings.outbox_path):
         _fail(f"no processing log at {settings.outbox_path}; is KBFLOW_DATA_DIR the "
               "worker's?")
     if subject is not None:
@@ -919,7 +920,7 @@ def disclosures(
     log = _run_sync(lambda: _outbox(settings, read_only=True
                                     ).processing_log(data_subject_id=subject_id))
     cases = sorted({entry.case_ref for entry in log})
-    decodes = _run_sync(lambda: DecodeLog(settings.outbox_path, read_only=True
+    decodes = _run_sync(lambda: DecodeLog.open(settings, read_only=True
                                           ).entries(case_refs=cases))
     answer = access_answer(subject_id, log, decodes=decodes)
     if as_json:

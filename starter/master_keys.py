@@ -17,6 +17,7 @@ from encryption.keys import KeyStore, KeyUnavailable, MasterKeys
 from encryption.storage import StorageError
 from encryption.wrapping import wrapper_for
 from kbflow.settings import MASTER_KEYS_ENV, Settings
+from store import local_file_missing, open_store
 
 
 class KeyAdminError(Exception):
@@ -44,14 +45,15 @@ def open_existing(settings: Settings, *, read_only: bool = False) -> KeyStore:
             or an unreadable KBFLOW_KMS_CA_FILE.
     """
     path = settings.key_store_path
-    if not path.is_file():
+    if local_file_missing(settings, path):
         raise KeyAdminError(f"no key store at {path}; is KBFLOW_DATA_DIR the worker's?")
     keys_file = settings.master_keys_path
     if settings.kms is None and not MasterKeys.configured(settings):
         raise KeyAdminError(f"no master keys: set {MASTER_KEYS_ENV} or use the worker's "
                             f"KBFLOW_DATA_DIR ({keys_file} is missing)")
     try:
-        return KeyStore(path, wrapper_for(settings, create=False), read_only=read_only)
+        return KeyStore(path, wrapper_for(settings, create=False), read_only=read_only,
+                        records=open_store(settings, read_only=read_only).data_keys)
     except (ValueError, StorageError) as error:  # malformed master keys; the KMS's CA file
         raise KeyAdminError(str(error)) from None
 

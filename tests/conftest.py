@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -58,6 +59,8 @@ from kbflow import search_attributes
 from kbflow.retention import retention_workflow_id
 from kbflow.settings import Settings, installed_binary
 from starter.dev_server import SpawnedDevServer
+from store import close_stores
+from tests.postgres import PostgresServer, running_postgres
 from worker import build_worker
 from workflows.retention_workflow import RetentionWorkflow
 
@@ -195,6 +198,62 @@ def history_check(environment: WorkflowEnvironment) -> HistoryCheck:
 def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     """The session's key store (master key and per-case data keys)."""
     return KeyStore.open(Settings(data_dir=tmp_path_factory.mktemp("keys")))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback for the session (``tests/postgres.py``): Debian's
+    binaries or the pgserver wheel's; never skipped."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database of the test's own, as the application role; the
+    stores ``store.open_store`` opened on it are closed after the test."""
+    yield postgres.new_database()
+    close_stores()
+
+
+#: The modules that open the state store by name (``from store import open_store``).
+_STORE_OPENERS = ("store", "encryption.keys", "activities.outbox_store",
+                  "encryption.operators", "starter.master_keys")
+
+
+@pytest.fixture(autouse=True)
+def _state_store_backend(request: pytest.FixtureRequest,
+                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """With ``KBFLOW_TEST_STORE=postgres`` in the test run's environment, every store a
+    test opens through ``store.open_store`` with SQLite settings is a fresh PostgreSQL
+    database of the test's own instead: the existing tests run on PostgreSQL (those that
+    look at SQLite files then fail, as they should). Unset: nothing changes."""
+    import os
+
+    if os.environ.get("KBFLOW_TEST_STORE") != "postgres":
+        yield
+        return
+    import importlib
+
+    import store as store_package
+
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.new_database()
+    opened = store_package.open_store
+
+    def open_on_postgres(settings: Settings, *, read_only: bool = False
+                         ) -> store_package.StateStore:
+        if settings.store_url is None:
+            settings = dataclasses.replace(settings, store_url=url)
+        return opened(settings, read_only=read_only)
+
+    for name in _STORE_OPENERS:
+        monkeypatch.setattr(importlib.import_module(name), "open_store", open_on_postgres)
+    for name in ("starter.cli", "starter.master_keys"):
+        monkeypatch.setattr(importlib.import_module(name), "local_file_missing",
+                            lambda settings, path: False)
+    yield
+    close_stores()
 
 
 async def register_search_attributes(client: Client) -> None:

@@ -33,6 +33,9 @@ Sets of histories, each recorded once and never re-recorded:
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
+import shutil
 import tempfile
 import uuid
 from datetime import timedelta
@@ -76,9 +79,21 @@ class KeepingKeyStore(KeyStore):
         return False
 
 
-def fixture_keys() -> KeyStore:
-    """The key store the committed histories were encrypted with."""
-    return KeepingKeyStore(KEYS_DIR / "keys.sqlite3",
+@functools.cache
+def _replay_copy() -> Path:
+    """A copy of the committed key store, once per process, removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="kbflow-replay-keys-"))
+    atexit.register(shutil.rmtree, folder, True)
+    shutil.copyfile(KEYS_DIR / "keys.sqlite3", folder / "keys.sqlite3")
+    return folder / "keys.sqlite3"
+
+
+def fixture_keys(*, replay: bool = False) -> KeyStore:
+    """The key store the committed histories were encrypted with. ``replay``: a copy of
+    it, so that a replay changes nothing in the committed file (a store opened for
+    writing applies its schema migrations, ``store.sqlite.migrate``); the recorder adds
+    keys to the committed file itself."""
+    return KeepingKeyStore(_replay_copy() if replay else KEYS_DIR / "keys.sqlite3",
                            MasterKeys.parse((KEYS_DIR / "master.keys").read_text(),
                                             current_first=False))
 

@@ -23,7 +23,7 @@ from encryption.codec_server import TOKEN_ENV
 from encryption.keys import MASTER_KEYS_ENV
 from encryption.sealed import PARTY_KEYS_ENV
 from kbflow import search_attributes
-from kbflow.settings import DEFAULT_TASK_QUEUE, Settings
+from kbflow.settings import DEFAULT_TASK_QUEUE, STORE_URL_ENV, Settings
 from starter.cli import app
 from worker import GRACEFUL_SHUTDOWN
 
@@ -40,7 +40,7 @@ KEY_VARIABLES = {MASTER_KEYS_ENV, KEY_ENV, PARTY_KEYS_ENV, TOKEN_ENV}
 SECRET_NAME = re.compile(r"(PASSWORD|PWD|SECRET|TOKEN|_KEYS?)$")
 #: Values for the required variables, so that the file can be resolved as compose would.
 SECRETS = {"POSTGRES_PASSWORD": "pg-secret", MASTER_KEYS_ENV: "mk-test:" + "ab" * 32,
-           KEY_ENV: "cd" * 32, TOKEN_ENV: "codec-secret"}
+           KEY_ENV: "cd" * 32, TOKEN_ENV: "codec-secret", "KBFLOW_DB_PASSWORD": "kb-secret"}
 
 # --- compose interpolation ------------------------------------------------------------
 
@@ -155,7 +155,8 @@ def settings_variables() -> set[str]:
     names = set()
     baseline = _settings_with({})
     for name in {name for service in KBFLOW_SERVICES for name in environment(service)}:
-        probe = "9999" if name.endswith("_PORT") else "/probe-value"  # a valid value
+        probe = ("9999" if name.endswith("_PORT") else "postgresql://probe@db/probe"
+                 if name == STORE_URL_ENV else "/probe-value")  # a valid value
         if _settings_with({name: probe}) != baseline:
             names.add(name)
     return names
@@ -164,7 +165,7 @@ def settings_variables() -> set[str]:
 def _settings_with(values: Mapping[str, str]) -> Settings:
     with pytest.MonkeyPatch.context() as patch:
         for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "KBFLOW_TASK_QUEUE",
-                     "KBFLOW_DATA_DIR", *values):
+                     "KBFLOW_DATA_DIR", STORE_URL_ENV, *values):
             patch.delenv(name, raising=False)
         for name, value in values.items():
             patch.setenv(name, value)
@@ -244,19 +245,60 @@ def test_each_kbflow_process_gets_only_the_secrets_it_reads() -> None:
     assert KEY_ENV not in codec and PARTY_KEYS_ENV not in codec
 
 
-def test_worker_and_codec_share_the_data_volume_and_the_master_keys() -> None:
-    data_mounts = {}
+def test_kbflow_services_share_the_database_and_the_master_keys_and_no_file() -> None:
     for service in KBFLOW_SERVICES:
         data_dir = resolved(environment(service))["KBFLOW_DATA_DIR"]
-        (mount,) = [m for m in mounts(service) if m["target"] == data_dir]
-        assert mount["type"] == "volume" and not mount.get("read_only"), service
-        data_mounts[service] = (mount["source"], data_dir)
-    assert len(set(data_mounts.values())) == 1, data_mounts
-    volume, _ = data_mounts["kbflow-worker"]
-    assert volume in COMPOSE["volumes"]
-    master_keys = {environment(service)[MASTER_KEYS_ENV] for service in KBFLOW_SERVICES}
-    assert master_keys == {f"${{{MASTER_KEYS_ENV}:?set {MASTER_KEYS_ENV}, see "
-                           "deploy/env.example}"}
+        # No volume: the data dir is the container's own tmpfs (the state is in PostgreSQL).
+        assert not [m for m in mounts(service) if m["target"] == data_dir], service
+        assert data_dir in SERVICES[service]["tmpfs"], service
+        assert not [m for m in mounts(service) if m["type"] == "volume"], service
+    assert "kbflow-data" not in COMPOSE.get("volumes", {})
+    for variable in (MASTER_KEYS_ENV, STORE_URL_ENV):
+        assert len({environment(service)[variable] for service in KBFLOW_SERVICES}) == 1
+    assert environment("kbflow-worker")[MASTER_KEYS_ENV] == (
+        f"${{{MASTER_KEYS_ENV}:?set {MASTER_KEYS_ENV}, see deploy/env.example}}")
+
+
+def test_kbflow_has_its_own_database_and_role_not_temporals() -> None:
+    url = urlsplit(resolved(environment("kbflow-worker"))[STORE_URL_ENV])
+    job = resolved(environment("kbflow-database"))
+    temporal = resolved(environment("temporal"))
+    assert url.scheme == "postgresql" and url.hostname == temporal["POSTGRES_SEEDS"]
+    assert url.port == int(temporal["DB_PORT"])
+    assert (url.username, url.password) == (job["KBFLOW_DB_USER"], job["KBFLOW_DB_PASSWORD"])
+    assert url.path == "/" + job["KBFLOW_DB_NAME"]
+    assert url.username != temporal["POSTGRES_USER"]
+    assert job["KBFLOW_DB_NAME"] not in ("temporal", "temporal_visibility", "postgres")
+    assert url.password == SECRETS["KBFLOW_DB_PASSWORD"]  # required, no default
+    assert job["PGHOST"] == temporal["POSTGRES_SEEDS"]
+    assert job["PGUSER"] == temporal["POSTGRES_USER"]  # the cluster's superuser creates it
+    for service in KBFLOW_SERVICES:
+        assert SERVICES[service]["depends_on"]["kbflow-database"] == {
+            "condition": "service_completed_successfully"}, service
+
+
+def test_the_kbflow_database_job_runs_a_script_shipped_in_deploy() -> None:
+    config = SERVICES["kbflow-database"]
+    assert config["image"] == SERVICES["postgresql"]["image"]  # its psql, the server's
+    (script,) = config["command"]
+    (mount,) = [m for m in mounts("kbflow-database") if script.startswith(m["target"] + "/")]
+    assert mount["read_only"]
+    host_script = ROOT / mount["source"] / os.path.relpath(script, mount["target"])
+    text = host_script.read_text()
+    assert text.startswith("#!/bin/sh\n") and "set -eu" in text
+    needed = {name for name, operator, _ in references(text) if operator == ":?"}
+    assert needed == set(environment("kbflow-database"))
+    (command,) = [line for line in text.splitlines() if line.startswith("psql ")]
+    assert "PASSWORD" not in command  # psql reads it (\getenv), not its command line
+    assert "\\getenv kbflow_password KBFLOW_DB_PASSWORD" in text
+
+
+def test_the_worker_scales() -> None:
+    worker = SERVICES["kbflow-worker"]
+    assert "container_name" not in worker and not published("kbflow-worker")
+    assert "healthcheck" not in worker  # nothing waits on one particular replica
+    assert not [name for name, service in SERVICES.items()
+                if "kbflow-worker" in service.get("depends_on", {})]
 
 
 @pytest.mark.parametrize("service", KBFLOW_SERVICES)
@@ -336,7 +378,8 @@ def test_depends_on_names_defined_services() -> None:
 
 def test_long_running_services_restart() -> None:
     for service, config in SERVICES.items():
-        if service in ("temporal-schema", "temporal-namespace") or config.get("profiles"):
+        if service in ("temporal-schema", "temporal-namespace", "kbflow-database") or config.get(
+                "profiles"):
             continue
         assert config.get("restart") == "unless-stopped", service
 

@@ -226,7 +226,7 @@ async def test_replaying_histories_logs_and_counts_nothing(
         before = parse((await http.get(url)).text)
     replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
                         interceptors=[OperatorLog()],
-                        data_converter=encrypted_data_converter(fixture_keys()),
+                        data_converter=encrypted_data_converter(fixture_keys(replay=True)),
                         runtime=runtime)
     assert len(HISTORIES) >= 21
     configure_logging(json=True)  # as the worker does

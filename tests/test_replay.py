@@ -152,7 +152,7 @@ def test_progress_visible_histories_upsert_and_show_plaintext_progress(path: Pat
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
-                        data_converter=encrypted_data_converter(fixture_keys()))
+                        data_converter=encrypted_data_converter(fixture_keys(replay=True)))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

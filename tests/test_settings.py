@@ -83,12 +83,12 @@ def _readme_section(title: str) -> str:
     return text[start:end]
 
 
-def test_from_env_reads_the_fourteen_variables() -> None:
+def test_from_env_reads_the_fifteen_variables() -> None:
     assert _variables_read() == {
         "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "KBFLOW_TASK_QUEUE", "KBFLOW_DATA_DIR",
         "KBFLOW_MASTER_KEYS", "KBFLOW_PSEUDONYM_KEY", "KBFLOW_CODEC_TOKEN",
-        "KBFLOW_PARTY_KEYS_DIR", "KBFLOW_METRICS_PORT", "KBFLOW_KMS_URL", "KBFLOW_KMS_TOKEN",
-        "KBFLOW_KMS_KEY", "KBFLOW_KMS_MOUNT", "KBFLOW_KMS_CA_FILE",
+        "KBFLOW_PARTY_KEYS_DIR", "KBFLOW_METRICS_PORT", "KBFLOW_STORE_URL", "KBFLOW_KMS_URL",
+        "KBFLOW_KMS_TOKEN", "KBFLOW_KMS_KEY", "KBFLOW_KMS_MOUNT", "KBFLOW_KMS_CA_FILE",
     }
 
 
@@ -110,8 +110,9 @@ KMS = {"KBFLOW_KMS_URL": "https://kms.example", "KBFLOW_KMS_TOKEN": "probe-token
 def test_every_variable_read_changes_the_settings(name: str) -> None:
     value = {"TEMPORAL_ADDRESS": "127.0.0.1:17233", "KBFLOW_METRICS_PORT": "9464",
              "KBFLOW_KMS_URL": "https://kms.example:8200", "KBFLOW_KMS_TOKEN": "other",
-             "KBFLOW_KMS_KEY": "other", "KBFLOW_KMS_MOUNT": "kms/transit"}.get(name,
-                                                                            "/probe-value")
+             "KBFLOW_KMS_KEY": "other", "KBFLOW_KMS_MOUNT": "kms/transit",
+             "KBFLOW_STORE_URL": "postgresql://kbflow@db.test/kbflow"}.get(name,
+                                                                           "/probe-value")
     base = KMS if name.startswith("KBFLOW_KMS_") else {}
     assert Settings.from_env({**base, name: value}) != Settings.from_env(base)
     if name in KMS:

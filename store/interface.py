@@ -1,0 +1,275 @@
+"""The state store: everything kbflow keeps outside Temporal, at the row level.
+
+Temporal holds each case's history; kbflow itself keeps the parties' outboxes (sealed,
+encrypted packets), the processing log (GDPR art. 30: one line per data subject per
+disclosure, and every decode through the codec server), the erasures, the reminders, the
+case data keys (wrapped) and the operators' hashed codec tokens. ``StateStore`` is the one
+interface to all of it; ``store.sqlite`` (files in the data dir, one host) and
+``store.postgres`` (one database shared by workers on several hosts) implement it.
+
+The backends see rows only: ids, times (ISO 8601 text), JSON and opaque bytes. They
+never encrypt, decrypt, seal or validate: ``activities.outbox_store``,
+``encryption.keys`` and ``encryption.operators`` do that and hold the pydantic models
+and caches.
+
+The rules every backend keeps (``tests/test_store_contract.py`` checks them on both):
+
+- A packet is stored once per packet id, with its processing-log lines in the same
+  transaction; a second ``add_packet`` with the same id (a retried delivery, or another
+  worker racing) stores nothing and says so.
+- The processing log is append-only: this interface has no method that updates or
+  deletes a line (and PostgreSQL refuses it in the database too).
+- A reminder is stored once per notice id; an erasure once per case.
+- A scope gets one data key, even when two processes create it at once: the loser gets
+  the winner's row. Destroying a key NULLs its wrapped bytes for good; rewrapping never
+  brings a destroyed key back.
+- Lists come oldest first (the order of insertion).
+- Every fault (a read-only or full disk, an unreachable server, a refused login) raises
+  ``StorageError`` with one line naming what, where (a file, or the URL without its
+  password) and why; never data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class PacketRow:
+    """A delivered packet as stored: readable routing fields and the ciphertext (sealed
+    to the recipient, then encrypted under the case's data key ``key_id``)."""
+
+    packet_id: str
+    case_ref: str
+    step: int
+    sender: str
+    recipient: str
+    created_at: str
+    key_id: str
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class ProcessingLogLine:
+    """One processing-log line: a data subject's pseudonym and the entry's JSON (no
+    personal values)."""
+
+    packet_id: str
+    data_subject_id: str
+    case_ref: str
+    entry_json: str
+
+
+@dataclass(frozen=True)
+class DecodeLine:
+    """One decode through the codec server: a request's payloads of one key scope."""
+
+    request_id: str
+    scope: str
+    case_ref: str | None
+    entry_json: str
+
+
+@dataclass(frozen=True)
+class ReminderRow:
+    """A reminder to a late party, once per notice id."""
+
+    notice_id: str
+    case_ref: str
+    party: str
+    reminder_json: str
+
+
+@dataclass(frozen=True)
+class DataKeyRow:
+    """A case's data key, wrapped. ``master_key_id`` and ``wrapped`` are ``None`` once the
+    key is destroyed (crypto-shredded)."""
+
+    key_id: str
+    scope: str
+    master_key_id: str | None
+    wrapped: bytes | None
+
+    @property
+    def destroyed(self) -> bool:
+        """Whether the key was destroyed."""
+        return self.wrapped is None
+
+
+@dataclass(frozen=True)
+class OperatorTokenRow:
+    """An operator's codec token as stored: its SHA-256 digest never leaves the store."""
+
+    operator_id: str
+    issued_at: str
+    revoked_at: str | None
+
+
+@runtime_checkable
+class OutboxRecords(Protocol):
+    """The parties' outboxes, the processing log, reminders and erasures."""
+
+    def add_packet(self, packet: PacketRow,
+                   log_lines: Callable[[], Sequence[ProcessingLogLine]]) -> bool:
+        """Store ``packet`` and its processing-log lines in one transaction, once per
+        packet id. ``log_lines`` is called only when the packet is new.
+
+        Returns:
+            True if stored now; False if this packet id was stored before (nothing
+            written).
+        """
+        ...
+
+    def packet_rows(self, case_ref: str | None = None,
+                    recipient: str | None = None) -> list[PacketRow]:
+        """Stored packets, by ``created_at``, step, then insertion; optionally of one
+        case and/or one recipient."""
+        ...
+
+    def processing_log_lines(self, case_ref: str | None = None,
+                             data_subject_id: str | None = None) -> list[str]:
+        """The processing log's entry JSONs, oldest first, optionally of one case and/or
+        one data subject."""
+        ...
+
+    def add_reminder(self, reminder: ReminderRow) -> bool:
+        """Store ``reminder`` once per notice id; True if stored now."""
+        ...
+
+    def reminder_rows(self, case_ref: str) -> list[str]:
+        """A case's reminder JSONs, oldest first."""
+        ...
+
+    def erase_case(self, case_ref: str, erasure_json: Callable[[int], str]) -> str:
+        """In one transaction: if ``case_ref`` has an erasure on record, return its JSON
+        and change nothing; else delete the case's packets and reminders and record
+        ``erasure_json(packets_removed)``, and return it. The processing log stays."""
+        ...
+
+    def erasure_rows(self) -> list[str]:
+        """Every erasure's JSON, oldest first."""
+        ...
+
+
+@runtime_checkable
+class DecodeRecords(Protocol):
+    """The processing log's record of decodes through the codec server (append-only)."""
+
+    def add_decodes(self, lines: Sequence[DecodeLine]) -> None:
+        """Store ``lines`` in one transaction (durable when this returns)."""
+        ...
+
+    def decode_lines(self, case_refs: Sequence[str] | None = None) -> list[str]:
+        """The decodes' entry JSONs, oldest first; with ``case_refs``, of those cases."""
+        ...
+
+
+@runtime_checkable
+class DataKeyRecords(Protocol):
+    """The case data keys, wrapped by a master key (or a KMS)."""
+
+    def data_key_of_scope(self, scope: str) -> DataKeyRow | None:
+        """The data key of ``scope`` (live or destroyed), or None."""
+        ...
+
+    def data_key(self, key_id: str) -> DataKeyRow | None:
+        """The data key ``key_id`` (live or destroyed), or None."""
+        ...
+
+    def create_data_key(self, row: DataKeyRow, created_at: str) -> DataKeyRow:
+        """Store ``row`` unless its scope has a key already (race-safe: two processes
+        creating one scope's key at once store one).
+
+        Returns:
+            The scope's row as stored: ``row``, or the key that was there first.
+        """
+        ...
+
+    def destroy_data_key(self, scope: str, destroyed_at: str) -> bool:
+        """NULL ``scope``'s wrapped key and master key id, for good (and make sure the
+        old bytes do not linger in the backend's own files where it can).
+
+        Returns:
+            True if a live key was destroyed now.
+        """
+        ...
+
+    def live_data_keys(self) -> list[DataKeyRow]:
+        """Every data key not destroyed."""
+        ...
+
+    def rewrap_data_key(self, key_id: str, master_key_id: str, wrapped: bytes) -> bool:
+        """Replace a live key's wrapping (rotation); a destroyed key stays destroyed.
+
+        Returns:
+            True if the key was live and is rewrapped now.
+        """
+        ...
+
+
+@runtime_checkable
+class OperatorTokenRecords(Protocol):
+    """The operators' codec tokens, by SHA-256 digest."""
+
+    def issue_operator_token(self, token_sha256: str, operator_id: str,
+                             issued_at: str) -> str | None:
+        """Store a token for ``operator_id`` unless it has a live one (one transaction).
+
+        Returns:
+            None if stored; else the live token's ``issued_at`` (nothing written).
+        """
+        ...
+
+    def operator_token_rows(self) -> list[OperatorTokenRow]:
+        """Every token ever issued, by ``issued_at`` then insertion."""
+        ...
+
+    def revoke_operator_token(self, operator_id: str,
+                              revoked_at: str) -> OperatorTokenRow | None:
+        """Revoke ``operator_id``'s live token, if any.
+
+        Returns:
+            The operator's latest revoked token, or None if none was ever issued.
+        """
+        ...
+
+    def operator_of_token(self, token_sha256: str) -> str | None:
+        """The operator whose live token has this digest, or None."""
+        ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Everything kbflow keeps outside Temporal, in four parts. ``where`` names the
+    store in messages (a folder or a URL without its password)."""
+
+    @property
+    def where(self) -> str:
+        """The store's place, for messages: never a password."""
+        ...
+
+    @property
+    def outbox(self) -> OutboxRecords:
+        """Outboxes, processing log, reminders and erasures."""
+        ...
+
+    @property
+    def decodes(self) -> DecodeRecords:
+        """The record of decodes."""
+        ...
+
+    @property
+    def data_keys(self) -> DataKeyRecords:
+        """The case data keys."""
+        ...
+
+    @property
+    def operator_tokens(self) -> OperatorTokenRecords:
+        """The operators' codec tokens."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (a no-op where none are held)."""
+        ...
