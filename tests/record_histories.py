@@ -38,8 +38,9 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
@@ -67,6 +68,22 @@ KEYS_DIR = HISTORIES_DIR / "keys"
 #: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
 #: ruling, the longest example extends once, then a year of retention).
 SKIP_STEP, SKIP_LIMIT = timedelta(days=90), timedelta(days=5 * 365)
+CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+
+
+async def run_chain(client: Client, workflow_id: str, first_run_id: str | None
+                    ) -> list[WorkflowHistory]:
+    """The histories of every run of ``workflow_id`` from ``first_run_id`` on, in order:
+    each run that continued as new names the next one in its last event."""
+    histories: list[WorkflowHistory] = []
+    run_id = first_run_id
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes
+                  .new_execution_run_id if last.event_type == CONTINUED else None)
+    return histories
 
 
 class KeepingKeyStore(KeyStore):
