@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -240,7 +240,9 @@ async def _recorded_start_digest(client: Client, case_ref: str) -> str:
     try:
         async for event in client.get_workflow_handle(wid).fetch_history_events():
             payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [recorded] = await converter.decode(payloads, [CaseStart | CarriedCase])
+            # The converter validates a union as pydantic does; its hint is typed "type".
+            either = cast(type, CaseStart | CarriedCase)
+            [recorded] = await converter.decode(payloads, [either])
             if isinstance(recorded, CaseStart | CarriedCase):
                 return recorded_start_digest(recorded)
             break
