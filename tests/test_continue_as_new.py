@@ -379,7 +379,8 @@ async def test_a_case_with_many_events_continues_as_new_when_temporal_suggests_i
         store.gate.set()
         outcome = await announced
         assert outcome.phase is Phase.ANNOUNCED and len(outcome.packets) == 2
-        assert during.phase is Phase.REPORTED  # it was applied before the announcement
+        assert during.phase is Phase.ANNOUNCED  # applied after the announcement, in
+        # the same run, while the announcement's packets were still being delivered
         await _poll(lambda: _continued_from(handle, waiting_run), "the waiting run continues")
         after = await send("weighing", "IND")  # reaches the new run
         assert after.phase is Phase.ANNOUNCED
@@ -396,7 +397,7 @@ async def test_a_case_with_many_events_continues_as_new_when_temporal_suggests_i
         ref.packet_id for ref in outcome.packets}
     assert status.awaiting and {w.party for w in status.awaiting} == {
         Party.IND, Party.DTV, Party.RVDK}  # the announcement's waits, carried
-    assert len(histories) > runs_before + 1
+    assert len(histories) > runs_before and histories[-1].run_id != waiting_run
     assert all(h.events[-1].event_type == CONTINUED for h in histories[:-1])
     for history in histories[:-1]:  # none ran far past the suggestion
         assert len(history.events) < 3 * SUGGEST_AT_EVENTS
@@ -406,7 +407,15 @@ async def test_a_case_with_many_events_continues_as_new_when_temporal_suggests_i
     assert _overlapping_updates(waiting)
     assert not [e for e in waiting.events
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-    assert CONTINUE_PATCH in json.dumps(json.loads(histories[0].to_json()))
+    assert all(CONTINUE_PATCH in _patches(history) for history in histories)
+
+
+def _patches(history: WorkflowHistory) -> set[str]:
+    """The ids of the ``workflow.patched`` markers in ``history``."""
+    return {json.loads(event.marker_recorded_event_attributes.details["patch-data"]
+                       .payloads[0].data)["id"]
+            for event in history.events
+            if event.marker_recorded_event_attributes.marker_name == "core_patch"}
 
 
 def _overlapping_updates(history: WorkflowHistory) -> bool:
