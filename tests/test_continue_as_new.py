@@ -29,6 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.outbox_store import OutboxStore
 from encryption.codec import ENCODING, KEY_ID, encrypted_data_converter
@@ -47,6 +48,7 @@ from tests.test_case_workflow import plausible
 from tests.test_limits import largest, largest_start
 from worker import build_worker
 from workflows.case_workflow import CONTINUE_PATCH, CaseWorkflow
+from workflows.retention_workflow import RetentionWorkflow
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HOUR = timedelta(hours=1)
@@ -64,6 +66,11 @@ PERIODS = 18  # the first ruling and 17 extensions: from birth until the child i
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+async def _histories(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
 
 
 def _size(history: WorkflowHistory) -> int:
@@ -267,6 +274,12 @@ async def test_a_case_from_birth_to_18_continues_as_new_at_every_ots_period(
         carried = history.events[0].workflow_execution_started_event_attributes.input
         print(f"run {number}: {len(history.events)} events, {_size(history)} bytes, "
               f"input {carried.payloads[0].ByteSize()} bytes")
+    # Every run replays from its own history (a continued one from its carried input).
+    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
+                        data_converter=encrypted_data_converter(keys))
+    async with replayer.workflow_replay_iterator(_histories(histories)) as results:
+        async for result in results:
+            assert result.replay_failure is None, result.replay_failure
     largest_run = max(histories, key=_size)
     events, size = len(largest_run.events), _size(largest_run)
     print(f"birth to 18: {len(histories)} runs; largest run {events} events, "
