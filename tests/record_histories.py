@@ -29,7 +29,7 @@ Sets of histories, each recorded once and never re-recorded:
   completes; ``retention/`` holds its retention workflow's history);
 - tests/histories/visible-and-closed/: with both (``VISIBLE_AND_CLOSED_DIR``);
 - tests/histories/continue-as-new/: with ``CONTINUE_PATCH`` too, the newest set
-  (``LATEST_DIR``): a case's run continues as new when a ruling starts an OTS period, so
+  (``LATEST_DIR``): a case's run continues as new when an extension ruling starts an OTS period, so
   ``<example>.json`` is the first run's history and ``continued/<example>.<n>.json`` the
   history of its run ``n`` (2, 3, ...); ``retention/`` as above.
 """

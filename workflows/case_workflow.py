@@ -135,7 +135,7 @@ class CaseWorkflow:
         while the case is open erases it here, at once.
 
         A long case continues as new (``CONTINUE_PATCH``): when Temporal suggests it, and
-        when a ruling starts a new OTS period, the run hands the whole case to a new run
+        when an extension ruling starts a new OTS period, the run hands the whole case to a new run
         (``CarriedCase``, ``_continue_as_new``). A continued run starts from that state:
         no start check, no step 1, its timers re-armed from the carried absolute times.
 
@@ -177,10 +177,13 @@ class CaseWorkflow:
         """Whether this run should hand the case to a new one: Temporal suggests it (the
         history's event count or size passed the server's ``limit.historyCount`` /
         ``limit.historySize.suggestContinueAsNew``), or a ruling started a new OTS period
-        (the first ruling's, or an extension's: the OTS end date moved), so that each run
-        holds at most one OTS period of a case that lasts until the child is 18."""
-        new_period = (self._state.ots_ends_on is not None
-                      and self._state.ots_ends_on != self._period_ends_on)
+        (an extension ruling moved the OTS end date), so that a case that lasts until the
+        child is 18 holds one OTS period per run. The first run keeps the first period:
+        most cases never reach an extension and so stay in one run (with the static
+        summary their start gave it, which a continued run does not have)."""
+        if self._period_ends_on is None:  # no OTS yet, or the first ruling's period
+            self._period_ends_on = self._state.ots_ends_on
+        new_period = self._state.ots_ends_on != self._period_ends_on
         return new_period or workflow.info().is_continue_as_new_suggested()
 
     async def _continue_as_new(self) -> None:
