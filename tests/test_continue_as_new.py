@@ -481,3 +481,53 @@ async def _listed(client: Client, case_ref: str) -> lists.CasePage | None:
 
 async def _continued_from(handle: Any, run_id: str) -> bool:
     return bool((await handle.describe()).run_id != run_id)
+
+
+async def test_an_erasure_during_the_hand_over_erases_the_case_in_that_run(
+        lowered: WorkflowEnvironment, keys: KeyStore, tmp_path: Path) -> None:
+    """The hand-over waits for running handlers, and an ``erase`` handler waits for the
+    erasure: an erasure that arrives while the run waits to continue as new is carried out
+    by that run, which then ends (no deadlock, no continue-as-new)."""
+    client, task_queue = lowered.client, f"kbflow-erase-{f.new_key()}"
+    store = GatedStore(Settings(data_dir=tmp_path), keys=keys)
+    start = await plausible(client, f.case_start())
+    wid = workflow_id(start.case_ref)
+    handle = client.get_workflow_handle_for(CaseWorkflow.run, wid)
+    async with build_worker(client, task_queue, store):
+        await client.start_workflow(CaseWorkflow.run, start, id=wid, task_queue=task_queue)
+
+        async def reported() -> bool:  # step 1 delivered: the run waits on events
+            return bool(await asyncio.to_thread(store.packets, start.case_ref))
+        await _poll(reported, "step 1 delivered")
+        store.gate.clear()
+        announced = asyncio.create_task(handle.execute_update(
+            "announce_investigation", largest("announce_investigation", f.new_key(),
+                                              dt.date.today()), result_type=EventOutcome))
+        await _poll(lambda: asyncio.to_thread(store.waiting.is_set), "a delivery waits")
+        waiting_run = (await handle.describe()).run_id
+        while (await handle.describe()).history_length < SUGGEST_AT_EVENTS + 10:
+            body = {**largest("weighing", f.new_key(), dt.date.today()), "sender": "AVIM"}
+            await handle.execute_update("weighing", body, result_type=EventOutcome)
+        erasing = asyncio.create_task(cases.erase_running_case(
+            client, start.case_ref, ErasureRequest(requested_by="test",
+                                                   reason=ErasureReason.ART_17_REQUEST)))
+        await _poll(lambda: _accepted(handle, "erase"), "the waiting run accepts the erase")
+        store.gate.set()
+        erasure = await erasing
+        outcome = await announced
+        described = await handle.describe()
+    assert erasure is not None and erasure.case_ref == start.case_ref
+    assert outcome.phase is Phase.ANNOUNCED
+    assert described.run_id == waiting_run  # it erased the case and ended, not continued
+    assert described.status is WorkflowExecutionStatus.COMPLETED
+    assert not store.packets(start.case_ref)
+
+
+async def _accepted(handle: Any, update: str) -> bool:
+    """Whether the current run of ``handle`` has accepted an update named ``update``."""
+    async for event in handle.fetch_history_events():
+        attributes = event.workflow_execution_update_accepted_event_attributes
+        if (event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+                and attributes.accepted_request.input.name == update):
+            return True
+    return False
