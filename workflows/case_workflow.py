@@ -135,9 +135,10 @@ class CaseWorkflow:
         while the case is open erases it here, at once.
 
         A long case continues as new (``CONTINUE_PATCH``): when Temporal suggests it, and
-        when an extension ruling starts a new OTS period, the run hands the whole case to a new run
-        (``CarriedCase``, ``_continue_as_new``). A continued run starts from that state:
-        no start check, no step 1, its timers re-armed from the carried absolute times.
+        when an extension ruling starts a new OTS period, the run hands the whole case to
+        a new run (``CarriedCase``, ``_continue_as_new``). A continued run starts from that
+        state: no start check, no step 1, its timers re-armed from the carried absolute
+        times.
 
         Returns:
             The final ``CaseStatus`` (no personal data). Written under the case's key:
