@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -39,6 +39,7 @@ from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow import case_refs
 from kbflow.case import CaseStatus, EventOutcome, Phase, TimelineEntry, event_digest
+from kbflow.continued import CarriedCase, recorded_start_digest, start_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.items import Role
 from kbflow.process import Step
@@ -203,7 +204,7 @@ async def start_case(client: Client, settings: Settings, start: CaseStart, *,
         pass
     except RPCError as error:
         raise await _case_error(client, start.case_ref, error) from None
-    if await _recorded_start(client, start.case_ref) != start:
+    if await _recorded_start_digest(client, start.case_ref) != start_digest(start):
         raise CaseError("idempotency_key: already used for another case start "
                         f"({start.case_ref}); use a new idempotency_key for a new case")
     return Started(start.case_ref, already_started=True)
@@ -224,9 +225,11 @@ async def _exists(client: Client, case_ref: str) -> bool:
     return True
 
 
-async def _recorded_start(client: Client, case_ref: str) -> CaseStart:
-    """The ``CaseStart`` the case's run was started with: the input of its first history
-    event, decoded with the client's converter (which holds the case's key).
+async def _recorded_start_digest(client: Client, case_ref: str) -> str:
+    """The digest (``kbflow.continued.start_digest``) of the ``CaseStart`` the case was
+    started with: from the input of its current run's first history event, decoded with
+    the client's converter (which holds the case's key): the start itself, or the
+    ``CarriedCase`` of a run that continued as new.
 
     Raises:
         CaseError: the case's key is destroyed (erased), or its history cannot be read.
@@ -237,9 +240,11 @@ async def _recorded_start(client: Client, case_ref: str) -> CaseStart:
     try:
         async for event in client.get_workflow_handle(wid).fetch_history_events():
             payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [recorded] = await converter.decode(payloads, [CaseStart])
-            if isinstance(recorded, CaseStart):
-                return recorded
+            # The converter validates a union as pydantic does; its hint is typed "type".
+            either = cast(type, CaseStart | CarriedCase)
+            [recorded] = await converter.decode(payloads, [either])
+            if isinstance(recorded, CaseStart | CarriedCase):
+                return recorded_start_digest(recorded)
             break
     except KeyUnavailable:
         raise _erased_start(case_ref) from None

@@ -192,6 +192,9 @@ def visibility_query(filters: CaseFilters, now: dt.datetime) -> str:
         clauses.append(f"{sa.LAST_STEP.name} = {int(filters.last_step):d}")
     if filters.status is not None:
         clauses.append(f"ExecutionStatus = {_literal(_EXECUTION_STATUS[filters.status])}")
+    else:  # a case that continued as new is listed once, by its current run
+        continued = _EXECUTION_STATUS[RunStatus.CONTINUED_AS_NEW]
+        clauses.append(f"ExecutionStatus != {_literal(continued)}")
     if filters.overdue:
         clauses.append(f"ExecutionStatus = {_literal(_EXECUTION_STATUS[RunStatus.RUNNING])}")
         clauses.append(f"({_overdue_clause(now)})")

@@ -27,7 +27,11 @@ Sets of histories, each recorded once and never re-recorded:
   upserted; summaries, details and public query results in plaintext);
 - tests/histories/closed-means-closed/: with ``CLOSED_PATCH`` (a closed case's run
   completes; ``retention/`` holds its retention workflow's history);
-- tests/histories/visible-and-closed/: with both, the newest set (``LATEST_DIR``).
+- tests/histories/visible-and-closed/: with both (``VISIBLE_AND_CLOSED_DIR``);
+- tests/histories/continue-as-new/: with ``CONTINUE_PATCH`` too, the newest set
+  (``LATEST_DIR``): a case's run continues as new when an extension ruling starts an OTS period, so
+  ``<example>.json`` is the first run's history and ``continued/<example>.<n>.json`` the
+  history of its run ``n`` (2, 3, ...); ``retention/`` as above.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
@@ -63,13 +68,34 @@ from workflows.case_workflow import CaseWorkflow
 HISTORIES_DIR = Path(__file__).resolve().parent / "histories"
 RULING_DATE_DIR = HISTORIES_DIR / "ots-from-ruling-date"
 CLOSED_DIR = HISTORIES_DIR / "closed-means-closed"
-LATEST_DIR = HISTORIES_DIR / "visible-and-closed"
+VISIBLE_AND_CLOSED_DIR = HISTORIES_DIR / "visible-and-closed"
+CONTINUE_DIR = HISTORIES_DIR / "continue-as-new"
+LATEST_DIR = CONTINUE_DIR
 #: Where a set keeps its retention workflows' histories (sets since ``CLOSED_PATCH``).
 RETENTION_SUBDIR = "retention"
+#: Where a set keeps the histories of continued runs (sets since ``CONTINUE_PATCH``):
+#: ``<example>.<run number>.json``, run 2 on.
+CONTINUED_SUBDIR = "continued"
 KEYS_DIR = HISTORIES_DIR / "keys"
 #: Upper bound of case time skipped after the events (an OTS runs at most 12 months per
 #: ruling, the longest example extends once, then a year of retention).
 SKIP_STEP, SKIP_LIMIT = timedelta(days=90), timedelta(days=5 * 365)
+CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+
+
+async def run_chain(client: Client, workflow_id: str, first_run_id: str | None
+                    ) -> list[WorkflowHistory]:
+    """The histories of every run of ``workflow_id`` from ``first_run_id`` on, in order:
+    each run that continued as new names the next one in its last event."""
+    histories: list[WorkflowHistory] = []
+    run_id = first_run_id
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes
+                  .new_execution_run_id if last.event_type == CONTINUED else None)
+    return histories
 
 
 class KeepingKeyStore(KeyStore):
@@ -99,9 +125,11 @@ def fixture_keys(*, replay: bool = False) -> KeyStore:
 
 
 async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
-                     scenario: Scenario, case_ref: str) -> tuple[str, str | None]:
+                     scenario: Scenario, case_ref: str) -> tuple[list[str], str | None]:
     """Run ``scenario`` to its end (skipping time), the case's retention workflow too,
-    and return their histories as JSON (the retention's None if there is none)."""
+    and return their histories as JSON: every run of the case in order (more than one
+    once it continued as new), and the retention's (None if there is none)."""
+    # No run id: updates, status and history reach the case's current run.
     handle = await client.start_workflow(CaseWorkflow.run, scenario.start(case_ref),
                                          id=workflow_id(case_ref), task_queue=task_queue)
     for item in scenario.events:
@@ -115,9 +143,11 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
         await env.sleep(SKIP_STEP)
         skipped += SKIP_STEP
     await handle.result()
+    runs = [history.to_json() for history in
+            await run_chain(client, workflow_id(case_ref), handle.result_run_id)]
     retention = client.get_workflow_handle(retention_workflow_id(case_ref))
     if await run_status(retention) is None:
-        return (await handle.fetch_history()).to_json(), None
+        return runs, None
     # Skipped while waiting on the result, not with env.sleep: the test server stops
     # skipping time when a retention workflow (an abandoned child) ends during a sleep.
     await client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
@@ -125,8 +155,7 @@ async def record_one(env: WorkflowEnvironment, client: Client, task_queue: str,
         await retention.result()
     finally:
         await client.test_service.lock_time_skipping(LockTimeSkippingRequest())
-    return ((await handle.fetch_history()).to_json(),
-            (await retention.fetch_history()).to_json())
+    return runs, (await retention.fetch_history()).to_json()
 
 
 async def main(into: Path = LATEST_DIR) -> None:
@@ -150,17 +179,22 @@ async def _record(into: Path) -> None:
             with tempfile.TemporaryDirectory() as data_dir:
                 store = OutboxStore(Settings(data_dir=Path(data_dir)), keys=keys)
                 async with build_worker(env.client, task_queue, store):
-                    history, retention = await record_one(env, env.client, task_queue,
-                                                          Scenario.load(path),
-                                                          f"KB-2026-REPLAY{number:02d}")
+                    runs, retention = await record_one(env, env.client, task_queue,
+                                                       Scenario.load(path),
+                                                       f"KB-2026-REPLAY{number:02d}")
         finally:
             await env.shutdown()
-        (into / f"{path.stem}.json").write_text(history, encoding="utf-8")
+        first, *continued = runs
+        (into / f"{path.stem}.json").write_text(first, encoding="utf-8")
+        for run, history in enumerate(continued, start=2):
+            (into / CONTINUED_SUBDIR).mkdir(exist_ok=True)
+            (into / CONTINUED_SUBDIR / f"{path.stem}.{run}.json").write_text(
+                history, encoding="utf-8")
         if retention is not None:
             (into / RETENTION_SUBDIR).mkdir(exist_ok=True)
             (into / RETENTION_SUBDIR / f"{path.stem}.json").write_text(retention,
                                                                        encoding="utf-8")
-        print(f"recorded {path.stem}")
+        print(f"recorded {path.stem} ({len(runs)} runs)")
 
 if __name__ == "__main__":
     import argparse

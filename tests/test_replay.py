@@ -15,12 +15,17 @@ converter (and the fixtures' keys), so that a change which would break running c
 - tests/histories/closed-means-closed/*.json: recorded with ``CLOSED_PATCH`` (not
   ``PROGRESS_PATCH``): each case's run completes when it closes; ``retention/`` holds its
   ``RetentionWorkflow``'s history (kept, then erased by the retention timer).
-- tests/histories/visible-and-closed/: recorded with both, the newest set.
+- tests/histories/visible-and-closed/: recorded with both.
+- tests/histories/continue-as-new/: recorded with ``CONTINUE_PATCH`` too, the newest set:
+  a case's run continues as new when an extension ruling starts an OTS period; ``<example>.json`` is
+  its first run, ``continued/<example>.<n>.json`` its run ``n``, each replayed on its own
+  (a continued run from its carried input).
 
 Guard a change that alters history with ``workflow.patched`` and keep both sets green.
 """
 
 import base64
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -34,14 +39,18 @@ from kbflow.public import PublicText
 from kbflow.scenario import EXAMPLES_DIR, Scenario, example_files
 from tests.record_histories import (
     CLOSED_DIR,
+    CONTINUE_DIR,
+    CONTINUED_SUBDIR,
     HISTORIES_DIR,
     LATEST_DIR,
     RETENTION_SUBDIR,
     RULING_DATE_DIR,
+    VISIBLE_AND_CLOSED_DIR,
     fixture_keys,
 )
 from workflows.case_workflow import (
     CLOSED_PATCH,
+    CONTINUE_PATCH,
     PLAUSIBLE_START_PATCH,
     PROGRESS_PATCH,
     RETENTION_PATCH,
@@ -56,15 +65,26 @@ RULING_DATES = sorted(RULING_DATE_DIR.glob("*.json"))
 PROGRESS_VISIBLE = sorted((HISTORIES_DIR / PROGRESS_PATCH).glob("*.json"))
 CLOSED = sorted(CLOSED_DIR.glob("*.json"))
 RETENTIONS = sorted((CLOSED_DIR / RETENTION_SUBDIR).glob("*.json"))
-LATEST = sorted(LATEST_DIR.glob("*.json"))
-LATEST_RETENTIONS = sorted((LATEST_DIR / RETENTION_SUBDIR).glob("*.json"))
+VISIBLE_AND_CLOSED = sorted(VISIBLE_AND_CLOSED_DIR.glob("*.json"))
+VISIBLE_AND_CLOSED_RETENTIONS = sorted((VISIBLE_AND_CLOSED_DIR / RETENTION_SUBDIR).glob("*.json"))
+#: The continue-as-new set: first runs, continued runs, retention workflows.
+CONTINUE_FIRST = sorted(CONTINUE_DIR.glob("*.json"))
+CONTINUE_RUNS = sorted((CONTINUE_DIR / CONTINUED_SUBDIR).glob("*.json"))
+CONTINUE_RETENTIONS = sorted((CONTINUE_DIR / RETENTION_SUBDIR).glob("*.json"))
 OLD_STYLE = CURRENT + BEFORE_RETENTION + RULING_DATES + PROGRESS_VISIBLE
 WITHOUT_PROGRESS = CURRENT + BEFORE_RETENTION + RULING_DATES + CLOSED + RETENTIONS
-ALL = OLD_STYLE + CLOSED + RETENTIONS + LATEST + LATEST_RETENTIONS
+BEFORE_CONTINUE = (OLD_STYLE + CLOSED + RETENTIONS + VISIBLE_AND_CLOSED
+                   + VISIBLE_AND_CLOSED_RETENTIONS)
+ALL = BEFORE_CONTINUE + CONTINUE_FIRST + CONTINUE_RUNS + CONTINUE_RETENTIONS
 
 
 def _id(path: Path) -> str:
     return str(path.relative_to(HISTORIES_DIR).with_suffix(""))
+
+
+def _example(path: Path) -> str:
+    """The example a history was recorded from (a continued run's: ``<example>.<n>``)."""
+    return path.stem.partition(".")[0]
 
 
 def test_every_example_has_recorded_histories() -> None:
@@ -75,8 +95,11 @@ def test_every_example_has_recorded_histories() -> None:
     assert {path.stem for path in PROGRESS_VISIBLE} == examples
     assert {path.stem for path in CLOSED} == examples
     assert {path.stem for path in RETENTIONS} == examples  # every example closes
-    assert {path.stem for path in LATEST} == examples
-    assert {path.stem for path in LATEST_RETENTIONS} == examples
+    assert {path.stem for path in VISIBLE_AND_CLOSED} == examples
+    assert {path.stem for path in VISIBLE_AND_CLOSED_RETENTIONS} == examples
+    assert {path.stem for path in CONTINUE_FIRST} == examples
+    assert {path.stem for path in CONTINUE_RETENTIONS} == examples
+    assert LATEST_DIR == CONTINUE_DIR  # the newest set
 
 
 def _patches(path: Path) -> set[str]:
@@ -122,11 +145,11 @@ def test_histories_before_progress_visible_have_no_upserts(path: Path) -> None:
     assert not [e for e in events if "workflowPropertiesModifiedEventAttributes" in e]
 
 
-@pytest.mark.parametrize("path", PROGRESS_VISIBLE + LATEST,
-                         ids=[_id(p) for p in PROGRESS_VISIBLE + LATEST])
+@pytest.mark.parametrize("path", PROGRESS_VISIBLE + VISIBLE_AND_CLOSED,
+                         ids=[_id(p) for p in PROGRESS_VISIBLE + VISIBLE_AND_CLOSED])
 def test_progress_visible_histories_upsert_and_show_plaintext_progress(path: Path) -> None:
     events = _history(path)
-    handed_over = path in LATEST  # its erasure is in its retention workflow's history
+    handed_over = path in VISIBLE_AND_CLOSED  # its erasure is in its retention's history
     assert {PROGRESS_PATCH, PLAUSIBLE_START_PATCH} <= _patches(path)
     assert (CLOSED_PATCH in _patches(path)) is handed_over
     upserts = [fields for event in events
@@ -157,11 +180,13 @@ async def test_history_replays(path: Path) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-@pytest.mark.parametrize("path", CURRENT + PROGRESS_VISIBLE + LATEST,
-                         ids=[_id(p) for p in CURRENT + PROGRESS_VISIBLE + LATEST])
+ENCRYPTED = CURRENT + PROGRESS_VISIBLE + VISIBLE_AND_CLOSED + CONTINUE_FIRST + CONTINUE_RUNS
+
+
+@pytest.mark.parametrize("path", ENCRYPTED, ids=[_id(p) for p in ENCRYPTED])
 def test_current_histories_are_encrypted_and_patched(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    scenario = Scenario.load(EXAMPLES_DIR / f"{path.stem}.json")
+    scenario = Scenario.load(EXAMPLES_DIR / f"{_example(path)}.json")
     names = [person["name"] for person in scenario.case["persons"]]
     assert names and not any(name in text for name in names)
     assert base64.b64encode(ENCODING).decode() in text  # metadata values are base64
@@ -189,7 +214,8 @@ def test_old_style_histories_keep_the_case_in_its_own_run(path: Path) -> None:
     assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" not in text
 
 
-@pytest.mark.parametrize("path", CLOSED + LATEST, ids=[_id(p) for p in CLOSED + LATEST])
+@pytest.mark.parametrize("path", CLOSED + VISIBLE_AND_CLOSED,
+                         ids=[_id(p) for p in CLOSED + VISIBLE_AND_CLOSED])
 def test_closed_histories_hand_the_case_to_its_retention_workflow(path: Path) -> None:
     events = json.loads(path.read_text(encoding="utf-8"))["events"]
     assert {CLOSED_PATCH, PLAUSIBLE_START_PATCH} <= _patches(path)
@@ -215,8 +241,71 @@ def test_closed_histories_hand_the_case_to_its_retention_workflow(path: Path) ->
 def test_the_longest_example_stays_far_from_the_history_limits() -> None:
     """README "Typical cases stay far from Temporal's history limits"."""
     lengths = {path.stem: len(json.loads(path.read_text(encoding="utf-8"))["events"])
-               for path in LATEST}
+               for path in VISIBLE_AND_CLOSED}
     assert max(lengths, key=lengths.__getitem__) == "04_ots_extended"
     assert lengths["04_ots_extended"] == 235
     assert {len(json.loads(path.read_text(encoding="utf-8"))["events"])
-            for path in LATEST_RETENTIONS} == {16}
+            for path in VISIBLE_AND_CLOSED_RETENTIONS} == {16}
+
+
+# ---- the continue-as-new set ------------------------------------------------------------
+
+def _runs(example: str) -> list[Path]:
+    """Every run of ``example``'s case in the continue-as-new set, in order."""
+    continued = sorted((CONTINUE_DIR / CONTINUED_SUBDIR).glob(f"{example}.*.json"),
+                       key=lambda path: int(path.suffixes[-2].lstrip(".")))
+    return [CONTINUE_DIR / f"{example}.json", *continued]
+
+
+def test_the_continue_as_new_set_holds_runs_that_continued() -> None:
+    """An extension ruling that starts a new OTS period starts a new run: example 04's.
+    The other examples stay in one run."""
+    runs = {path.stem: len(_runs(path.stem)) for path in CONTINUE_FIRST}
+    assert runs == {"01_custody_termination": 1, "02_ots_advice_available": 1,
+                    "03_ots_advice_requested": 1, "04_ots_extended": 2,
+                    "05_warm_handover": 1, "06_family_unknown": 1, "07_urgent_report": 1}
+
+
+@pytest.mark.parametrize("example", [p.stem for p in CONTINUE_FIRST])
+def test_continued_runs_form_one_chain_and_hand_over_at_the_end(example: str) -> None:
+    runs = [_history(path) for path in _runs(example)]
+    for earlier, later in itertools.pairwise(runs):
+        continued = earlier[-1]["workflowExecutionContinuedAsNewEventAttributes"]
+        started = later[0]["workflowExecutionStartedEventAttributes"]
+        assert started["continuedExecutionRunId"] == (
+            earlier[0]["workflowExecutionStartedEventAttributes"]["originalExecutionRunId"])
+        assert continued["newExecutionRunId"] == started["originalExecutionRunId"]
+        # The progress goes along, in plaintext; the carried case is encrypted.
+        assert "progress" in started["memo"]["fields"]
+        [carried] = started["input"]["payloads"]
+        assert carried["metadata"]["encoding"] == base64.b64encode(ENCODING).decode()
+        # Every run shows the phase: a new run starts from the carried search attributes.
+        assert "KbflowPhase" in started["searchAttributes"]["indexedFields"]
+    last = runs[-1]
+    types = [event["eventType"] for event in last]
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" in types
+    for history in runs[:-1]:
+        assert history[-1]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    scenario = Scenario.load(EXAMPLES_DIR / f"{example}.json")
+    texts = [path.read_text(encoding="utf-8") for path in _runs(example)]
+    names = [person["name"] for person in scenario.case["persons"]]
+    assert not any(name in text for name in names for text in texts)
+
+
+@pytest.mark.parametrize("path", CONTINUE_FIRST + CONTINUE_RUNS,
+                         ids=[_id(p) for p in CONTINUE_FIRST + CONTINUE_RUNS])
+def test_the_continue_as_new_set_is_patched_and_the_older_ones_are_not(path: Path) -> None:
+    assert {CONTINUE_PATCH, PROGRESS_PATCH} <= _patches(path)
+    # Decided as the case closes: only in the run that hands it to its retention.
+    assert (CLOSED_PATCH in _patches(path)) is (path == _runs(_example(path))[-1])
+    if path in CONTINUE_FIRST:
+        assert PLAUSIBLE_START_PATCH in _patches(path)
+    else:  # a continued run does not check its start again
+        assert PLAUSIBLE_START_PATCH not in _patches(path)
+
+
+@pytest.mark.parametrize("path", BEFORE_CONTINUE, ids=[_id(p) for p in BEFORE_CONTINUE])
+def test_histories_before_continue_as_new_never_continue(path: Path) -> None:
+    assert CONTINUE_PATCH not in _patches(path)
+    assert "CONTINUED_AS_NEW" not in path.read_text(encoding="utf-8")

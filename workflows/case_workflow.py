@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         rule_of,
     )
+    from kbflow.continued import CarriedCase, start_digest
     from kbflow.errors import describe
     from kbflow.events import (
         AgencyEvent,
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         details_of,
         progress_of,
         search_attribute_updates,
+        typed_search_attributes,
     )
     from kbflow.public import PublicText
     from kbflow.retention import Retention, retention_reason, retention_workflow_id
@@ -90,30 +92,53 @@ PROGRESS_PATCH = "progress-visible"
 #: runs already sleeping in retention) keep, then erase, the case themselves.
 CLOSED_PATCH = "closed-means-closed"
 
+#: workflow.patched id of continue-as-new: a run hands the whole case (``CarriedCase``)
+#: to a new run of the same workflow id when Temporal suggests it (history count or
+#: size) and when an extension ruling starts a new OTS period, once every update handler
+#: has finished. Runs started before it never continue as new.
+CONTINUE_PATCH = "continue-as-new"
+
 
 @workflow.defn
 class CaseWorkflow:
     """One child-protection case in the aliens chain (PROCESS.md §3, category 3)."""
 
     @workflow.init
-    def __init__(self, start: CaseStart) -> None:
-        self._state, self._pending = CaseState.start(start, workflow.now(), self._new_id)
+    def __init__(self, start: CaseStart | CarriedCase) -> None:
+        if isinstance(start, CarriedCase):  # a continued run: the case as the last one left it
+            self._start_digest, self._state = start.start_digest, start.state
+            self._pending: list[Packet] = []
+            self._retention = start.retention
+            self._progress: CaseProgress | None = start.progress
+            self._run = start.run
+        else:
+            self._start_digest = start_digest(start)
+            self._state, self._pending = CaseState.start(start, workflow.now(), self._new_id)
+            self._retention = (RETENTION_AFTER_CLOSE if start.retention_days is None
+                               else timedelta(days=start.retention_days))
+            self._progress = None
+            self._run = 1
         self._changes = 0
-        self._retention = (RETENTION_AFTER_CLOSE if start.retention_days is None
-                           else timedelta(days=start.retention_days))
         self._erasure_request: ErasureRequest | None = None
         self._erasure: Erasure | None = None
         self._deliveries_in_flight = 0
         self._visible = False  # run() decides, once: PROGRESS_PATCH
-        self._progress: CaseProgress | None = None
+        self._continues = False  # run() decides, once: CONTINUE_PATCH
+        self._period_ends_on = self._state.ots_ends_on  # the OTS period this run began in
         self._handed_over = False
 
     @workflow.run
-    async def run(self, start: CaseStart) -> CaseStatus:
+    async def run(self, start: CaseStart | CarriedCase) -> CaseStatus:
         """Check the start is plausible, deliver the report (step 1), wait on events and
         timers until the case closes, then hand it to its retention workflow (which keeps
         it for the retention period, then erases it) and complete. An ``erase`` update
         while the case is open erases it here, at once.
+
+        A long case continues as new (``CONTINUE_PATCH``): when Temporal suggests it, and
+        when an extension ruling starts a new OTS period, the run hands the whole case to
+        a new run (``CarriedCase``, ``_continue_as_new``). A continued run starts from that
+        state: no start check, no step 1, its timers re-armed from the carried absolute
+        times.
 
         Returns:
             The final ``CaseStatus`` (no personal data). Written under the case's key:
@@ -121,16 +146,20 @@ class CaseWorkflow:
             system key); a closed case's retention workflow keeps it in its input.
         """
         self._visible = workflow.patched(PROGRESS_PATCH)
-        if workflow.patched(PLAUSIBLE_START_PATCH):
+        if isinstance(start, CaseStart) and workflow.patched(PLAUSIBLE_START_PATCH):
             # The CLI checks this before it starts a case; a client that bypasses it gets a
             # failed run with the reason, before anything is disclosed.
             problem = start.implausibility(workflow.now().date())
             if problem:
                 raise ApplicationError(f"case start refused: {problem}",
                                        type="ImplausibleStart", non_retryable=True)
+        self._continues = workflow.patched(CONTINUE_PATCH)
         packets, self._pending = self._pending, []
         await self._deliver(packets)
         while self._state.phase is not Phase.CLOSED and self._erasure_request is None:
+            if self._continues and self._continue_due():
+                await self._continue_as_new()  # returns only if the case closed meanwhile
+                continue
             self._show_progress()
             await self._wait_for_event_until(self._state.next_timer())
             for reminder in self._state.fire_timers(workflow.now(), self._new_id):
@@ -144,6 +173,50 @@ class CaseWorkflow:
         self._show_progress()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.status()
+
+    def _continue_due(self) -> bool:
+        """Whether this run should hand the case to a new one: Temporal suggests it (the
+        history's event count or size passed the server's ``limit.historyCount`` /
+        ``limit.historySize.suggestContinueAsNew``), or a ruling started a new OTS period
+        (an extension ruling moved the OTS end date), so that a case that lasts until the
+        child is 18 holds one OTS period per run. The first run keeps the first period:
+        most cases never reach an extension and so stay in one run (with the static
+        summary their start gave it, which a continued run does not have)."""
+        if self._period_ends_on is None:  # no OTS yet, or the first ruling's period
+            self._period_ends_on = self._state.ots_ends_on
+        new_period = self._state.ots_ends_on != self._period_ends_on
+        return new_period or workflow.info().is_continue_as_new_suggested()
+
+    async def _continue_as_new(self) -> None:
+        """Continue as new with the whole case (``CarriedCase``), same workflow id.
+
+        First waits until every update handler has finished (an accepted event's packets
+        delivered, its outcome returned): Temporal fails updates still running when a
+        run ends, while updates it has not yet handed to this run are retried by the
+        client on the new run, where the carried state (seen idempotency keys included)
+        validates them. Events accepted meanwhile are carried too. Returns without
+        continuing if meanwhile the case closed or an ``erase`` arrived (whose handler
+        waits for this run's erasure); the run then ends as it would have.
+
+        Raises:
+            ContinueAsNewError: always, otherwise (the SDK's way to end the run).
+        """
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() or self._erasure_request is not None)
+        if self._state.phase is Phase.CLOSED or self._erasure_request is not None:
+            return
+        self._show_progress()
+        progress = self._progress if self._visible else None
+        carried = CarriedCase(start_digest=self._start_digest, state=self._state,
+                              retention=self._retention, progress=progress,
+                              run=self._run + 1)
+        workflow.continue_as_new(
+            carried,
+            # The progress just shown, so the new run starts with it and upserts only
+            # what changes; None keeps the run's (a run without PROGRESS_PATCH has none).
+            memo=None if progress is None else {MEMO_KEY: progress},
+            search_attributes=None if progress is None else typed_search_attributes(progress),
+        )
 
     async def _hand_over_to_retention(self) -> None:
         """Start the closed case's ``RetentionWorkflow`` (a child that outlives this run)
