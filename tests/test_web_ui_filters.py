@@ -26,10 +26,12 @@ retention workflows carry no kbflow search attribute).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -224,3 +226,28 @@ def test_the_filters_tell_the_cases_apart(cases: Cases) -> None:
              if query.attribute != "KbflowOverdue"}
     assert found & closed and found & demo
     assert len(cases.demo.cases) == len(example_files())
+    # The demo's cases await nobody: the awaiting and deadline filters find only cases
+    # in flight (README, Tracing cases).
+    for query in FILTERS:
+        if query.attribute in ("KbflowAwaiting", "KbflowNextDeadline"):
+            assert cases.found_by(query) and not cases.found_by(query) & demo
+    closed_cases = [case.progress for case in cases.all if case.workflow_id in closed]
+    assert closed_cases and all(
+        p.last_step is not None and p.end_state is not None and not p.awaiting
+        for p in closed_cases)
+
+
+def test_the_readme_shows_these_queries() -> None:
+    """The README's List Filter table holds each query run here (the next deadline's
+    with another moment), and the overdue one as ``KbflowOverdue = true``."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    for query in FILTERS:
+        if query.attribute == "KbflowNextDeadline":
+            assert re.search(r"`KbflowNextDeadline > '\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ'`",
+                             readme)
+            assert re.fullmatch(r"KbflowNextDeadline > '\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ'",
+                                query.query)
+        elif query.attribute == "KbflowOverdue":
+            assert "`KbflowOverdue = true`" in readme
+        else:
+            assert f"`{query.query}`" in readme, query.query
