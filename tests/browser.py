@@ -193,6 +193,37 @@ class UiPage:
                                      f"{present}")
             await asyncio.sleep(POLL_INTERVAL)
 
+    async def wait_for_listing(self, url: str, shown: Iterable[str], hidden: Iterable[str],
+                               timeout: float = UI_TIMEOUT, reload_every: float = 5.0) -> str:
+        """Load ``url`` and poll until its text holds every string of ``shown`` and none
+        of ``hidden``; returns that text. The page is loaded again every
+        ``reload_every`` seconds while it does not: the UI's list asks visibility once per
+        load, and visibility is eventually consistent (a search attribute upserted a
+        moment ago may not be indexed yet).
+
+        Raises:
+            AssertionError: not so within ``timeout`` seconds (names what is missing and
+                what should not be there, and shows the page's last text).
+        """
+        wanted, unwanted = list(shown), list(hidden)
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.goto(url)
+            reload_at = min(deadline, time.monotonic() + reload_every)
+            while True:
+                text = await self.text()
+                missing = [item for item in wanted if item not in text]
+                present = [item for item in unwanted if item in text]
+                if not missing and not present:
+                    return text
+                if time.monotonic() > reload_at:
+                    break
+                await asyncio.sleep(POLL_INTERVAL)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.page.url} within {timeout:.0f} s: missing "
+                                     f"{missing}, present {present}; the page shows:\n"
+                                     f"{text[:3000]}")
+
     async def scroll_to_heading(self, name: str) -> None:
         """Scroll the page until its heading ``name`` is at the top of the viewport.
 
