@@ -37,6 +37,7 @@ from store.interface import (
     ReminderRow,
 )
 from store.schema import migrations
+from store.sql import filtered
 
 #: The advisory lock (a constant 64-bit key) that serialises migrations.
 MIGRATION_LOCK = 0x6B62_666C_6F77_0001  # "kbflow" 1
@@ -240,15 +241,9 @@ class PostgresStore:
     def packet_rows(self, case_ref: str | None = None,
                     recipient: str | None = None) -> list[PacketRow]:
         """See ``OutboxRecords.packet_rows``."""
-        query = ("SELECT packet_id, case_ref, step, sender, recipient, created_at, key_id, "
-                 "ciphertext FROM packets WHERE true")
-        params: list[str] = []
-        if case_ref is not None:
-            query += " AND case_ref = %s"
-            params.append(case_ref)
-        if recipient is not None:
-            query += " AND recipient = %s"
-            params.append(recipient)
+        query, params = filtered(
+            "SELECT packet_id, case_ref, step, sender, recipient, created_at, key_id, "
+            "ciphertext FROM packets", "%s", case_ref=case_ref, recipient=recipient)
         rows = self._rows(query + " ORDER BY created_at, step, seq", params)
         return [PacketRow(packet_id, case, step, sender, to, created_at, key_id, bytes(text))
                 for packet_id, case, step, sender, to, created_at, key_id, text in rows]
@@ -256,14 +251,8 @@ class PostgresStore:
     def processing_log_lines(self, case_ref: str | None = None,
                              data_subject_id: str | None = None) -> list[str]:
         """See ``OutboxRecords.processing_log_lines``."""
-        query = "SELECT entry_json FROM processing_log WHERE true"
-        params: list[str] = []
-        if case_ref is not None:
-            query += " AND case_ref = %s"
-            params.append(case_ref)
-        if data_subject_id is not None:
-            query += " AND data_subject_id = %s"
-            params.append(data_subject_id)
+        query, params = filtered("SELECT entry_json FROM processing_log", "%s",
+                                 case_ref=case_ref, data_subject_id=data_subject_id)
         return [row[0] for row in self._rows(query + " ORDER BY seq", params)]
 
     def add_reminder(self, reminder: ReminderRow) -> bool:

@@ -33,6 +33,7 @@ from store.interface import (
     ReminderRow,
 )
 from store.schema import migrations
+from store.sql import filtered
 
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                   "name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT "
@@ -139,15 +140,9 @@ class SqliteOutbox(_SqliteFile):
     def packet_rows(self, case_ref: str | None = None,
                     recipient: str | None = None) -> list[PacketRow]:
         """See ``OutboxRecords.packet_rows``."""
-        query = ("SELECT packet_id, case_ref, step, sender, recipient, created_at, key_id, "
-                 "ciphertext FROM packets WHERE 1=1")
-        params: list[str] = []
-        if case_ref is not None:
-            query += " AND case_ref = ?"
-            params.append(case_ref)
-        if recipient is not None:
-            query += " AND recipient = ?"
-            params.append(recipient)
+        query, params = filtered(
+            "SELECT packet_id, case_ref, step, sender, recipient, created_at, key_id, "
+            "ciphertext FROM packets", "?", case_ref=case_ref, recipient=recipient)
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY created_at, step, rowid", params).fetchall()
         return [PacketRow(*row) for row in rows]
@@ -155,14 +150,8 @@ class SqliteOutbox(_SqliteFile):
     def processing_log_lines(self, case_ref: str | None = None,
                              data_subject_id: str | None = None) -> list[str]:
         """See ``OutboxRecords.processing_log_lines``."""
-        query = "SELECT entry_json FROM processing_log WHERE 1=1"
-        params: list[str] = []
-        if case_ref is not None:
-            query += " AND case_ref = ?"
-            params.append(case_ref)
-        if data_subject_id is not None:
-            query += " AND data_subject_id = ?"
-            params.append(data_subject_id)
+        query, params = filtered("SELECT entry_json FROM processing_log", "?",
+                                 case_ref=case_ref, data_subject_id=data_subject_id)
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY rowid", params).fetchall()
         return [row[0] for row in rows]
