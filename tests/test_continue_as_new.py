@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 from pydantic import TypeAdapter, ValidationError
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -35,7 +35,7 @@ from activities.outbox_store import OutboxStore
 from encryption.codec import ENCODING, KEY_ID, encrypted_data_converter
 from encryption.keys import KeyStore
 from kbflow import search_attributes
-from kbflow.case import RULES, CaseState, EndState, EventOutcome, Phase
+from kbflow.case import RULES, CaseState, CaseStatus, EndState, EventOutcome, Phase
 from kbflow.continued import CarriedCase, recorded_start_digest, start_digest
 from kbflow.events import CaseStart, ErasureReason, ErasureRequest, Event
 from kbflow.process import ESCALATION_GRACE, EXTENSION_QUESTION_LEAD, Party
@@ -140,8 +140,8 @@ class Case:
     def __init__(self, env: WorkflowEnvironment, case_ref: str) -> None:
         self.env, self.case_ref = env, case_ref
         # No run id: every call reaches the case's current run.
-        self.handle = env.client.get_workflow_handle_for(CaseWorkflow.run,
-                                                         workflow_id(case_ref))
+        self.handle: WorkflowHandle[Any, CaseStatus] = env.client.get_workflow_handle(
+            workflow_id(case_ref), result_type=CaseStatus)
         self.sent: list[tuple[str, dict[str, Any], EventOutcome]] = []
 
     async def send(self, name: str, **changes: Any) -> EventOutcome:
@@ -359,7 +359,8 @@ async def test_a_case_with_many_events_continues_as_new_when_temporal_suggests_i
     store = GatedStore(Settings(data_dir=tmp_path), keys=keys)
     start = await plausible(client, f.case_start())
     wid = workflow_id(start.case_ref)
-    handle = client.get_workflow_handle_for(CaseWorkflow.run, wid)  # the current run
+    handle: WorkflowHandle[Any, CaseStatus] = client.get_workflow_handle(  # the current run
+        wid, result_type=CaseStatus)
     bodies: list[tuple[str, dict[str, Any]]] = []
 
     async def send(name: str, sender: str = "AVIM") -> EventOutcome:
@@ -493,7 +494,8 @@ async def test_an_erasure_during_the_hand_over_erases_the_case_in_that_run(
     store = GatedStore(Settings(data_dir=tmp_path), keys=keys)
     start = await plausible(client, f.case_start())
     wid = workflow_id(start.case_ref)
-    handle = client.get_workflow_handle_for(CaseWorkflow.run, wid)
+    handle: WorkflowHandle[Any, CaseStatus] = client.get_workflow_handle(
+        wid, result_type=CaseStatus)
     async with build_worker(client, task_queue, store):
         await client.start_workflow(CaseWorkflow.run, start, id=wid, task_queue=task_queue)
 
