@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.common import HeaderCodecBehavior
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -56,6 +57,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.outbox_store import OutboxStore
 from encryption.codec import CaseCodec, encrypted_data_converter
 from encryption.keys import KeyStore
+from kbflow import search_attributes
 from kbflow.case import CaseState
 from kbflow.events import CaseStart
 from kbflow.logs import configure_logging
@@ -110,11 +112,14 @@ class NoopCodec(PayloadCodec):
 
 
 async def _until_idle(client: Client, case_ref: str) -> None:
-    """Poll until no activity and no workflow task of the case is pending."""
-    handle = client.get_workflow_handle(workflow_id(case_ref))
+    """Poll until no activity and no workflow task of the case is pending. Asks the raw
+    service: the time-skipping server keeps an unset search attribute as a typed null,
+    which the SDK's ``describe()`` cannot decode."""
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id(case_ref)))
     deadline = time.monotonic() + CASE_TIMEOUT.total_seconds()
     while True:
-        raw = (await handle.describe()).raw_description
+        raw = await client.workflow_service.describe_workflow_execution(request)
         if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
             return
         if time.monotonic() > deadline:
@@ -150,6 +155,7 @@ async def temporal(server: str, data_dir: Path) -> AsyncIterator[str]:
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(installed_binary("temporal-test-server")))
         try:
+            await search_attributes.register(env.client)  # it knows none
             yield env.client.service_client.config.target_host
         finally:
             await env.shutdown()

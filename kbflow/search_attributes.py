@@ -13,6 +13,9 @@ them, and ``docker-compose.yml``'s namespace job creates them in production.
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 #: The case's ``kbflow.case.Phase``.
@@ -47,3 +50,13 @@ def dev_server_args() -> list[str]:
         kind = _DEV_SERVER_TYPE[key.indexed_value_type.name]
         args += ["--search-attribute", f"{key.name}={kind}"]
     return args
+
+
+async def register(client: Client) -> None:
+    """Register every kbflow search attribute in the client's namespace through the
+    operator service: for a server started without ``dev_server_args`` (the time-skipping
+    test server knows none, and a workflow task that upserts an unknown one fails)."""
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                           for key in ALL}))

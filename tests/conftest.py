@@ -37,10 +37,9 @@ import pytest_asyncio
 import structlog
 import temporalio.converter
 from temporalio.api.common.v1 import SearchAttributes
-from temporalio.api.enums.v1 import EventType, IndexedValueType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.api.workflowservice.v1 import (
     ListClosedWorkflowExecutionsRequest,
@@ -257,13 +256,9 @@ def _state_store_backend(request: pytest.FixtureRequest,
 
 
 async def register_search_attributes(client: Client) -> None:
-    """Register kbflow's search attributes (``kbflow.search_attributes.ALL``) in the
-    client's namespace: the time-skipping server knows none, and a workflow task that
-    upserts an unknown one fails."""
-    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                           for key in search_attributes.ALL}))
+    """Register kbflow's search attributes in the client's namespace
+    (``kbflow.search_attributes.register``)."""
+    await search_attributes.register(client)
 
 
 def _without_unset(decode: Callable[[SearchAttributes], T]) -> Callable[[SearchAttributes], T]:

@@ -262,7 +262,7 @@ def test_the_filters_tell_the_cases_apart(cases: Cases) -> None:
     # Example 04's extension started a new OTS period: its first run continued as new,
     # and the UI lists that run under the queries it still matches.
     assert [case.workflow_id for case in cases.all if case.earlier_runs] == [
-        workflow_id(result.case_ref) for result in cases.demo.cases
+        workflow_id(result.case_ref or "") for result in cases.demo.cases
         if result.file.name.startswith("04_")]
     # The demo's cases await nobody: the awaiting and deadline filters find only cases
     # in flight (README, Tracing cases).
