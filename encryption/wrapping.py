@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encryption.secret_files import append_secret_line, read_or_create_secret
-from kbflow.settings import Settings
+from kbflow.settings import MASTER_KEYS_ENV, Settings
 
 if TYPE_CHECKING:
     from encryption.kms import TransitWrapper
@@ -106,13 +106,20 @@ class MasterKeys:
             FileNotFoundError: no master-key file and not ``create``.
         """
         if settings.master_keys:
-            return cls.parse(settings.master_keys, current_first=True)
+            try:
+                return cls.parse(settings.master_keys, current_first=True)
+            except ValueError as error:  # the message names the rule, never a key
+                raise ValueError(f"{MASTER_KEYS_ENV}: {error}") from None
+        path = settings.master_keys_path
         if not create:
-            return cls.parse(settings.master_keys_path.read_text(), current_first=False)
-        text = read_or_create_secret(
-            settings.master_keys_path,
-            lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
-        return cls.parse(text, current_first=False)
+            text = path.read_text()
+        else:
+            text = read_or_create_secret(
+                path, lambda: f"mk-{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")
+        try:
+            return cls.parse(text, current_first=False)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     @staticmethod
     def add_to_file(settings: Settings) -> str:

@@ -316,3 +316,19 @@ def test_reading_without_the_master_keys_makes_none(tmp_path: Path, command: lis
         "error: no master keys: set KBFLOW_MASTER_KEYS or use the worker's KBFLOW_DATA_DIR "
         f"({settings.master_keys_path} is missing)"]
     assert not settings.master_keys_path.exists()
+
+
+@pytest.mark.parametrize("text", ["garbage", "mk-1:abcd", "mk-1:" + "zz" * 32])
+def test_malformed_master_keys_name_where_they_came_from(tmp_path: Path, text: str) -> None:
+    """The message names the variable (or the file) and the rule, never the keys."""
+    with pytest.raises(ValueError) as from_env:
+        MasterKeys.load(Settings(data_dir=tmp_path, master_keys=text))
+    assert str(from_env.value) == (
+        "KBFLOW_MASTER_KEYS: master keys: each entry must be id:64 hex characters")
+    path = Settings(data_dir=tmp_path).master_keys_path
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError) as from_file:
+        MasterKeys.load(Settings(data_dir=tmp_path), create=False)
+    assert str(from_file.value) == (
+        f"{path}: master keys: each entry must be id:64 hex characters")
+    assert text not in str(from_env.value) + str(from_file.value).replace(str(path), "")
