@@ -185,12 +185,18 @@ async def check_search_attributes(client: Client) -> None:
     (``kbflow.search_attributes.ALL``, with their types).
 
     Raises:
-        SearchAttributesMissing: one or more are missing or of another type.
+        SearchAttributesMissing: one or more are missing or of another type, or the
+            namespace does not exist.
     """
     try:
         response = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace))
     except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise SearchAttributesMissing(
+                f"namespace {client.namespace} does not exist on this Temporal: check "
+                "TEMPORAL_NAMESPACE (or create it: temporal operator namespace create)"
+            ) from None
         if error.status is not RPCStatusCode.UNIMPLEMENTED:
             raise
         # A server that cannot list them (the time-skipping test server) is not checked.

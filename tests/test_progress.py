@@ -417,6 +417,15 @@ async def test_the_worker_refuses_a_namespace_without_the_search_attributes(
             capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines() == [f"error: {message}"]
+        # A namespace that does not exist: one line naming it and the variable.
+        unknown = await asyncio.to_thread(
+            subprocess.run, [str(Path(sys.executable).parent / "kbflow"), "worker"],
+            env={**env, "TEMPORAL_NAMESPACE": "no-such-namespace"}, capture_output=True,
+            text=True, timeout=60, check=False)
+        assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+        assert unknown.stderr.strip().splitlines() == [
+            "error: namespace no-such-namespace does not exist on this Temporal: check "
+            "TEMPORAL_NAMESPACE (or create it: temporal operator namespace create)"]
         namespace = "kbflow-compose"
         for _ in range(2):
             await _namespace_job(_address(bare), namespace)
