@@ -1,0 +1,48 @@
+"""The dev server ``kbflow server`` and the demo run keeps SQLite in WAL mode (issue 9,
+point 5), and ``python -m bench.bench_vs_bare`` runs end to end (a tiny smoke run: the
+benchmark's figures themselves are measured by hand, never asserted here)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+
+from kbflow.settings import Settings
+from starter.dev_server import DevServerConfig, SpawnedDevServer
+
+#: SQLite's file header: bytes 18 and 19 are the write and read format versions, 1 for
+#: the rollback journal, 2 for WAL (https://www.sqlite.org/fileformat.html#the_database_header).
+_FORMAT_VERSIONS = slice(18, 20)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_kbflow_servers_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
+    # The config `kbflow server` and the demo build from the settings.
+    settings = Settings(temporal_address=f"127.0.0.1:{_free_port()}", data_dir=tmp_path)
+    config = DevServerConfig.from_settings(settings, ui_port=_free_port())
+    command = config.command()
+    assert command[command.index("journal_mode=wal") - 1] == "--sqlite-pragma"
+    server = SpawnedDevServer(config, settings.dev_server_log_path)
+    try:
+        await server.wait_ready(settings)
+        client = await Client.connect(settings.temporal_address)
+        handle = await client.start_workflow(  # something to write; no worker polls
+            "NoSuchWorkflow", id=f"wal-{uuid.uuid4()}", task_queue="nobody-polls")
+        await handle.terminate()
+        header = config.db_file.read_bytes()[:100]
+        assert header[_FORMAT_VERSIONS] == b"\x02\x02", header[_FORMAT_VERSIONS]
+        assert config.db_file.with_name(config.db_file.name + "-wal").exists()
+    finally:
+        server.stop()
+    # WAL is recorded in the file: anyone opening it later finds it in WAL mode.
+    with sqlite3.connect(config.db_file) as database:
+        assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
