@@ -118,12 +118,15 @@ class _ErasedCaseInbound(WorkflowInboundInterceptor):
 
 
 def build_worker(
-    client: Client, task_queue: str, store: OutboxStore, identity: str | None = None
+    client: Client, task_queue: str, store: OutboxStore, identity: str | None = None,
+    **options: Any,
 ) -> Worker:
     """A worker for ``CaseWorkflow``, ``RetentionWorkflow`` (a closed case's retention)
     and the delivery activities on ``task_queue``.
 
-    ``identity`` names the worker in Temporal (default: the SDK's pid@host). Queries
+    ``identity`` names the worker in Temporal (default: the SDK's pid@host); ``options``
+    are further ``temporalio.worker.Worker`` options (the benchmark's
+    ``max_cached_workflows``, ``bench.bench_vs_bare``). Queries
     on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
     key store); events, escalations and failed attempts are logged and counted
     (``OperatorLog``) on the client's runtime.
@@ -137,11 +140,14 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
         interceptors=[ErasedCaseQueries(store.keys), OperatorLog()],
+        **options,
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None.
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
+                     **options: Any) -> None:
+    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None;
+    ``options`` go to ``build_worker``.
 
     Its client and worker run on one runtime (``kbflow.metrics.runtime``): the SDK core's
     logs forwarded to Python logging, and ``/metrics`` on ``settings.metrics_port`` if set.
@@ -164,7 +170,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     await check_search_attributes(client)
-    worker = build_worker(client, settings.task_queue, store)
+    worker = build_worker(client, settings.task_queue, store, **options)
     async with worker:  # validated against the server: it polls from here on
         log.info("worker started", task_queue=settings.task_queue,
                  temporal_address=settings.temporal_address, namespace=settings.namespace,
