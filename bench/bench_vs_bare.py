@@ -150,12 +150,14 @@ class WorkerProcess:
     """A ``bench.bench_worker`` process; its stderr (the log lines) goes to a file."""
 
     def __init__(self, kind: str, address: str, task_queue: str, data_dir: Path,
-                 max_cached_workflows: int | None = None) -> None:
+                 max_cached_workflows: int | None = None, runner: str | None = None) -> None:
         self.kind, self.task_queue = kind, task_queue
         command = [sys.executable, "-m", "bench.bench_worker", kind, "--address", address,
                    "--task-queue", task_queue, "--data-dir", str(data_dir)]
         if max_cached_workflows is not None:
             command += ["--max-cached-workflows", str(max_cached_workflows)]
+        if runner is not None and kind == "kbflow":
+            command += ["--runner", runner]
         self.log_path = data_dir / f"worker-{kind}-{task_queue[-8:]}.log"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
@@ -428,11 +430,13 @@ async def _cpu_settled(pid: int, timeout: float = 300.0) -> None:
 
 async def idle_memory(mode: str, cache: int, cases: int, plan: Plan, address: str,
                       data_dir: Path, clients: dict[str, Client],
-                      progress: Callable[[str], None]) -> IdleResult:
+                      progress: Callable[[str], None],
+                      runner: str | None = None) -> IdleResult:
     """Open ``cases`` cases of ``plan`` (start only) on a fresh worker with a sticky cache
     of ``cache`` runs; its RSS before (after 20 warm-up cases) and after."""
     task_queue = f"bench-idle-{mode}-{uuid.uuid4()}"
-    worker = WorkerProcess(mode, address, task_queue, data_dir, max_cached_workflows=cache)
+    worker = WorkerProcess(mode, address, task_queue, data_dir, max_cached_workflows=cache,
+                           runner=runner)
     driver: KbflowDriver | BareDriver = (KbflowDriver if mode == "kbflow" else BareDriver)(
         clients[mode], task_queue)
     try:
@@ -549,6 +553,8 @@ class Options:
     idle_cases: int
     bounded_cache: int
     years: tuple[int, ...]
+    profile: Path | None = None
+    runner: str | None = None
 
 
 @dataclass
@@ -560,15 +566,29 @@ class Results:
     idle: list[IdleResult] = field(default_factory=list)
     years: list[YearRow] = field(default_factory=list)
     seconds: float = 0.0
+    machine: str = field(default_factory=lambda: _machine())
+
+
+def _py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling process ``pid`` into ``output`` as collapsed stacks, until SIGINT;
+    ``bench.profile_summary`` reads it. Only the thread holding the GIL is sampled
+    (``--gil``): the samples are where Python's CPU time goes (what C code does without
+    the GIL, SQLite's writes and the SDK core's Rust threads, is not in them). Sampling
+    costs the worker some CPU: a profiled run's figures are not the benchmark's."""
+    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                             "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--gil", "--threads", "--output", str(output)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
 @contextlib.contextmanager
-def _workers(address: str, data_dir: Path) -> Iterator[dict[str, WorkerProcess]]:
+def _workers(address: str, data_dir: Path,
+             runner: str | None = None) -> Iterator[dict[str, WorkerProcess]]:
     workers: dict[str, WorkerProcess] = {}
     try:
         for mode in MODES:
             workers[mode] = WorkerProcess(mode, address, f"bench-{mode}-{uuid.uuid4()}",
-                                          data_dir)
+                                          data_dir, runner=runner)
         yield workers
     finally:
         for worker in workers.values():
@@ -593,9 +613,10 @@ async def bench(options: Options, data_dir: Path,
         }
         server_pid = server.process.pid
         if options.rounds:
-            with _workers(address, data_dir) as workers:
+            with _workers(address, data_dir, options.runner) as workers:
                 for worker in workers.values():
                     await worker.wait_polling(clients[worker.kind])
+                profiler = None
                 drivers: dict[str, Driver] = {
                     "kbflow": KbflowDriver(clients["kbflow"], workers["kbflow"].task_queue),
                     "bare": BareDriver(clients["bare"], workers["bare"].task_queue)}
@@ -611,6 +632,11 @@ async def bench(options: Options, data_dir: Path,
                                 results.batches.append(batch)
                     progress(f"round {round_number}/{options.rounds} done"
                              + (" (warm-up)" if round_number == 0 else ""))
+                    if round_number == 0 and options.profile is not None:
+                        profiler = _py_spy(workers["kbflow"].pid, options.profile)
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+                    profiler.wait(60)
         if options.idle_cases:
             idle_plan = next(p for p in plans if p.name.startswith("03")) if any(
                 p.name.startswith("03") for p in plans) else plans[0]
@@ -618,7 +644,7 @@ async def bench(options: Options, data_dir: Path,
                                 ("kbflow", options.bounded_cache)):
                 results.idle.append(await idle_memory(
                     mode, cache, options.idle_cases, idle_plan, address, data_dir, clients,
-                    progress))
+                    progress, options.runner))
     if options.years:
         results.years = await ots_years(options.years, data_dir, progress)
     results.seconds = time.monotonic() - began
@@ -679,7 +705,7 @@ def as_json(results: Results) -> dict[str, Any]:
     examples = sorted({b.example for b in results.batches})
     return {
         "options": dataclasses.asdict(results.options),
-        "machine": _machine(),
+        "machine": results.machine,
         "seconds": round(results.seconds),
         "per_case": {example or "all": {
             name: {**dataclasses.asdict(r), "ratio": r.ratio}
@@ -692,6 +718,22 @@ def as_json(results: Results) -> dict[str, Any]:
     }
 
 
+def from_json(document: dict[str, Any]) -> Results:
+    """Results read back from ``as_json``'s output (``--report``)."""
+    options = dict(document["options"])
+    options["examples"] = tuple(options["examples"])
+    options["years"] = tuple(options["years"])
+    options["profile"] = None
+    options.setdefault("runner", None)
+    results = Results(Options(**options), seconds=document["seconds"],
+                      machine=document["machine"])
+    results.batches = [Batch(**batch) for batch in document["batches"]]
+    results.idle = [IdleResult(**{k: v for k, v in idle.items() if k != "kb_per_case"})
+                    for idle in document["idle"]]
+    results.years = [YearRow(**row) for row in document["years"]]
+    return results
+
+
 def _machine() -> str:
     return (f"{dt.date.today().isoformat()}, {os.cpu_count()} cores, {platform.machine()}, "
             f"Python {platform.python_version()}")
@@ -700,7 +742,7 @@ def _machine() -> str:
 def report(results: Results) -> str:
     """The tables."""
     options = results.options
-    lines = [f"kbflow against bare Temporal — {_machine()}, dev server (SQLite, "
+    lines = [f"kbflow against bare Temporal — {results.machine}, dev server (SQLite, "
              f"journal {options.journal}), {options.cases} cases of each example per round, "
              f"{options.concurrency} at a time, {options.rounds} rounds, "
              f"{results.seconds:.0f} s", ""]
@@ -788,16 +830,35 @@ def main(argv: list[str] | None = None) -> None:
                         help="OTS years to report history sizes at (default 1,2,4,8; '': "
                              "skip)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--kbflow-runner", choices=("sandbox", "passthrough", "unsandboxed"),
+                        default=None,
+                        help="run kbflow's worker with another workflow runner (default: "
+                             "worker.py's); the bare twin keeps the SDK's default sandbox")
+    parser.add_argument("--json-out", type=Path, default=None,
+                        help="also write the JSON to this file")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample kbflow's worker with py-spy during the counted rounds "
+                             "into this file (collapsed stacks; `python -m "
+                             "bench.profile_summary FILE` sums them up)")
+    parser.add_argument("--report", type=Path, default=None, metavar="JSON_FILE",
+                        help="measure nothing: print the tables of an earlier run's JSON")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the data dir (server database, worker logs) here")
     args = parser.parse_args(argv)
     options = Options(cases=args.cases, concurrency=args.concurrency, rounds=args.rounds,
                       examples=tuple(e.strip() for e in args.examples.split(",") if e.strip()),
                       journal=args.journal, idle_cases=args.idle_cases,
-                      bounded_cache=args.bounded_cache, years=args.years)
+                      bounded_cache=args.bounded_cache, years=args.years,
+                      profile=args.profile, runner=args.kbflow_runner)
+    if args.report is not None:
+        print(report(from_json(json.loads(args.report.read_text()))))
+        return
     configure_logging(json=True, level=logging.WARNING)  # the in-process years worker
     results = asyncio.run(main_async(options, args.keep))
-    print(json.dumps(as_json(results), indent=2) if args.json else report(results))
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(as_json(results), indent=2, default=str))
+    print(json.dumps(as_json(results), indent=2, default=str) if args.json
+          else report(results))
 
 
 if __name__ == "__main__":

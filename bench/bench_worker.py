@@ -12,16 +12,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.bare import BareCase, deliver
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from worker import run_worker
+
+#: Workflow runners to compare (``--runner``): the SDK's sandbox as it is; the sandbox
+#: with kbflow's own modules passed through (not re-imported for every run); no sandbox.
+RUNNERS: dict[str, Callable[[], WorkflowRunner]] = {
+    "sandbox": SandboxedWorkflowRunner,
+    "passthrough": lambda: SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "workflows", "kbflow", "activities", "encryption")),
+    "unsandboxed": UnsandboxedWorkflowRunner,
+}
 
 
 async def run_bare(address: str, task_queue: str, options: dict[str, Any]) -> None:
@@ -44,8 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-queue", required=True)
     parser.add_argument("--data-dir", type=Path, default=Path(".kbflow"))
     parser.add_argument("--max-cached-workflows", type=int, default=None)
+    parser.add_argument("--runner", choices=sorted(RUNNERS), default=None,
+                        help="kbflow's worker only: another workflow runner (default: "
+                             "worker.py's)")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {}
+    if args.runner is not None:
+        options["workflow_runner"] = RUNNERS[args.runner]()
     if args.max_cached_workflows is not None:
         options["max_cached_workflows"] = args.max_cached_workflows
     if args.kind == "bare":

@@ -4,13 +4,16 @@ benchmark's figures themselves are measured by hand, never asserted here)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
+from bench import bench_vs_bare
 from kbflow.settings import Settings
 from starter.dev_server import DevServerConfig, SpawnedDevServer
 
@@ -46,3 +49,35 @@ async def test_kbflow_servers_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     # WAL is recorded in the file: anyone opening it later finds it in WAL mode.
     with sqlite3.connect(config.db_file) as database:
         assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_bench_vs_bare_runs_and_reports_every_figure(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     restore_logging: None) -> None:
+    """A tiny run of the benchmark's one command: one case of one example per twin and
+    round, a few idle cases, two OTS years. Its figures are noise at this size; what is
+    asserted is that every figure is there, from real runs on both twins."""
+    out = tmp_path / "bench.json"
+    bench_vs_bare.main(["--cases", "2", "--concurrency", "2", "--rounds", "1",
+                        "--examples", "06", "--idle-cases", "4", "--bounded-cache", "2",
+                        "--years", "1,2", "--json-out", str(out), "--keep",
+                        str(tmp_path / "data")])
+    table = capsys.readouterr().out
+    for heading in ("kbflow / bare", "worker CPU", "server CPU", "update p50", "events",
+                    "Worker memory with idle open cases", "OTS years"):
+        assert heading in table, heading
+    document = json.loads(out.read_text())
+    per_case = document["per_case"]["06_family_unknown"]
+    assert set(per_case) == {"wall_ms", "update_p50_ms", "worker_cpu_ms", "server_cpu_ms",
+                             "events", "kbytes"}
+    for name, figure in per_case.items():
+        assert figure["kbflow"] > 0 and figure["bare"] > 0, name
+    # the twins run the same updates and activities; kbflow's run records more
+    assert per_case["events"]["kbflow"] > per_case["events"]["bare"]
+    assert [(idle["mode"], idle["cache"]) for idle in document["idle"]] == [
+        ("bare", 4), ("kbflow", 4), ("kbflow", 2)]
+    years = document["years"]
+    assert [row["years"] for row in years] == [0, 1, 2]
+    assert years[0]["events"] < years[1]["events"] < years[2]["events"]
+    # the report reads the JSON back as the same tables
+    assert bench_vs_bare.report(bench_vs_bare.from_json(document)) == table.rstrip("\n")
