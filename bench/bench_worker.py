@@ -18,20 +18,19 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from bench.bare import BareCase, deliver
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
-from worker import run_worker
+from worker import run_worker, workflow_runner
 
 #: Workflow runners to compare (``--runner``): the SDK's sandbox as it is; the sandbox
-#: with kbflow's own modules passed through (not re-imported for every run); no sandbox.
+#: with kbflow's own modules passed through (``worker.workflow_runner``, kbflow's
+#: default); no sandbox.
 RUNNERS: dict[str, Callable[[], WorkflowRunner]] = {
     "sandbox": SandboxedWorkflowRunner,
-    "passthrough": lambda: SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "workflows", "kbflow", "activities", "encryption")),
+    "passthrough": workflow_runner,
     "unsandboxed": UnsandboxedWorkflowRunner,
 }
 
