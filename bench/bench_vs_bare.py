@@ -65,6 +65,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import HeaderCodecBehavior, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
@@ -90,6 +91,9 @@ MODES = ("kbflow", "bare")
 #: Bound for one case, and for a case's history to settle after it.
 CASE_TIMEOUT = dt.timedelta(seconds=120)
 SETTLE_POLL = 0.02
+#: RPC errors of a server too busy to answer in time; the call is made again.
+_TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
+                        RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED})
 #: Starts in flight at once while opening the idle cases.
 IDLE_CONCURRENCY = 50
 _CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -330,7 +334,13 @@ async def settled_history(handle: WorkflowHandle[Any, Any]) -> History:
     request = DescribeWorkflowExecutionRequest(
         namespace=handle._client.namespace, execution=WorkflowExecution(workflow_id=handle.id))
     while True:  # raw: nothing decoded (the test server's unset search attributes)
-        raw = await handle._client.workflow_service.describe_workflow_execution(request)
+        try:
+            raw = await handle._client.workflow_service.describe_workflow_execution(request)
+        except RPCError as error:  # a busy server drops a call now and then: ask again
+            if error.status not in _TRANSIENT or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(SETTLE_POLL)
+            continue
         if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
             info = raw.workflow_execution_info
             size = info.history_size_bytes or await _history_bytes(handle)
@@ -595,11 +605,18 @@ def _workers(address: str, data_dir: Path,
             worker.stop()
 
 
-async def bench(options: Options, data_dir: Path,
-                progress: Callable[[str], None]) -> Results:
-    """Everything ``options`` asks for; see the module's docstring."""
+async def bench(options: Options, data_dir: Path, progress: Callable[[str], None],
+                checkpoint: Callable[[Results], None] = lambda _: None) -> Results:
+    """Everything ``options`` asks for; see the module's docstring. ``checkpoint`` gets
+    the results so far after each part (the main rounds, the OTS years, each idle
+    worker), so that a long run interrupted later keeps them."""
     began = time.monotonic()
     results = Results(options)
+
+    def done_part() -> None:
+        results.seconds = time.monotonic() - began
+        checkpoint(results)
+
     plans = [plan_of(path) for path in example_files()
              if not options.examples or path.stem[:2] in options.examples
              or path.stem in options.examples]
@@ -637,16 +654,19 @@ async def bench(options: Options, data_dir: Path,
                 if profiler is not None:
                     profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
                     profiler.wait(60)
+            done_part()
+        if options.years:
+            results.years = await ots_years(options.years, data_dir, progress)
+            done_part()
         if options.idle_cases:
             idle_plan = next(p for p in plans if p.name.startswith("03")) if any(
                 p.name.startswith("03") for p in plans) else plans[0]
-            for mode, cache in (("bare", options.idle_cases), ("kbflow", options.idle_cases),
-                                ("kbflow", options.bounded_cache)):
+            for mode, cache in (("kbflow", options.idle_cases), ("kbflow", options.bounded_cache),
+                                ("bare", options.idle_cases)):
                 results.idle.append(await idle_memory(
                     mode, cache, options.idle_cases, idle_plan, address, data_dir, clients,
                     progress, options.runner))
-    if options.years:
-        results.years = await ots_years(options.years, data_dir, progress)
+                done_part()
     results.seconds = time.monotonic() - began
     return results
 
@@ -789,15 +809,20 @@ def report(results: Results) -> str:
     return "\n".join(lines)
 
 
-async def main_async(options: Options, keep: Path | None) -> Results:
+async def main_async(options: Options, keep: Path | None,
+                     json_out: Path | None = None) -> Results:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def checkpoint(results: Results) -> None:
+        if json_out is not None:
+            json_out.write_text(json.dumps(as_json(results), indent=2, default=str))
+
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        return await bench(options, keep, progress)
+        return await bench(options, keep, progress, checkpoint)
     with tempfile.TemporaryDirectory(prefix="kbflow-bench-bare-") as folder:
-        return await bench(options, Path(folder), progress)
+        return await bench(options, Path(folder), progress, checkpoint)
 
 
 def _years(text: str) -> tuple[int, ...]:
@@ -835,7 +860,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="run kbflow's worker with another workflow runner (default: "
                              "worker.py's); the bare twin keeps the SDK's default sandbox")
     parser.add_argument("--json-out", type=Path, default=None,
-                        help="also write the JSON to this file")
+                        help="also write the JSON to this file (after each part of the "
+                             "run, so that an interrupted run keeps what it measured)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="sample kbflow's worker with py-spy during the counted rounds "
                              "into this file (collapsed stacks; `python -m "
@@ -854,7 +880,7 @@ def main(argv: list[str] | None = None) -> None:
         print(report(from_json(json.loads(args.report.read_text()))))
         return
     configure_logging(json=True, level=logging.WARNING)  # the in-process years worker
-    results = asyncio.run(main_async(options, args.keep))
+    results = asyncio.run(main_async(options, args.keep, args.json_out))
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(as_json(results), indent=2, default=str))
     print(json.dumps(as_json(results), indent=2, default=str) if args.json
