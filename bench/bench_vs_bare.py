@@ -94,6 +94,8 @@ SETTLE_POLL = 0.02
 #: RPC errors of a server too busy to answer in time; the call is made again.
 _TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
                         RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED})
+#: Bound for a worker to work through the backlog of the idle cases' starts.
+IDLE_TIMEOUT = dt.timedelta(minutes=30)
 #: Starts in flight at once while opening the idle cases.
 IDLE_CONCURRENCY = 50
 _CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -162,7 +164,9 @@ class WorkerProcess:
             command += ["--max-cached-workflows", str(max_cached_workflows)]
         if runner is not None and kind == "kbflow":
             command += ["--runner", runner]
-        self.log_path = data_dir / f"worker-{kind}-{task_queue[-8:]}.log"
+        # beside the dev server's log (kbflow.settings names the data dir's own files)
+        self.log_path = Settings(data_dir=data_dir).dev_server_log_path.with_name(
+            f"bench-worker-{kind}-{task_queue[-8:]}.log")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=log)
@@ -324,13 +328,14 @@ class History:
     bytes: int
 
 
-async def settled_history(handle: WorkflowHandle[Any, Any]) -> History:
+async def settled_history(handle: WorkflowHandle[Any, Any],
+                          timeout: dt.timedelta = CASE_TIMEOUT) -> History:
     """The run's history length and size, once no activity or workflow task is pending.
 
     Raises:
-        TimeoutError: still busy after ``CASE_TIMEOUT``.
+        TimeoutError: still busy after ``timeout``.
     """
-    deadline = time.monotonic() + CASE_TIMEOUT.total_seconds()
+    deadline = time.monotonic() + timeout.total_seconds()
     request = DescribeWorkflowExecutionRequest(
         namespace=handle._client.namespace, execution=WorkflowExecution(workflow_id=handle.id))
     while True:  # raw: nothing decoded (the test server's unset search attributes)
@@ -346,7 +351,7 @@ async def settled_history(handle: WorkflowHandle[Any, Any]) -> History:
             size = info.history_size_bytes or await _history_bytes(handle)
             return History(info.history_length, size)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{handle.id}: not idle within {CASE_TIMEOUT}")
+            raise TimeoutError(f"{handle.id}: not idle within {timeout}")
         await asyncio.sleep(SETTLE_POLL)
 
 
@@ -467,7 +472,9 @@ async def idle_memory(mode: str, cache: int, cases: int, plan: Plan, address: st
             handles += await asyncio.gather(*(start(n) for n in
                                               range(chunk, min(cases, chunk + 1000))))
             progress(f"idle {mode} (cache {cache}): {len(handles)} started")
-        await asyncio.gather(*(settled_history(handle) for handle in handles[-50:]))
+        # The starts return at once; the worker works through its backlog meanwhile.
+        await asyncio.gather(*(settled_history(handle, IDLE_TIMEOUT)
+                               for handle in handles[-50:]))
         await _cpu_settled(worker.pid)
         seconds = time.perf_counter() - began
         after = rss_bytes(worker.pid)
