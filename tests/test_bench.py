@@ -4,6 +4,7 @@ benchmark's figures themselves are measured by hand, never asserted here)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sqlite3
@@ -81,3 +82,13 @@ def test_bench_vs_bare_runs_and_reports_every_figure(tmp_path: Path,
     assert years[0]["events"] < years[1]["events"] < years[2]["events"]
     # the report reads the JSON back as the same tables
     assert bench_vs_bare.report(bench_vs_bare.from_json(document)) == table.rstrip("\n")
+
+
+def test_bench_compares_with_sqlites_default_journal(tmp_path: Path) -> None:
+    # `--journal delete`: kbflow server's dev server without its pragmas, nothing else.
+    settings = Settings(data_dir=tmp_path)
+    wal = DevServerConfig.from_settings(settings)
+    delete = bench_vs_bare._JournalConfig(**dataclasses.asdict(wal))
+    assert "--sqlite-pragma" not in delete.command()
+    assert [arg for arg in wal.command() if arg not in ("--sqlite-pragma", "journal_mode=wal")
+            ] == delete.command()
