@@ -39,6 +39,7 @@ from temporalio.worker import (
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
 )
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.delivery import DeliveryActivities
 from activities.outbox_store import OutboxStore
@@ -56,6 +57,20 @@ log = structlog.get_logger(__name__)
 
 #: How long a stopping worker lets running activities finish.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+#: kbflow's own modules pass through the workflow sandbox: imported once per worker
+#: rather than once per workflow run (``workflows`` was the one re-imported: ``kbflow``,
+#: ``activities`` and ``encryption`` were passed through by the workflow modules already).
+#: The sandbox still runs every workflow: its own globals and the SDK's checks of each
+#: task. Measured with ``python -m bench.bench_vs_bare``: about a tenth less worker CPU
+#: per case (README, "Performance").
+PASSTHROUGH_MODULES = ("workflows", "kbflow", "activities", "encryption")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox with ``PASSTHROUGH_MODULES`` passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *PASSTHROUGH_MODULES))
 
 
 async def connect(settings: Settings, keys: KeyStore | None = None,
@@ -118,12 +133,15 @@ class _ErasedCaseInbound(WorkflowInboundInterceptor):
 
 
 def build_worker(
-    client: Client, task_queue: str, store: OutboxStore, identity: str | None = None
+    client: Client, task_queue: str, store: OutboxStore, identity: str | None = None,
+    **options: Any,
 ) -> Worker:
     """A worker for ``CaseWorkflow``, ``RetentionWorkflow`` (a closed case's retention)
     and the delivery activities on ``task_queue``.
 
-    ``identity`` names the worker in Temporal (default: the SDK's pid@host). Queries
+    ``identity`` names the worker in Temporal (default: the SDK's pid@host); ``options``
+    are further ``temporalio.worker.Worker`` options (the benchmark's
+    ``max_cached_workflows``, ``bench.bench_vs_bare``). Queries
     on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
     key store); events, escalations and failed attempts are logged and counted
     (``OperatorLog``) on the client's runtime.
@@ -138,11 +156,14 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
         interceptors=[ErasedCaseQueries(store.keys), OperatorLog()],
+        **{"workflow_runner": workflow_runner(), **options},
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None.
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
+                     **options: Any) -> None:
+    """Run a worker until ``stop`` is set, or until SIGTERM / SIGINT when ``stop`` is None;
+    ``options`` go to ``build_worker``.
 
     Its client and worker run on one runtime (``kbflow.metrics.runtime``): the SDK core's
     logs forwarded to Python logging, and ``/metrics`` on ``settings.metrics_port`` if set.
@@ -165,7 +186,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     await check_search_attributes(client)
-    worker = build_worker(client, settings.task_queue, store)
+    worker = build_worker(client, settings.task_queue, store, **options)
     async with worker:  # validated against the server: it polls from here on
         log.info("worker started", task_queue=settings.task_queue,
                  temporal_address=settings.temporal_address, namespace=settings.namespace,

