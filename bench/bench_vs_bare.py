@@ -526,10 +526,13 @@ async def ots_years(years: Sequence[int], data_dir: Path,
                 if item not in extension:
                     await send_event(client, start.case_ref, item.event,
                                      inputs.event_body(item.event, item.body), CASE_TIMEOUT)
-            rows = [dataclasses.replace(_year_row(await settled_history(handle), 0))]
+            # No run id: a case continues as new at each extension (a run per period).
+            current = client.get_workflow_handle(handle.id)
+            await settled_history(handle)
+            rows = [_year_row(await case_history(client, handle.id), 0)]
             for year in range(1, max(years) + 1):
                 if year > 1:  # until the extension question of the current period
-                    status = await handle.query(CaseWorkflow.status)
+                    status = await current.query(CaseWorkflow.status)
                     assert status.ots_ends_on is not None
                     now = await environment.get_current_time()
                     question = dt.datetime.combine(status.ots_ends_on, dt.time(),
@@ -545,11 +548,26 @@ async def ots_years(years: Sequence[int], data_dir: Path,
                     await send_event(client, start.case_ref, item.event,
                                      inputs.event_body(item.event, body), CASE_TIMEOUT)
                 if year in years:
-                    rows.append(_year_row(await settled_history(handle), year))
+                    await settled_history(handle)
+                    rows.append(_year_row(await case_history(client, handle.id), year))
                     progress(f"OTS year {year}: {rows[-1].events} events")
     finally:
         await environment.shutdown()
     return rows
+
+
+async def case_history(client: Client, workflow: str) -> History:
+    """Events and bytes of every run of a case: its current run and each run it
+    continued as new from (``continued_execution_run_id`` of each run's first event)."""
+    events, size, run_id = 0, 0, None
+    while True:
+        history = await client.get_workflow_handle(workflow, run_id=run_id).fetch_history()
+        events += len(history.events)
+        size += sum(event.ByteSize() for event in history.events)
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not started.continued_execution_run_id:
+            return History(events, size)
+        run_id = started.continued_execution_run_id
 
 
 def _year_row(history: History, years: int) -> YearRow:
