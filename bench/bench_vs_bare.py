@@ -55,8 +55,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
@@ -509,10 +508,7 @@ async def ots_years(years: Sequence[int], data_dir: Path,
     rows = [YearRow(0, 0, 0.0)]
     try:
         client = environment.client
-        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                               for key in search_attributes.ALL}))
+        await search_attributes.register(client)  # the test server knows none
         task_queue = f"bench-years-{uuid.uuid4()}"
         store = OutboxStore(Settings(data_dir=data_dir), keys=keys)
         async with build_worker(client, task_queue, store):

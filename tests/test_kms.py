@@ -296,6 +296,23 @@ def test_a_kms_that_refuses_is_one_line_naming_the_variable(
     assert not settings.master_keys_path.exists()
 
 
+@pytest.mark.parametrize("change", [{"KBFLOW_KMS_KEY": "no-such-key"},
+                                    {"KBFLOW_KMS_MOUNT": "elsewhere"}])
+def test_with_the_readme_policy_a_wrong_key_or_mount_names_the_token(
+        bao: OpenBao, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        change: dict[str, str]) -> None:
+    """README, "Keys in a KMS": a least-privilege token gets "permission denied" outside
+    its policy, so a wrong key or mount names KBFLOW_KMS_TOKEN (check all three)."""
+    key = bao.new_key()
+    token = bao.token_with_policy(readme_policy(key))
+    settings = _use(monkeypatch, {**bao.env(key, token), **change})
+    with pytest.raises(KmsError) as raised:
+        KeyStore.open(settings).key_for_scope(CASE_A)
+    message = str(raised.value)
+    assert message.startswith("KBFLOW_KMS_TOKEN: ") and "refused the token" in message
+    assert "\n" not in message and token not in message
+
+
 def test_a_key_that_is_not_derived_is_refused_before_it_wraps_anything(
         bao: OpenBao, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _use(monkeypatch, bao.env(bao.new_key(derived=False)))

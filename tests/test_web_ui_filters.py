@@ -25,6 +25,7 @@ retention workflows carry no kbflow search attribute).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import uuid
@@ -69,6 +70,8 @@ IN_FLIGHT = [("01_custody_termination.json", 0), ("03_ots_advice_requested.json"
 #: Upper bound for a listing to show what is expected (the UI loads, visibility catches
 #: up); a few seconds on a quiet machine.
 LISTING_TIMEOUT = 45.0
+#: Polls of visibility (0.5 s apart) for a listing through the client.
+LISTING_POLLS = 90
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,23 @@ CONTINUED = "CONTINUED AS NEW"
 def status(case: Case) -> str:
     """The run status the UI's list shows for ``case``: a closed case has completed."""
     return "COMPLETED" if case.progress.phase is Phase.CLOSED else "RUNNING"
+
+
+@pytest.mark.parametrize("query", [f for f in FILTERS if f.attribute == "KbflowPhase"],
+                         ids=["KbflowPhase"])
+async def test_excluding_continued_runs_lists_each_case_once(
+        ui: Ui, cases: Cases, query: Filter) -> None:  # noqa: F811
+    """README: add ``AND ExecutionStatus != 'ContinuedAsNew'`` to list each case once
+    (example 04's earlier run matches ``KbflowPhase = 'ots'`` too)."""
+    assert any(wid for shown, wid in cases.runs_found_by(query) if shown == CONTINUED)
+    listed: list[str] = []
+    for _ in range(LISTING_POLLS):  # visibility is eventually consistent: bounded
+        listed = [execution.id async for execution in ui.server.client.list_workflows(
+            f"{query.query} AND ExecutionStatus != 'ContinuedAsNew'")]
+        if sorted(listed) == sorted(cases.found_by(query)):
+            break
+        await asyncio.sleep(0.5)
+    assert sorted(listed) == sorted(cases.found_by(query))  # each once
 
 
 def test_the_filters_tell_the_cases_apart(cases: Cases) -> None:
