@@ -22,6 +22,9 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_KMS_MOUNT`` | ``transit`` | where the transit engine is mounted |
 | ``KBFLOW_KMS_CA_FILE`` | unset: certifi's CAs | PEM file of the CAs of the KMS's TLS certificate |
 | ``KBFLOW_STORE_URL`` | unset: SQLite in the data dir | PostgreSQL URL of kbflow's state |
+| ``KBFLOW_API_ADDRESS`` | ``127.0.0.1:8443`` | where ``kbflow api`` listens, host:port |
+| ``KBFLOW_API_TLS_DIR`` | ``<data dir>/api-tls`` | the API's TLS material and OIN table |
+| ``KBFLOW_API_URL`` | ``https://<KBFLOW_API_ADDRESS>`` | the API's public base URL |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -73,6 +76,10 @@ DEFAULT_KMS_MOUNT = "transit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 STORE_URL_ENV = "KBFLOW_STORE_URL"
+API_ADDRESS_ENV = "KBFLOW_API_ADDRESS"
+API_TLS_DIR_ENV = "KBFLOW_API_TLS_DIR"
+API_URL_ENV = "KBFLOW_API_URL"
+DEFAULT_API_ADDRESS = "127.0.0.1:8443"
 #: The URL schemes of a PostgreSQL store (libpq's two spellings).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -117,6 +124,9 @@ class Settings:
     metrics_port: int | None = None
     kms: KmsSettings | None = None
     store_url: str | None = field(default=None, repr=False)
+    api_address: str = DEFAULT_API_ADDRESS
+    api_tls_dir: Path | None = None
+    api_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -145,6 +155,10 @@ class Settings:
             metrics_port=_port(env.get(METRICS_PORT_ENV) or None, METRICS_PORT_ENV),
             kms=_kms(env),
             store_url=_store_url(env.get(STORE_URL_ENV) or None),
+            api_address=_host_port(env.get(API_ADDRESS_ENV) or DEFAULT_API_ADDRESS,
+                                   API_ADDRESS_ENV),
+            api_tls_dir=Path(env[API_TLS_DIR_ENV]) if env.get(API_TLS_DIR_ENV) else None,
+            api_url=_api_url(env.get(API_URL_ENV) or None),
         )
 
     @property
@@ -235,6 +249,19 @@ class Settings:
         return self.party_keys_dir or self.data_dir / "party-keys"
 
     @property
+    def api_tls_path(self) -> Path:
+        """The folder of the API's TLS material (``api.tls``: ``ca.crt``, ``server.crt``,
+        ``server.key``, the OIN table ``parties.json``): ``api_tls_dir`` if set, else
+        ``<data dir>/api-tls`` (where ``kbflow certs init`` writes by default)."""
+        return self.api_tls_dir or self.data_dir / "api-tls"
+
+    @property
+    def api_base_url(self) -> str:
+        """The API's public base URL, without a trailing slash: ``api_url`` if set, else
+        ``https://`` + ``api_address``."""
+        return (self.api_url or f"https://{self.api_address}").rstrip("/")
+
+    @property
     def dev_server_db_path(self) -> Path:
         """The Temporal dev server's SQLite database (``kbflow server``, ``kbflow demo``)."""
         return self.data_dir / "temporal.sqlite"
@@ -304,6 +331,29 @@ def _check_kms_url(url: str) -> None:
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
         raise SettingsError(f"{KMS_URL_ENV}: http:// only to a loopback host (the token would "
                             "cross the network in the clear); use https://")
+def _host_port(value: str, variable: str) -> str:
+    """``host:port`` checked (an IPv6 host in brackets); the message names the variable."""
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise SettingsError(f"{variable}: must be host:port, the port 1-65535 (e.g. "
+                            f"{DEFAULT_API_ADDRESS})")
+    return value.strip()
+
+
+def _api_url(value: str | None) -> str | None:
+    """``KBFLOW_API_URL`` checked: an ``https://`` URL with a host."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port
+    except ValueError:
+        raise SettingsError(f"{API_URL_ENV}: not a URL with a valid port") from None
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(f"{API_URL_ENV}: must be https://host[:port][/path]")
+    return value.strip()
+
+
 def _store_url(value: str | None) -> str | None:
     """``KBFLOW_STORE_URL`` checked: unset, or a PostgreSQL URL. The message never repeats
     the value (it may hold a password)."""

@@ -753,6 +753,68 @@ def codec_server_command(
                 server_header=False)
 
 
+@app.command("api")
+def api_command(
+    openapi: Annotated[bool, typer.Option(
+        "--openapi", help="Print the OpenAPI document (as committed in api/openapi.json) "
+                          "and exit.")] = False,
+) -> None:
+    """Run the agencies' HTTP API over mutual TLS on KBFLOW_API_ADDRESS (default
+    127.0.0.1:8443), with the TLS material and OIN table of KBFLOW_API_TLS_DIR (default
+    KBFLOW_DATA_DIR/api-tls; `kbflow certs init` makes a development set).
+
+    Every path but /v1/openapi.json needs a client certificate from ca.crt's CAs whose
+    subject serialNumber is an OIN listed in parties.json. Stop it with Ctrl-C.
+    """
+    from api.app import create_app, openapi_document
+
+    if openapi:
+        typer.echo(openapi_document(), nl=False)
+        return
+    import uvicorn
+
+    from api import server
+    from api.context import ApiContext
+    from api.tls import TlsFiles, TlsMaterialError
+
+    settings = Settings.from_env()
+    files = TlsFiles(settings.api_tls_path)
+    try:
+        files.check()
+    except TlsMaterialError as error:
+        _fail(str(error))
+    api_context = _run(lambda: ApiContext.open(settings))
+    try:
+        config = server.config(create_app(api_context), files, settings.api_address,
+                               server_header=False)
+    except TlsMaterialError as error:
+        _fail(str(error))
+    typer.echo(f"kbflow API on https://{settings.api_address}/v1 (OpenAPI: "
+               f"{settings.api_base_url}/v1/openapi.json)", err=True)
+    uvicorn.Server(config).run()
+
+
+certs_app = typer.Typer(help="TLS material of the agencies' API.", no_args_is_help=True)
+app.add_typer(certs_app, name="certs")
+
+
+@certs_app.command("init")
+def certs_init(folder: Annotated[Path, typer.Argument(
+        metavar="DIR", help="An empty (or new) folder: where KBFLOW_API_TLS_DIR will "
+                          "point.")]) -> None:
+    """Make a development CA, the API's server certificate and one client certificate per
+    party (fictional OINs in the subject serialNumber), and parties.json: the layout
+    KBFLOW_API_TLS_DIR reads. For development only; production uses PKIoverheid."""
+    from api.certs import CertsExistError, init_dev_certs
+
+    try:
+        files = init_dev_certs(folder)
+    except CertsExistError as error:
+        _fail(str(error))
+    typer.echo(f"wrote {files.ca}, server.crt/.key and <PARTY>.crt/.key for "
+               f"{', '.join(p.value for p in Party)}, and parties.json in {folder}")
+
+
 operator_app = typer.Typer(
     help="Operators who may decode cases through the codec server: their own tokens, "
          "issued, listed and revoked.", no_args_is_help=True)

@@ -83,12 +83,13 @@ def _readme_section(title: str) -> str:
     return text[start:end]
 
 
-def test_from_env_reads_the_fifteen_variables() -> None:
+def test_from_env_reads_the_eighteen_variables() -> None:
     assert _variables_read() == {
         "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "KBFLOW_TASK_QUEUE", "KBFLOW_DATA_DIR",
         "KBFLOW_MASTER_KEYS", "KBFLOW_PSEUDONYM_KEY", "KBFLOW_CODEC_TOKEN",
         "KBFLOW_PARTY_KEYS_DIR", "KBFLOW_METRICS_PORT", "KBFLOW_STORE_URL", "KBFLOW_KMS_URL",
         "KBFLOW_KMS_TOKEN", "KBFLOW_KMS_KEY", "KBFLOW_KMS_MOUNT", "KBFLOW_KMS_CA_FILE",
+        "KBFLOW_API_ADDRESS", "KBFLOW_API_TLS_DIR", "KBFLOW_API_URL",
     }
 
 
@@ -111,13 +112,36 @@ def test_every_variable_read_changes_the_settings(name: str) -> None:
     value = {"TEMPORAL_ADDRESS": "127.0.0.1:17233", "KBFLOW_METRICS_PORT": "9464",
              "KBFLOW_KMS_URL": "https://kms.example:8200", "KBFLOW_KMS_TOKEN": "other",
              "KBFLOW_KMS_KEY": "other", "KBFLOW_KMS_MOUNT": "kms/transit",
-             "KBFLOW_STORE_URL": "postgresql://kbflow@db.test/kbflow"}.get(name,
+             "KBFLOW_STORE_URL": "postgresql://kbflow@db.test/kbflow",
+             "KBFLOW_API_ADDRESS": "0.0.0.0:9443",
+             "KBFLOW_API_URL": "https://kbflow.example/api"}.get(name,
                                                                            "/probe-value")
     base = KMS if name.startswith("KBFLOW_KMS_") else {}
     assert Settings.from_env({**base, name: value}) != Settings.from_env(base)
     if name in KMS:
         return  # required with a KMS: empty is refused (tests/test_kms.py)
     assert Settings.from_env({**base, name: ""}) == Settings.from_env(base)  # empty: unset
+
+
+@pytest.mark.parametrize("address", ["8443", "localhost", "localhost:0", ":8443",
+                                     "localhost:http"])
+def test_an_api_address_that_is_no_host_and_port_names_the_variable(address: str) -> None:
+    with pytest.raises(SettingsError, match=r"^KBFLOW_API_ADDRESS: must be host:port"):
+        Settings.from_env({"KBFLOW_API_ADDRESS": address})
+
+
+@pytest.mark.parametrize("url", ["http://kbflow.example", "kbflow.example",
+                                 "https://", "https://kbflow.example:99999",
+                                 "https://kbflow.example/?q=1"])
+def test_an_api_url_that_is_no_https_url_names_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"^KBFLOW_API_URL: "):
+        Settings.from_env({"KBFLOW_API_URL": url})
+
+
+def test_the_api_base_url_defaults_to_the_address() -> None:
+    assert Settings.from_env({}).api_base_url == "https://127.0.0.1:8443"
+    assert Settings.from_env({"KBFLOW_API_URL": "https://kbflow.example/api/"}
+                             ).api_base_url == "https://kbflow.example/api"
 
 
 @pytest.mark.parametrize("port", ["http", "0", "65536", "-1", "94 64"])
@@ -152,7 +176,8 @@ def test_secrets_stay_out_of_the_repr() -> None:
 # ---- data-dir file names, spelled once ---------------------------------------------------
 
 FILE_NAMES = {"outbox.sqlite3", "keys.sqlite3", "master.keys", "pseudonym.key", "codec.token",
-              "operators.sqlite3", "party-keys", "temporal.sqlite", "temporal-server.log"}
+              "operators.sqlite3", "party-keys", "temporal.sqlite", "temporal-server.log",
+              "api-tls"}
 
 
 def _path_properties(settings: Settings) -> dict[str, Path]:
