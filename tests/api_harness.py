@@ -18,12 +18,16 @@ from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from temporalio.client import Client
 
+from activities.outbox_store import OutboxStore
 from api import server
 from api.app import create_app
 from api.context import ApiContext
-from api.tls import TlsFiles, client_context
+from api.tls import PartyTable, TlsFiles, client_context, own_oin
+from encryption.keys import KeyStore
 from kbflow.process import Party
+from kbflow.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,12 @@ async def serve_api(api_context: ApiContext, files: TlsFiles) -> AsyncIterator[A
         running.should_exit = True
         await task
         sock.close()
+
+
+def api_context_for(client: Client, store: OutboxStore, keys: KeyStore,
+                    files: TlsFiles) -> ApiContext:
+    """An ``ApiContext`` over the suite's fixtures: the API, the worker and the store share
+    one key store (``tests/conftest.py``: ``client``, ``store``, ``keys``)."""
+    return ApiContext(settings=Settings(data_dir=store.path.parent), client=client,
+                      parties=PartyTable.load(files.parties), oin=own_oin(files), keys=keys,
+                      outbox=store)
