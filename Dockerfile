@@ -1,4 +1,4 @@
-# kbflow: the worker, the codec server and the CLI in one image.
+# kbflow: the worker, the codec server, the agencies' API and the CLI in one image.
 #
 #   docker build -t kbflow .          (BuildKit: the default builder since Docker 23)
 #   docker run --rm kbflow --help

@@ -155,8 +155,10 @@ def settings_variables() -> set[str]:
     names = set()
     baseline = _settings_with({})
     for name in {name for service in KBFLOW_SERVICES for name in environment(service)}:
-        probe = ("9999" if name.endswith("_PORT") else "postgresql://probe@db/probe"
-                 if name == STORE_URL_ENV else "/probe-value")  # a valid value
+        probe = {STORE_URL_ENV: "postgresql://probe@db/probe",  # a valid value
+                 "KBFLOW_API_ADDRESS": "probe:9999",
+                 "KBFLOW_API_URL": "https://probe.example"}.get(
+            name, "9999" if name.endswith("_PORT") else "/probe-value")
         if _settings_with({name: probe}) != baseline:
             names.add(name)
     return names
@@ -187,7 +189,7 @@ def kbflow_command(service: str) -> tuple[str, Any]:
 def test_the_compose_file_has_the_services_of_a_production_setup() -> None:
     assert {"postgresql", "temporal", "temporal-ui", "kbflow-worker",
             "kbflow-codec"} <= set(SERVICES)
-    assert {"kbflow-worker", "kbflow-codec", "kbflow-cli"} <= set(KBFLOW_SERVICES)
+    assert {"kbflow-worker", "kbflow-codec", "kbflow-cli", "kbflow-api"} <= set(KBFLOW_SERVICES)
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -320,8 +322,21 @@ def test_the_worker_settings_resolve_to_the_compose_services() -> None:
         "TEMPORAL_DEFAULT_NAMESPACE"]
 
 
+def test_the_api_listens_on_its_published_port_with_a_read_only_tls_folder() -> None:
+    name, _ = kbflow_command("kbflow-api")
+    assert name == "api"
+    settings = _settings_with(resolved(environment("kbflow-api")))
+    host, _, port = settings.api_address.rpartition(":")
+    assert host == "0.0.0.0"  # reachable through the published port
+    ((address, host_port, container_port),) = published("kbflow-api")
+    assert address == "127.0.0.1" and container_port == int(port) == host_port
+    (mount,) = [m for m in mounts("kbflow-api") if m["target"] == str(settings.api_tls_path)]
+    assert mount["type"] == "bind" and mount["read_only"] is True
+    assert urlsplit(settings.api_base_url).port == host_port
+
+
 def test_party_keys_are_a_read_only_mount() -> None:
-    for service in ("kbflow-worker", "kbflow-cli"):
+    for service in ("kbflow-worker", "kbflow-cli", "kbflow-api"):
         folder = resolved(environment(service))[PARTY_KEYS_ENV]
         (mount,) = [m for m in mounts(service) if m["target"] == folder]
         assert mount["type"] == "bind" and mount["read_only"] is True, service
@@ -543,7 +558,7 @@ def test_build_context_has_the_project_and_no_tests_keys_or_data() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = {"pyproject.toml", "README.md"}
     needed |= {f"{module}.py" for module in pyproject["tool"]["setuptools"]["py-modules"]}
-    needed |= {f"{package}/__init__.py"
+    needed |= {f"{package.replace('.', '/')}/__init__.py"
                for package in pyproject["tool"]["setuptools"]["packages"]}
     assert needed <= sent, f"missing from the build context: {sorted(needed - sent)}"
     never = [".kbflow/master.keys", ".kbflow/keys.sqlite3", ".kbflow/codec.token",
