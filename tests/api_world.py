@@ -97,8 +97,10 @@ async def post_event(client: httpx.AsyncClient, case_ref: str, event: f.Ev,
 
 
 async def started(client: httpx.AsyncClient, reporter: Party = Party.VT) -> str:
-    """Start a case through the API; its ref."""
-    response = await client.post("/v1/cases", json=start_body(reporter))
+    """Start a case through the API; its ref. (Every test case concerns the same
+    fictional child: a second open case is intended, ``secondCase=true``.)"""
+    response = await client.post("/v1/cases", json=start_body(reporter),
+                                 params={"secondCase": "true"})
     assert response.status_code == 201, response.text
     return str(response.json()["case_ref"])
 
