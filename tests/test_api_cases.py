@@ -6,6 +6,7 @@ with a worker on the suite's Temporal server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,6 +74,26 @@ async def test_a_start_is_201_with_location_and_a_repeat_200(endpoint: ApiEndpoi
     assert other.headers["content-type"] == "application/problem+json"
 
 
+async def test_a_second_open_case_for_a_child_needs_second_case(
+        endpoint: ApiEndpoint, store: OutboxStore) -> None:
+    async with endpoint.client(Party.VT) as vt:
+        first = await started(vt)
+        # the first case is found by the child's pseudonym once its report is delivered
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await asyncio.to_thread(store.processing_log, first):
+            assert loop.time() < deadline, "the step-1 report was not delivered in 30 s"
+            await asyncio.sleep(0.05)
+        refused = await vt.post("/v1/cases", json=start_body())
+        intended = await vt.post("/v1/cases", json=start_body(),
+                                 params={"secondCase": "true"})
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "urn:kbflow:problem:conflict"
+    assert "secondCase=true" in refused.json()["detail"]
+    assert not f.leaked(refused.text)
+    assert intended.status_code == 201
+
+
 async def test_the_idempotency_key_header_must_match_the_body(endpoint: ApiEndpoint) -> None:
     async with endpoint.client(Party.VT) as vt:
         response = await vt.post("/v1/cases", json=start_body(),
@@ -106,6 +127,8 @@ async def test_events_by_their_senders_and_the_status_to_participants(
         outcome = response.json()
         assert outcome["event"] == "announce_investigation" and outcome["sender"] == "RVDK"
         assert {p["recipient"] for p in outcome["packets"]} == {"IND", "DTV"}
+        # IND only received a packet (step 2) so far: it takes part
+        assert (await ind.get(f"/v1/cases/{case_ref}")).status_code == 200
         repeat = await post_event(rvdk, case_ref, announce)
         # a true repeat answers the first outcome (the same update id), applied once
         assert repeat.status_code == 200 and repeat.json() == outcome
@@ -215,3 +238,103 @@ def test_there_is_one_route_per_event_with_its_schema() -> None:
         body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert "$defs" not in str(body)
         assert set(body["schema"]["properties"]) == set(RULES[event].model.model_fields)
+
+
+# ---- the README's section "The agencies' API" -------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## The agencies' API\n")
+    return text[start:text.index("\n## ", start + 5)]
+
+
+#: The problem types of the API skeleton and part A; other parts add rows of their own.
+_DOCUMENTED = ("INVALID_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "UNKNOWN_OIN", "NOT_FOUND",
+               "METHOD_NOT_ALLOWED", "NOT_ACCEPTABLE", "CONFLICT", "IDEMPOTENCY_CONFLICT",
+               "TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "PENDING", "UNAVAILABLE", "INTERNAL")
+
+
+def test_the_readme_states_the_apis_limits_rules_and_problems() -> None:
+    import re
+
+    from api.app import create_app
+    from api.bodies import RAW_BODY_MAX_BYTES
+    from api.problems import ProblemType
+    from kbflow.items import BODY_MAX_BYTES
+    from tests.test_api_bad_input import CORPUS
+
+    section = _section()
+    assert f"at most {RAW_BODY_MAX_BYTES} bytes as sent" in section
+    assert f"{BODY_MAX_BYTES} bytes (128 KiB)" in section
+    assert f"sends {len(CORPUS)} bad requests" in section
+    assert f"up to {cases_route.EVENT_WAIT.total_seconds():.0f} s" in section
+    assert f"`Retry-After: {cases_route.RETRY_AFTER_SECONDS}`" in section
+    assert "`case rule 'advice': only DTV sends it (PROCESS.md §3 step 9)`" in section
+    # the resources are the served paths
+    document = create_app(None).openapi()
+    listed = set(re.findall(r"^\| `(GET|POST) (/v1/[^`]+)` \|", section, re.MULTILINE))
+    served = {(method.upper(), path) for path, item in document["paths"].items()
+              for method in item if not path.startswith("/v1/cases/{caseRef}/events/")}
+    served.add(("POST", "/v1/cases/{caseRef}/events/{event}"))
+    served.add(("GET", "/v1/openapi.json"))
+    assert {row for row in served if not row[1].startswith(("/v1/documents",
+                                                            "/v1/subscriptions"))} <= listed
+    limit = next(p for p in document["paths"]["/v1/inbox"]["get"]["parameters"]
+                 if p["name"] == "limit")["schema"]
+    assert (limit["default"], limit["minimum"], limit["maximum"]) == (20, 1, 100)
+    assert "20 a page\n(`limit` 1-100)" in section
+    # every problem row names a real type with its status; the skeleton's are all there
+    rows = dict(re.findall(r"^\| `urn:kbflow:problem:([a-z-]+)` \| (\d{3}) \|", section,
+                           re.MULTILINE))
+    by_slug = {kind.slug: kind for kind in ProblemType}
+    assert all(by_slug[slug].status == int(status) for slug, status in rows.items())
+    assert {ProblemType[name].slug for name in _DOCUMENTED} <= set(rows)
+
+
+async def test_the_readmes_curl_examples_work(endpoint: ApiEndpoint, tmp_path: Path) -> None:
+    import json
+    import re
+    import shlex
+    import subprocess
+
+    from kbflow.reference import template
+
+    block = _section().split("### Examples with the development certificates")[1]
+    lines = block.split("```sh\n")[1].split("```")[0].strip().splitlines()
+    assert lines[0] == "T=.kbflow/api-tls"
+    work = tmp_path / "curl"
+    work.mkdir()
+    (work / "start.json").write_text(json.dumps(template("case")))
+    (work / "announce.json").write_text(json.dumps(template("announce_investigation")))
+    assert lines[1] == "kbflow template case > start.json"
+    assert lines[3] == "kbflow template announce_investigation > announce.json"
+    found = {"KB-2026-7K4M2XCH-R": "", "PACKET_ID": ""}
+
+    def curl(line: str) -> tuple[int, dict[str, object]]:
+        for placeholder, value in found.items():
+            line = line.replace(placeholder, value)
+        line = line.replace("$T", str(endpoint.files.folder)).replace(
+            "https://127.0.0.1:8443", endpoint.base_url)
+        done = subprocess.run([*shlex.split(line), "-s", "-w", "\n%{http_code}"], cwd=work,
+                              capture_output=True, text=True, timeout=120, check=False)
+        body, _, status = done.stdout.rpartition("\n")
+        return int(status), json.loads(body) if body else {}
+
+    commands = [line for line in lines if line.startswith("curl ")]
+    assert len(commands) == 5
+    status, started_case = await asyncio.to_thread(curl, commands[0])
+    assert status == 201, started_case
+    found["KB-2026-7K4M2XCH-R"] = str(started_case["case_ref"])
+    status, outcome = await asyncio.to_thread(curl, commands[1])
+    assert status == 200, outcome
+    status, page = await asyncio.to_thread(curl, commands[2])
+    assert status == 200 and page["packets"], page
+    found["PACKET_ID"] = str(page["packets"][0]["packet_id"])  # type: ignore[index]
+    status, receipt = await asyncio.to_thread(curl, commands[3])
+    assert status == 200 and receipt["packet_id"] == found["PACKET_ID"]
+    status, shown = await asyncio.to_thread(curl, commands[4])
+    assert status == 200 and re.match(r"^KB-", str(shown["case_ref"]))
+    assert shown["steps_done"] == [1, 2]

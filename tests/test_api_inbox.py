@@ -20,6 +20,7 @@ from activities.outbox_store import OutboxStore
 from api.certs import DEV_OINS, init_dev_certs
 from api.tls import TlsFiles
 from encryption.keys import KeyStore
+from encryption.sealed import PartyKeys
 from kbflow.items import Measure
 from kbflow.packets import Packet
 from kbflow.process import Party
@@ -63,8 +64,11 @@ async def _to_step_3(endpoint: ApiEndpoint) -> str:
 
 
 def _opened(store: OutboxStore, party: Party, shown: dict[str, object]) -> Packet:
-    sealed = base64.b64decode(str(shown["sealedPacket"]))
-    return Packet.model_validate_json(store.party_keys.unseal(party, sealed))
+    """Open a shown packet as the README says, with the party's private key (here the
+    data dir's party keys, which the API never reads)."""
+    folder = store.party_keys.folder
+    packet_json = PartyKeys(folder).unseal(party, base64.b64decode(str(shown["sealedPacket"])))
+    return Packet.model_validate_json(packet_json)
 
 
 async def test_the_inbox_pages_by_cursor_and_each_packet_opens_with_the_callers_key(
@@ -86,6 +90,9 @@ async def test_the_inbox_pages_by_cursor_and_each_packet_opens_with_the_callers_
     assert {p["case_ref"] for p in everything["packets"]} == {case_ref, other_case}
     assert len(everything["packets"]) == 6 and everything["next"] is None
     for packet in shown:
+        assert set(packet) == {"packet_id", "case_ref", "step", "sender", "recipient",
+                               "created_at", "processing_activity_id", "acknowledgedAt",
+                               "sealedPacket"}
         assert packet["recipient"] == "RVDK" and packet["acknowledgedAt"] is None
         assert packet["created_at"].endswith("Z") or packet["created_at"].endswith("+00:00")
         assert packet["processing_activity_id"]

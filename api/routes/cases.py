@@ -191,11 +191,14 @@ async def start(
 ) -> Started:
     """Start a case with its step-1 report (only VT, COA, AVIM or IND, as itself).
 
-    The body is the CaseStart of ``kbflow start``: with ``idempotency_key``, without
-    ``case_ref``; kbflow derives the ref from the key, so a repeat returns the same case.
+    The body is the CaseStart of ``kbflow start`` (or a scenario file, whose ``case`` is
+    used): with ``idempotency_key``, without ``case_ref``; kbflow derives the ref from the
+    key, so a repeat returns the same case.
     """
     authorisation.require_reporter(caller)
     document = await json_object(request)
+    if isinstance(document.get("case"), dict):  # a scenario file, as `kbflow start` takes
+        document = document["case"]
     params = []
     if "case_ref" in document:
         params.append(InvalidParam(name="case_ref",
