@@ -1,12 +1,22 @@
-"""What the API tests of cases, inboxes and bad input share: an ``ApiContext`` over the
-suite's fixtures (``client``, ``store``, ``keys``: the API, the worker and the store share
-one key store), a TLS folder with two GIs, bodies as a client sends them, and a count
-of a case's history events (a refused request adds none).
+"""What the API tests of cases, inboxes and bad input share: the API served with a
+worker on a real Temporal dev server (``served_api``: the API, the worker and the store
+share one key store), a TLS folder with two GIs, bodies as a client sends them, and a
+count of a case's history events (a refused request adds none).
+
+A dev server, not the session's time-skipping one: its clock is the wall clock, which
+the API checks a start against (a child under 18 today) as the workflow checks it
+against its own (the time-skipping clock runs years ahead); and an update its validator
+rejects leaves no event in the history (a speculative workflow task), as in production,
+where the time-skipping server records that task's three events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +24,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from api.certs import DEV_OINS, KBFLOW_DEV_OIN, issue, make_ca
@@ -24,6 +35,8 @@ from kbflow.events import CaseStart
 from kbflow.process import PARTY_NAMES, Party
 from kbflow.settings import Settings, workflow_id
 from tests import factories as f
+from tests.api_harness import ApiEndpoint, serve_api
+from worker import build_worker, connect
 
 #: The second GI's OIN (fictional, like ``DEV_OINS``).
 OTHER_GI_OIN = "00000099000000000099"
@@ -35,6 +48,35 @@ def api_context(client: Client, store: OutboxStore, keys: KeyStore, task_queue: 
     return ApiContext(settings=Settings(data_dir=data_dir, task_queue=task_queue),
                       client=client, parties=PartyTable.load(files.parties),
                       oin=own_oin(files), keys=keys, outbox=store)
+
+
+@dataclass(frozen=True)
+class Served:
+    """The API served for a test: its endpoint, the Temporal client (kbflow's converter)
+    and the outbox store the worker delivers to."""
+
+    endpoint: ApiEndpoint
+    client: Client
+    store: OutboxStore
+
+
+@contextlib.asynccontextmanager
+async def served_api(dev_server: WorkflowEnvironment, data_dir: Path, files: TlsFiles, *,
+                     worker: bool = True) -> AsyncIterator[Served]:
+    """The API over ``files`` on ``dev_server``, with a worker on a task queue of its own
+    (``worker=False``: none, so events stay pending)."""
+    settings = Settings(temporal_address=dev_server.client.service_client.config.target_host,
+                        namespace=dev_server.client.namespace,
+                        task_queue=f"kbflow-api-{uuid.uuid4()}", data_dir=data_dir)
+    keys = KeyStore.open(settings)
+    client = await connect(settings, keys)
+    store = OutboxStore(settings, keys=keys)
+    async with contextlib.AsyncExitStack() as stack:
+        if worker:
+            await stack.enter_async_context(build_worker(client, settings.task_queue, store))
+        endpoint = await stack.enter_async_context(serve_api(api_context(
+            client, store, keys, settings.task_queue, data_dir, files), files))
+        yield Served(endpoint, client, store)
 
 
 def _write(folder: Path, name: str, certificate: Any, key: Any) -> None:
@@ -109,3 +151,19 @@ async def history_length(temporal: Client, case_ref: str) -> int:
     """How many events the case's history holds now."""
     handle = temporal.get_workflow_handle(workflow_id(case_ref))
     return len([event async for event in handle.fetch_history_events()])
+
+
+async def settled(temporal: Client, case_ref: str, bound: float = 30.0) -> None:
+    """Wait (at most ``bound`` seconds) until the case has no activity and no workflow
+    task pending: its history then grows only by what a request adds."""
+    import asyncio
+
+    handle = temporal.get_workflow_handle(workflow_id(case_ref))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while True:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
+        assert loop.time() < deadline, f"case {case_ref} did not settle in {bound} s"
+        await asyncio.sleep(0.05)

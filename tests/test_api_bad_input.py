@@ -5,13 +5,12 @@ history gains no event.
 
 One case is started (VT) and announced (RVDK), so it awaits IND's and DT&V's step-3
 replies; every request then runs against it, counting its history events before and
-after.
+after (on a real Temporal dev server: ``tests.api_world.served_api``).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,28 +19,25 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.outbox_store import OutboxStore
 from api.bodies import RAW_BODY_MAX_BYTES
 from api.certs import init_dev_certs
 from api.tls import TlsFiles
-from encryption.keys import KeyStore
 from kbflow.items import GOALS_MAX, LONG_TEXT_MAX, CourtRequest
 from kbflow.process import Party
-from kbflow.settings import Settings, workflow_id
+from kbflow.settings import workflow_id
 from tests import factories as f
-from tests.api_harness import ApiEndpoint, serve_api
 from tests.api_world import (
-    api_context,
+    Served,
     as_json,
     event_path,
     history_length,
     post_event,
+    served_api,
+    settled,
     start_body,
 )
-from worker import build_worker, connect
 
 
 @dataclass(frozen=True)
@@ -249,30 +245,11 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return init_dev_certs(tmp_path_factory.mktemp("api-tls"))
 
 
-@dataclass(frozen=True)
-class Served:
-    """The API and a worker on a real Temporal dev server, and a client of it."""
-
-    endpoint: ApiEndpoint
-    client: Client
-
-
 @pytest_asyncio.fixture
 async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
                  ) -> AsyncIterator[Served]:
-    # A real server, not the time-skipping one: there an update its validator rejects
-    # leaves no event in the history (a speculative workflow task), as in production;
-    # the time-skipping test server records that task's three events.
-    settings = Settings(temporal_address=dev_server.client.service_client.config.target_host,
-                        namespace=dev_server.client.namespace,
-                        task_queue=f"kbflow-api-bad-{uuid.uuid4()}", data_dir=tmp_path)
-    keys = KeyStore.open(settings)
-    client = await connect(settings, keys)
-    store = OutboxStore(settings, keys=keys)
-    async with build_worker(client, settings.task_queue, store), serve_api(
-            api_context(client, store, keys, settings.task_queue, tmp_path, tls_files),
-            tls_files) as endpoint:
-        yield Served(endpoint, client)
+    async with served_api(dev_server, tmp_path, tls_files) as serving:
+        yield serving
 
 
 def _sent_values(bad: Bad, body: Any) -> list[str]:
@@ -309,6 +286,7 @@ async def test_every_bad_request_is_a_problem_and_changes_nothing(served: Served
         announce = f.announce()
         assert (await post_event(clients[Party.RVDK], case_ref, announce)).status_code == 200
         world = World(case_ref, announce.event.idempotency_key, start)
+        await settled(client, case_ref)
         failures = []
         for bad in CORPUS:
             before = await history_length(client, case_ref)

@@ -13,25 +13,25 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.testing import WorkflowEnvironment
 
-from activities.outbox_store import OutboxStore
 from api.certs import init_dev_certs
 from api.routes import cases as cases_route
 from api.tls import TlsFiles
-from encryption.keys import KeyStore
 from kbflow.case import RULES, RefusalCode
 from kbflow.items import Measure
 from kbflow.process import Party
 from kbflow.settings import workflow_id
 from tests import factories as f
-from tests.api_harness import ApiEndpoint, serve_api
+from tests.api_harness import ApiEndpoint
 from tests.api_world import (
-    api_context,
+    Served,
     as_json,
     event_path,
     history_length,
     post_event,
+    served_api,
+    settled,
     start_body,
     started,
 )
@@ -43,12 +43,15 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest_asyncio.fixture
-async def endpoint(client: Client, store: OutboxStore, keys: KeyStore, task_queue: str,
-                   tmp_path: Path, tls_files: TlsFiles, worker: Worker
-                   ) -> AsyncIterator[ApiEndpoint]:
-    async with serve_api(api_context(client, store, keys, task_queue, tmp_path, tls_files),
-                         tls_files) as served:
-        yield served
+async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
+                 ) -> AsyncIterator[Served]:
+    async with served_api(dev_server, tmp_path, tls_files) as serving:
+        yield serving
+
+
+@pytest.fixture
+def endpoint(served: Served) -> ApiEndpoint:
+    return served.endpoint
 
 
 def test_every_refusal_code_has_a_problem() -> None:
@@ -75,7 +78,8 @@ async def test_a_start_is_201_with_location_and_a_repeat_200(endpoint: ApiEndpoi
 
 
 async def test_a_second_open_case_for_a_child_needs_second_case(
-        endpoint: ApiEndpoint, store: OutboxStore) -> None:
+        endpoint: ApiEndpoint, served: Served) -> None:
+    store = served.store
     async with endpoint.client(Party.VT) as vt:
         first = await started(vt)
         # the first case is found by the child's pseudonym once its report is delivered
@@ -116,7 +120,7 @@ async def test_only_a_reporter_of_step_1_starts_and_only_as_itself(
 
 
 async def test_events_by_their_senders_and_the_status_to_participants(
-        endpoint: ApiEndpoint, client: Client) -> None:
+        endpoint: ApiEndpoint, served: Served) -> None:
     async with endpoint.client(Party.VT) as vt, endpoint.client(Party.RVDK) as rvdk, \
             endpoint.client(Party.IND) as ind, endpoint.client(Party.DTV) as dtv, \
             endpoint.client(Party.COA) as coa:
@@ -147,10 +151,12 @@ async def test_events_by_their_senders_and_the_status_to_participants(
 
 
 async def test_a_party_outside_its_rights_gets_403_naming_the_rule(
-        endpoint: ApiEndpoint, client: Client) -> None:
+        endpoint: ApiEndpoint, served: Served) -> None:
+    client = served.client
     async with endpoint.client(Party.VT) as vt, endpoint.client(Party.IND) as ind, \
             endpoint.client(Party.RVDK) as rvdk:
         case_ref = await started(vt)
+        await settled(client, case_ref)  # the report's delivery is done
         before = await history_length(client, case_ref)
         not_its_event = await post_event(ind, case_ref, f.advice())
         as_another = await post_event(rvdk, case_ref, f.announce(), sender="IND")
@@ -180,7 +186,7 @@ async def test_the_cases_refusals_travel_by_their_code(endpoint: ApiEndpoint,
 
 
 async def test_an_ots_ruling_names_its_gi_by_oin_and_the_gi_takes_part(
-        endpoint: ApiEndpoint, client: Client) -> None:
+        endpoint: ApiEndpoint, served: Served) -> None:
     from api.certs import DEV_OINS
 
     async with endpoint.client(Party.VT) as vt, endpoint.client(Party.RVDK) as rvdk, \
@@ -207,19 +213,17 @@ async def test_an_ots_ruling_names_its_gi_by_oin_and_the_gi_takes_part(
 
 
 @pytest_asyncio.fixture
-async def without_worker(client: Client, store: OutboxStore, keys: KeyStore,
-                         task_queue: str, tmp_path: Path, tls_files: TlsFiles,
-                         monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiEndpoint]:
+async def without_worker(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles,
+                         monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
     monkeypatch.setattr(cases_route, "EVENT_WAIT", cases_route.timedelta(seconds=2))
-    async with serve_api(api_context(client, store, keys, task_queue, tmp_path, tls_files),
-                         tls_files) as served:
-        yield served
+    async with served_api(dev_server, tmp_path, tls_files, worker=False) as serving:
+        yield serving
 
 
 async def test_an_event_no_worker_takes_up_is_503_pending_with_retry_after(
-        without_worker: ApiEndpoint, client: Client) -> None:
-    async with without_worker.client(Party.VT) as vt, \
-            without_worker.client(Party.RVDK) as rvdk:
+        without_worker: Served) -> None:
+    endpoint, client = without_worker.endpoint, without_worker.client
+    async with endpoint.client(Party.VT) as vt, endpoint.client(Party.RVDK) as rvdk:
         case_ref = await started(vt)  # a start needs no worker
         response = await post_event(rvdk, case_ref, f.announce())
     assert response.status_code == 503

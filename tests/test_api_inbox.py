@@ -13,25 +13,24 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from api.certs import DEV_OINS, init_dev_certs
 from api.tls import TlsFiles
-from encryption.keys import KeyStore
 from encryption.sealed import PartyKeys
 from kbflow.items import Measure
 from kbflow.packets import Packet
 from kbflow.process import Party
 from tests import factories as f
-from tests.api_harness import ApiEndpoint, serve_api
+from tests.api_harness import ApiEndpoint
 from tests.api_world import (
     OTHER_GI_OIN,
-    api_context,
+    Served,
     as_json,
     event_path,
     post_event,
+    served_api,
     started,
     two_gi_folders,
 )
@@ -43,12 +42,20 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest_asyncio.fixture
-async def endpoint(client: Client, store: OutboxStore, keys: KeyStore, task_queue: str,
-                   tmp_path: Path, tls_files: TlsFiles, worker: Worker
-                   ) -> AsyncIterator[ApiEndpoint]:
-    async with serve_api(api_context(client, store, keys, task_queue, tmp_path, tls_files),
-                         tls_files) as served:
-        yield served
+async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
+                 ) -> AsyncIterator[Served]:
+    async with served_api(dev_server, tmp_path, tls_files) as serving:
+        yield serving
+
+
+@pytest.fixture
+def endpoint(served: Served) -> ApiEndpoint:
+    return served.endpoint
+
+
+@pytest.fixture
+def store(served: Served) -> OutboxStore:
+    return served.store
 
 
 async def _to_step_3(endpoint: ApiEndpoint) -> str:
@@ -141,11 +148,10 @@ async def test_no_party_reads_or_acknowledges_another_partys_packet(
 
 
 async def test_of_two_gis_each_sees_only_the_case_whose_ruling_named_it(
-        client: Client, store: OutboxStore, keys: KeyStore, task_queue: str,
-        tmp_path: Path, worker: Worker) -> None:
+        dev_server: WorkflowEnvironment, tmp_path: Path) -> None:
     files, other_files = two_gi_folders(tmp_path / "tls")
-    context = api_context(client, store, keys, task_queue, tmp_path, files)
-    async with serve_api(context, files) as served:
+    async with served_api(dev_server, tmp_path, files) as serving:
+        served = serving.endpoint
         other = ApiEndpoint(served.base_url, other_files)
         clients = {party: served.client(party) for party in (Party.VT, Party.RVDK,
                                                              Party.IND, Party.DTV)}
