@@ -147,6 +147,10 @@ class Measure(StrEnum):
     REFUSED = "refused"
 
 
+#: An organisation's OIN (Organisatie-identificatienummer): 20 digits.
+Oin = Annotated[str, StringConstraints(pattern=r"^[0-9]{20}$")]
+
+
 class GiDetails(BaseModel):
     """The certified institution that carries out the measure (§5 ``gi``, step 6)."""
 
@@ -154,6 +158,12 @@ class GiDetails(BaseModel):
 
     name: ShortText = Field(description="Name of the GI")
     contact: ShortText = Field(description="The GI's functional contact point")
+    # Optional, and left out of the JSON when unset, so that rulings recorded before it
+    # decode and digest (kbflow.case.event_digest) as they did.
+    oin: Oin | None = Field(
+        default=None, exclude_if=lambda value: value is None,
+        description="The GI's OIN (20 digits): several GIs exist; the API requires it in "
+                    "an OTS ruling and shows that GI the case")
 
 
 class CourtRuling(BaseModel):

@@ -38,7 +38,14 @@ from activities.outbox_store import Erasure, OutboxStore
 from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable
 from kbflow import case_refs
-from kbflow.case import CaseStatus, EventOutcome, Phase, TimelineEntry, event_digest
+from kbflow.case import (
+    CaseStatus,
+    EventOutcome,
+    Phase,
+    RefusalCode,
+    TimelineEntry,
+    event_digest,
+)
 from kbflow.continued import CarriedCase, recorded_start_digest, start_digest
 from kbflow.events import AgencyEvent, CaseStart, ErasureRequest
 from kbflow.items import Role
@@ -49,6 +56,7 @@ from kbflow.retention import Retention, retention_workflow_id
 from kbflow.settings import MASTER_KEYS_ENV, Settings, workflow_id
 from worker import connect
 from workflows.case_workflow import CaseWorkflow
+from workflows.operator_log import refusal_code
 from workflows.retention_workflow import RetentionWorkflow
 
 #: How long a query may wait for a worker to answer.
@@ -70,7 +78,17 @@ class CaseError(Exception):
 
 
 class EventRefusedError(CaseError):
-    """The case refused an event; the message is the workflow's reason."""
+    """The case refused an event; the message is the workflow's reason.
+
+    Attributes:
+        code: why, in one word (``kbflow.case.RefusalCode``, from the validator's
+            ``ApplicationError`` detail); None when the refusal carried none (a late
+            refusal by the update's handler: the case moved since validation).
+    """
+
+    def __init__(self, message: str, code: RefusalCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _BrokenRun(CaseError):
@@ -506,7 +524,8 @@ async def _staged_update(client: Client, case_ref: str, timeout: timedelta, what
     except WorkflowUpdateFailedError as failed:
         cause = failed.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise EventRefusedError(f"refused: {reason}") from None
+        code = refusal_code(cause) if isinstance(cause, ApplicationError) else None
+        raise EventRefusedError(f"refused: {reason}", code) from None
     except (TimeoutError, RPCTimeoutOrCancelledError):
         # The client reports any cancellation as RPCTimeoutOrCancelledError: only our
         # deadline is a timeout; a cancellation from outside stays one.

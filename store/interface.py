@@ -3,7 +3,8 @@
 Temporal holds each case's history; kbflow itself keeps the parties' outboxes (sealed,
 encrypted packets), the processing log (GDPR art. 30: one line per data subject per
 disclosure, and every decode through the codec server), the erasures, the reminders, the
-case data keys (wrapped) and the operators' hashed codec tokens. ``StateStore`` is the one
+case data keys (wrapped), the operators' hashed codec tokens and what the agencies'
+API records (case parties, acknowledgements). ``StateStore`` is the one
 interface to all of it; ``store.sqlite`` (files in the data dir, one host) and
 ``store.postgres`` (one database shared by workers on several hosts) implement it.
 
@@ -240,6 +241,73 @@ class OperatorTokenRecords(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CasePartyRow:
+    """A party the API recorded as taking part in a case (``api.authorisation``): the
+    reporter at the start, a sender of an accepted event, the GI named in an OTS ruling;
+    with the OIN it acted under (several GIs share the party code GI)."""
+
+    case_ref: str
+    party: str
+    oin: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class AcknowledgementRow:
+    """A packet's receipt on record: when, and by which OIN of its recipient."""
+
+    packet_id: str
+    recipient: str
+    oin: str
+    acknowledged_at: str
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """One packet of a recipient's inbox: its insertion ``seq`` (what a page cursor
+    holds), the stored row, and its acknowledgement if any."""
+
+    seq: int
+    packet: PacketRow
+    acknowledgement: AcknowledgementRow | None
+
+
+@runtime_checkable
+class AcknowledgementRecords(Protocol):
+    """What the agencies' API keeps: who takes part in which case, each packet's
+    acknowledgement (once), and a recipient's packets paged by insertion order."""
+
+    def record_case_party(self, row: CasePartyRow) -> bool:
+        """Record ``row`` once per (case, party, OIN); True if recorded now."""
+        ...
+
+    def case_parties(self, case_ref: str) -> list[CasePartyRow]:
+        """The parties recorded for ``case_ref``, oldest first."""
+        ...
+
+    def inbox_page(self, recipient: str, *, after: int = 0, limit: int = 20,
+                   case_ref: str | None = None, acknowledged: bool | None = None,
+                   recorded_oin: str | None = None) -> list[InboxRow]:
+        """At most ``limit`` packets to ``recipient`` inserted after ``seq`` ``after``,
+        in insertion order; optionally of one case, only (un)acknowledged ones, and with
+        ``recorded_oin`` only of cases where that OIN is recorded for ``recipient``
+        (``record_case_party``: a GI sees only its own cases)."""
+        ...
+
+    def inbox_packet(self, packet_id: str) -> InboxRow | None:
+        """One stored packet with its acknowledgement, or None."""
+        ...
+
+    def acknowledge(self, row: AcknowledgementRow) -> AcknowledgementRow:
+        """Record ``row`` unless the packet has an acknowledgement already (race-safe).
+
+        Returns:
+            The packet's acknowledgement as stored: ``row``, or the first one.
+        """
+        ...
+
+
 @runtime_checkable
 class StateStore(Protocol):
     """Everything kbflow keeps outside Temporal, in four parts. ``where`` names the
@@ -268,6 +336,11 @@ class StateStore(Protocol):
     @property
     def operator_tokens(self) -> OperatorTokenRecords:
         """The operators' codec tokens."""
+        ...
+
+    @property
+    def acknowledgements(self) -> AcknowledgementRecords:
+        """The API's case parties, acknowledgements and inbox pages."""
         ...
 
     def close(self) -> None:

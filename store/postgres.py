@@ -28,9 +28,13 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from encryption.storage import StorageError
+from store import inbox_sql
 from store.interface import (
+    AcknowledgementRow,
+    CasePartyRow,
     DataKeyRow,
     DecodeLine,
+    InboxRow,
     OperatorTokenRow,
     PacketRow,
     ProcessingLogLine,
@@ -190,6 +194,11 @@ class PostgresStore:
 
     @property
     def operator_tokens(self) -> PostgresStore:
+        """This store."""
+        return self
+
+    @property
+    def acknowledgements(self) -> PostgresStore:
         """This store."""
         return self
 
@@ -415,6 +424,50 @@ class PostgresStore:
         rows = self._rows("SELECT operator_id FROM operator_tokens WHERE token_sha256 = %s "
                           "AND revoked_at IS NULL", (token_sha256,))
         return str(rows[0][0]) if rows else None
+
+
+    # ---- the agencies' API ------------------------------------------------------------
+
+    def record_case_party(self, row: CasePartyRow) -> bool:
+        """See ``AcknowledgementRecords.record_case_party``."""
+        with self._transaction(writing=True) as db:
+            return db.execute(
+                "INSERT INTO case_parties (case_ref, party, oin, recorded_at) VALUES "
+                "(%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (row.case_ref, row.party, row.oin, row.recorded_at)).rowcount == 1
+
+    def case_parties(self, case_ref: str) -> list[CasePartyRow]:
+        """See ``AcknowledgementRecords.case_parties``."""
+        return [CasePartyRow(*row) for row in self._rows(
+            "SELECT case_ref, party, oin, recorded_at FROM case_parties WHERE case_ref = %s "
+            "ORDER BY seq", (case_ref,))]
+
+    def inbox_page(self, recipient: str, *, after: int = 0, limit: int = 20,
+                   case_ref: str | None = None, acknowledged: bool | None = None,
+                   recorded_oin: str | None = None) -> list[InboxRow]:
+        """See ``AcknowledgementRecords.inbox_page`` (by the packets' ``seq``)."""
+        query, params = inbox_sql.inbox_page(
+            "seq", "%s", recipient, after=after, limit=limit, case_ref=case_ref,
+            acknowledged=acknowledged, recorded_oin=recorded_oin)
+        return [inbox_sql.inbox_row(row) for row in self._rows(query, params)]
+
+    def inbox_packet(self, packet_id: str) -> InboxRow | None:
+        """See ``AcknowledgementRecords.inbox_packet``."""
+        rows = self._rows(inbox_sql.inbox_packet("seq", "%s"), (packet_id,))
+        return inbox_sql.inbox_row(rows[0]) if rows else None
+
+    def acknowledge(self, row: AcknowledgementRow) -> AcknowledgementRow:
+        """See ``AcknowledgementRecords.acknowledge``: ``ON CONFLICT DO NOTHING`` on the
+        packet id; the loser of a race reads the winner's committed row."""
+        with self._transaction(writing=True) as db:
+            db.execute("INSERT INTO acknowledgements (packet_id, recipient, oin, "
+                       "acknowledged_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                       (row.packet_id, row.recipient, row.oin, row.acknowledged_at))
+            stored = db.execute("SELECT packet_id, recipient, oin, acknowledged_at FROM "
+                                "acknowledgements WHERE packet_id = %s",
+                                (row.packet_id,)).fetchone()
+        assert stored is not None  # inserted, or there first
+        return AcknowledgementRow(*stored)
 
 
 def _data_key(row: tuple[Any, ...]) -> DataKeyRow:

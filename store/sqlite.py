@@ -24,9 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from encryption.storage import LOCK_TIMEOUT, StorageError, connect
+from store import inbox_sql
 from store.interface import (
+    AcknowledgementRow,
+    CasePartyRow,
     DataKeyRow,
     DecodeLine,
+    InboxRow,
     OperatorTokenRow,
     PacketRow,
     ProcessingLogLine,
@@ -110,7 +114,8 @@ class _SqliteFile:
 
 
 class SqliteOutbox(_SqliteFile):
-    """``OutboxRecords`` and ``DecodeRecords`` in ``outbox.sqlite3``.
+    """``OutboxRecords``, ``DecodeRecords`` and ``AcknowledgementRecords`` in
+    ``outbox.sqlite3``.
 
     Args:
         path: the file.
@@ -212,6 +217,50 @@ class SqliteOutbox(_SqliteFile):
                 query += f" WHERE case_ref IN ({', '.join('?' * len(params))})"
             rows = db.execute(query + " ORDER BY rowid", params).fetchall()
         return [row[0] for row in rows]
+
+
+    # ---- the agencies' API ------------------------------------------------------------
+
+    def record_case_party(self, row: CasePartyRow) -> bool:
+        """See ``AcknowledgementRecords.record_case_party``."""
+        with self._connect() as db:
+            return db.execute("INSERT OR IGNORE INTO case_parties VALUES (?, ?, ?, ?)",
+                              (row.case_ref, row.party, row.oin, row.recorded_at)
+                              ).rowcount == 1
+
+    def case_parties(self, case_ref: str) -> list[CasePartyRow]:
+        """See ``AcknowledgementRecords.case_parties``."""
+        with self._connect() as db:
+            rows = db.execute("SELECT case_ref, party, oin, recorded_at FROM case_parties "
+                              "WHERE case_ref = ? ORDER BY rowid", (case_ref,)).fetchall()
+        return [CasePartyRow(*row) for row in rows]
+
+    def inbox_page(self, recipient: str, *, after: int = 0, limit: int = 20,
+                   case_ref: str | None = None, acknowledged: bool | None = None,
+                   recorded_oin: str | None = None) -> list[InboxRow]:
+        """See ``AcknowledgementRecords.inbox_page`` (by the packets' ``rowid``)."""
+        query, params = inbox_sql.inbox_page(
+            "rowid", "?", recipient, after=after, limit=limit, case_ref=case_ref,
+            acknowledged=acknowledged, recorded_oin=recorded_oin)
+        with self._connect() as db:
+            return [inbox_sql.inbox_row(row) for row in db.execute(query, params).fetchall()]
+
+    def inbox_packet(self, packet_id: str) -> InboxRow | None:
+        """See ``AcknowledgementRecords.inbox_packet``."""
+        with self._connect() as db:
+            row = db.execute(inbox_sql.inbox_packet("rowid", "?"), (packet_id,)).fetchone()
+        return None if row is None else inbox_sql.inbox_row(row)
+
+    def acknowledge(self, row: AcknowledgementRow) -> AcknowledgementRow:
+        """See ``AcknowledgementRecords.acknowledge``: ``INSERT OR IGNORE`` on the packet
+        id, then the stored row, in one transaction."""
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?, ?)",
+                       (row.packet_id, row.recipient, row.oin, row.acknowledged_at))
+            stored = db.execute("SELECT packet_id, recipient, oin, acknowledged_at FROM "
+                                "acknowledgements WHERE packet_id = ?",
+                                (row.packet_id,)).fetchone()
+        return AcknowledgementRow(*stored)
 
 
 class SqliteDataKeys(_SqliteFile):
@@ -384,6 +433,11 @@ class SqliteStore:
     def operator_tokens(self) -> SqliteOperatorTokens:
         """``operators.sqlite3``."""
         return SqliteOperatorTokens(self.operators_path, read_only=self.read_only)
+
+    @property
+    def acknowledgements(self) -> SqliteOutbox:
+        """Also ``outbox.sqlite3``."""
+        return self.outbox
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own connection."""

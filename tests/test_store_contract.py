@@ -45,6 +45,9 @@ from kbflow.settings import Settings, SettingsError, workflow_id
 from starter.cli import app
 from store import close_stores, open_store
 from store.interface import (
+    AcknowledgementRecords,
+    AcknowledgementRow,
+    CasePartyRow,
     DataKeyRecords,
     DataKeyRow,
     DecodeLine,
@@ -189,6 +192,74 @@ def test_lists_come_in_order_and_filter(backend: Backend) -> None:
     assert len(outbox.processing_log_lines(case_ref="KB-2026-BBBB2222")) == 1
     assert len(outbox.processing_log_lines(data_subject_id="subj-0")) == 4
     assert outbox.processing_log_lines("KB-2026-BBBB2222", "subj-9") == []
+
+
+# ---- the agencies' API: case parties, acknowledgements, inbox pages -------------------
+
+def test_case_parties_are_recorded_once_in_order(backend: Backend) -> None:
+    records = backend.open().acknowledgements
+    ind = CasePartyRow("KB-2026-AAAA1111", "IND", "0" * 20, "2026-03-01T10:00:00+00:00")
+    gi = CasePartyRow("KB-2026-AAAA1111", "GI", "1" * 20, "2026-03-02T10:00:00+00:00")
+    other_gi = CasePartyRow("KB-2026-AAAA1111", "GI", "2" * 20, "2026-03-03T10:00:00+00:00")
+    assert records.record_case_party(ind) and records.record_case_party(gi)
+    assert not records.record_case_party(ind)  # once per case, party and OIN
+    assert records.record_case_party(other_gi)  # another GI is another row
+    assert records.case_parties("KB-2026-AAAA1111") == [ind, gi, other_gi]
+    assert records.case_parties("KB-2026-BBBB2222") == []
+
+
+def test_inbox_pages_by_insertion_and_filters(backend: Backend) -> None:
+    opened = backend.open()
+    outbox, records = opened.outbox, opened.acknowledgements
+    # inserted out of created_at order: pages follow insertion, not time
+    packets = [_packet(f"pkt-{n}", "KB-2026-AAAA1111" if n % 2 else "KB-2026-BBBB2222",
+                       at=f"2026-03-0{9 - n}T10:00:00+00:00") for n in range(5)]
+    for packet in packets:
+        assert _add(outbox, packet, 1)
+    assert _add(outbox, _packet("pkt-dtv", recipient="DTV"), 1)
+    first = records.inbox_page("IND", limit=2)
+    assert [row.packet.packet_id for row in first] == ["pkt-0", "pkt-1"]
+    assert first[0].packet == packets[0] and first[0].acknowledgement is None
+    second = records.inbox_page("IND", after=first[-1].seq, limit=2)
+    assert [row.packet.packet_id for row in second] == ["pkt-2", "pkt-3"]
+    last = records.inbox_page("IND", after=second[-1].seq, limit=2)
+    assert [row.packet.packet_id for row in last] == ["pkt-4"]
+    assert records.inbox_page("IND", after=last[-1].seq) == []
+    assert [row.packet.packet_id for row in records.inbox_page(
+        "IND", case_ref="KB-2026-AAAA1111")] == ["pkt-1", "pkt-3"]
+    ack = AcknowledgementRow("pkt-1", "IND", "0" * 20, "2026-03-10T10:00:00+00:00")
+    assert records.acknowledge(ack) == ack
+    later = AcknowledgementRow("pkt-1", "IND", "0" * 20, "2026-03-11T10:00:00+00:00")
+    assert records.acknowledge(later) == ack  # the first receipt stays on record
+    assert [row.packet.packet_id for row in records.inbox_page(
+        "IND", acknowledged=True)] == ["pkt-1"]
+    assert [row.packet.packet_id for row in records.inbox_page(
+        "IND", acknowledged=False)] == ["pkt-0", "pkt-2", "pkt-3", "pkt-4"]
+    found = records.inbox_packet("pkt-1")
+    assert found is not None and found.packet == packets[1] and found.acknowledgement == ack
+    assert records.inbox_packet("pkt-none") is None
+    # only cases where the OIN is recorded for the recipient
+    assert records.inbox_page("IND", recorded_oin="0" * 20) == []
+    records.record_case_party(CasePartyRow("KB-2026-BBBB2222", "IND", "0" * 20, "t"))
+    records.record_case_party(CasePartyRow("KB-2026-AAAA1111", "DTV", "0" * 20, "t"))
+    assert [row.packet.packet_id for row in records.inbox_page(
+        "IND", recorded_oin="0" * 20)] == ["pkt-0", "pkt-2", "pkt-4"]
+
+
+def test_two_acknowledgements_at_once_record_the_first(backend: Backend) -> None:
+    opened = backend.open()
+    assert _add(opened.outbox, _packet("pkt-ack"), 1)
+    stores = [opened.acknowledgements, open_store(backend.settings).acknowledgements]
+    barrier = threading.Barrier(6)
+
+    def acknowledge(n: int) -> AcknowledgementRow:
+        barrier.wait()
+        return stores[n % 2].acknowledge(AcknowledgementRow(
+            "pkt-ack", "IND", "0" * 20, f"2026-03-10T10:00:0{n}+00:00"))
+
+    with ThreadPoolExecutor(6) as pool:
+        results = set(pool.map(acknowledge, range(6)))
+    assert len(results) == 1  # every caller sees the one receipt on record
 
 
 def test_reminders_are_stored_once_in_order(backend: Backend) -> None:
@@ -456,7 +527,8 @@ def test_a_data_dir_from_before_migrations_opens_and_keeps_its_data(tmp_path: Pa
     assert outbox.processing_log_lines() == ['{"old":1}']
     open_store(settings).decodes.add_decodes([DecodeLine("r", "s", None, "{}")])
     with sqlite3.connect(settings.outbox_path) as db:
-        assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1, 2]
+        assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [
+                m.version for m in migrations("sqlite/outbox")]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             db.execute("DELETE FROM processing_log")
@@ -673,6 +745,7 @@ def test_the_interface_is_implemented_by_both_backends(backend: Backend) -> None
     assert isinstance(opened.outbox, OutboxRecords) and isinstance(opened.decodes, DecodeRecords)
     assert isinstance(opened.data_keys, DataKeyRecords)
     assert isinstance(opened.operator_tokens, OperatorTokenRecords)
+    assert isinstance(opened.acknowledgements, AcknowledgementRecords)
     assert isinstance(opened, SqliteStore if backend.name == "sqlite" else PostgresStore)
     if backend.name == "postgres":
         url = backend.settings.store_url or ""

@@ -99,6 +99,14 @@ CLOSED_PATCH = "closed-means-closed"
 CONTINUE_PATCH = "continue-as-new"
 
 
+def _refusal(refused: EventRefused) -> ApplicationError:
+    """A validator's refusal as the client receives it: its message (the rule and the
+    reason, never a value), its ``RefusalCode`` as the one detail, type ``EventRefused``,
+    not retryable. A validator's refusal never enters the history (no patch needed)."""
+    return ApplicationError(str(refused), refused.code.value, type="EventRefused",
+                            non_retryable=True)
+
+
 @workflow.defn
 class CaseWorkflow:
     """One child-protection case in the aliens chain (PROCESS.md §3, category 3)."""
@@ -293,14 +301,17 @@ class CaseWorkflow:
         """Refuse a malformed, oversized, unknown, wrong-sender, out-of-order or unweighed
         event, a contradicting V-nummer or a ruling without a plausible date, and every
         event once the case is to be erased."""
-        if self._erasure_request is not None:
-            raise EventRefused("the case is being erased; no event is accepted",
-                               RefusalCode.ERASING)
-        event = self._decode(name, args)
-        problem = body_size_problem(event, name)
-        if problem:
-            raise EventRefused(problem, RefusalCode.TOO_LARGE)
-        self._state.admit(name, event, workflow.now())
+        try:
+            if self._erasure_request is not None:
+                raise EventRefused("the case is being erased; no event is accepted",
+                                   RefusalCode.ERASING)
+            event = self._decode(name, args)
+            problem = body_size_problem(event, name)
+            if problem:
+                raise EventRefused(problem, RefusalCode.TOO_LARGE)
+            self._state.admit(name, event, workflow.now())
+        except EventRefused as refused:
+            raise _refusal(refused) from None
 
     @workflow.update
     async def erase(self, request: ErasureRequest) -> Erasure:
@@ -322,11 +333,13 @@ class CaseWorkflow:
         """Refuse an erasure once the case is erased already, or once it is handed to
         its retention workflow (which takes the erasure instead)."""
         if self._state.erased_at is not None:
-            raise EventRefused("erase: the case is erased already", RefusalCode.ERASED)
+            raise _refusal(EventRefused("erase: the case is erased already",
+                                        RefusalCode.ERASED))
         if self._handed_over:
-            raise EventRefused("erase: the case is closed and kept by workflow "
-                               f"{retention_workflow_id(self._state.record.case_ref)}; "
-                               "send the erasure there", RefusalCode.CLOSED)
+            raise _refusal(EventRefused(
+                "erase: the case is closed and kept by workflow "
+                f"{retention_workflow_id(self._state.record.case_ref)}; send the erasure "
+                "there", RefusalCode.CLOSED))
 
     # ---- queries ----------------------------------------------------------------------
     @workflow.query

@@ -118,6 +118,17 @@ class _Timeline(Protocol):
     def timeline(self) -> list[TimelineEntry]: ...
 
 
+def refusal_code(error: ApplicationError) -> RefusalCode | None:
+    """The ``RefusalCode`` an ``ApplicationError`` of type ``EventRefused`` carries as its
+    first detail, or None (another error, or a code this version does not know)."""
+    if error.type != "EventRefused" or not error.details:
+        return None
+    try:
+        return RefusalCode(str(error.details[0]))
+    except ValueError:
+        return None
+
+
 def _live() -> bool:
     """Not replaying recorded history: a line written now is written once."""
     return not workflow.unsafe.is_replaying_history_events()
@@ -138,6 +149,13 @@ class _CaseEvents(WorkflowInboundInterceptor):
         except EventRefused as refused:
             if workflow.info().workflow_type == CASE_WORKFLOW:
                 self._refused(input, refused.code)
+            raise
+        except ApplicationError as error:
+            # The case's validators raise their refusals as ApplicationError (type
+            # EventRefused) with the RefusalCode as the one detail, for the client.
+            code = refusal_code(error)
+            if code is not None and workflow.info().workflow_type == CASE_WORKFLOW:
+                self._refused(input, code)
             raise
 
     async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
