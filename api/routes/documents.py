@@ -43,6 +43,7 @@ from api.identity import Caller, CallerDep
 from api.problems import ApiProblem, InvalidParam, ProblemType, responses
 from kbflow.case_refs import MODEL_PATTERN
 from kbflow.items import DOCUMENT_ID_PATTERN, DOCUMENT_MAX_BYTES, DOCUMENT_MEDIA_TYPES, DocumentRef
+from kbflow.settings import workflow_id
 from starter.inputs import InputError, check_case_ref
 
 router = APIRouter(tags=["documents"])
@@ -120,6 +121,8 @@ async def upload_document(case_ref: CaseRefPath, request: Request, response: Res
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > DOCUMENT_MAX_BYTES:
         raise _too_large()
+    if await asyncio.to_thread(api.keys.is_destroyed, workflow_id(case_ref)):
+        raise ApiProblem(ProblemType.GONE, f"case {case_ref}: erased; it takes no documents")
     await require_takes_part(api, caller, case_ref)
     data = await _body_within_limit(request)
     store = documents(api)
