@@ -4,14 +4,17 @@ Each ``--attach`` reads a file (its media type from its suffix: one of
 ``kbflow.items.DOCUMENT_MEDIA_TYPES``; at most ``DOCUMENT_MAX_BYTES``), makes its
 ``DocumentRef`` and puts it in the body at ``FIELD`` (``kbflow.documents.attach``:
 ``dossier_documents`` appends, ``vv_application.document`` sets) before the body is
-validated. The bytes are stored (``Attachment.store``) only once the body is valid, so a
-refused body leaves nothing behind. Errors are ``InputError`` naming the option, the file
-and the rule, never its content.
+validated. Its id derives from the case, the event's idempotency key, its place and its
+SHA-256 (``event_document_id``): re-sending the same event with the same files makes the
+same body. The bytes are stored (``Attachment.store``, once per id) only once the body
+and its references are valid, so a body the CLI refuses leaves nothing behind. Errors
+are ``InputError`` naming the option, the file and the rule, never its content.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +97,35 @@ def read_attachment(spec: str) -> Attachment:
     return Attachment(field, path, data, ref)
 
 
-def with_attachments(document: dict[str, Any], attachments: list[Attachment]
-                     ) -> dict[str, Any]:
-    """``document`` with each attachment's reference at its field, in order.
+def event_document_id(case_ref: str, idempotency_key: str, index: int, field: str,
+                      sha256: str) -> str:
+    """The id of an event's ``index``-th attachment: derived from the case, the event's
+    idempotency key, the attachment's place and its bytes' SHA-256 (nothing personal), so
+    that re-sending the same event with the same files (to learn its outcome) makes the
+    same body, and so the same update, and stores nothing twice."""
+    seed = "\x00".join(("kbflow-attachment", case_ref, idempotency_key, str(index), field,
+                        sha256))
+    return f"doc-{hashlib.sha256(seed.encode()).hexdigest()[:32]}"
+
+
+def with_attachments(document: dict[str, Any], attachments: list[Attachment],
+                     case_ref: str) -> tuple[dict[str, Any], list[Attachment]]:
+    """``document`` with each attachment's reference at its field, in order, and the
+    attachments with their ids for this event (``event_document_id``).
 
     Raises:
         InputError: a field that holds no document (``kbflow.documents.ATTACHABLE``).
     """
-    for attachment in attachments:
+    key = document.get("idempotency_key")
+    identified = []
+    for index, attachment in enumerate(attachments):
+        if isinstance(key, str):
+            attachment = replace(attachment, ref=attachment.ref.model_copy(update={
+                "document_id": event_document_id(case_ref, key, index, attachment.field,
+                                                 attachment.ref.sha256)}))
         try:
             document = attach(document, attachment.field, attachment.ref)
         except AttachError as error:
             raise InputError(str(error)) from None
-    return document
+        identified.append(attachment)
+    return document, identified

@@ -330,7 +330,8 @@ def event(
     document = _run_sync(lambda: inputs.read_json_object(body_file))
     files = [_run_sync(functools.partial(attachments.read_attachment, spec))
              for spec in attach or []]
-    document = _run_sync(lambda: attachments.with_attachments(document, files))
+    document, files = _run_sync(lambda: attachments.with_attachments(document, files,
+                                                                     case_ref))
     body = _run_sync(lambda: inputs.event_body(event_name, document, source=str(body_file)))
 
     async def work() -> Any:

@@ -254,6 +254,12 @@ async def test_documents_through_the_cli(dev_server: WorkflowEnvironment,
                          "--attach", f"vv_application.document={application}",
                          "--attach", f"rvdk_report={report}")
         assert done.returncode == 0, done.stderr
+        stored = _documents_stored(store)
+        again = await cli("event", ref, "advice_request", str(tmp_path / "advice.json"),
+                          "--attach", f"vv_application.document={application}",
+                          "--attach", f"rvdk_report={report}")
+        assert (again.returncode, again.stdout) == (0, done.stdout)  # the first outcome
+        assert _documents_stored(store) == stored == 3
         request = next(p for p in store.packets(ref, Party.DTV)
                        if p.step == Step.ADVICE_REQUEST)
         assert request.body["vv_application"]["document"]["media_type"] == (
@@ -291,3 +297,20 @@ async def test_documents_through_the_cli(dev_server: WorkflowEnvironment,
         gone = _one_line_error(await cli("document", "get", document["document_id"],
                                          "--party", "IND", "--out", str(tmp_path / "late")))
         assert "its case was erased" in gone
+
+
+def test_the_readmes_documents_section_says_what_the_code_does() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Documents by reference"):text.index("### Event reference")]
+    assert all(f"`{media_type}`" in section for media_type in DOCUMENT_MEDIA_TYPES)
+    assert "at most 32 MiB (`DOCUMENT_MAX_BYTES`" in section
+    assert DOCUMENT_MAX_BYTES == 32 * 1024 * 1024
+    assert all(f"`{field}`" in section for field in ATTACHABLE)
+    openapi = json.loads((root / "api" / "openapi.json").read_text(encoding="utf-8"))
+    for path in ("/v1/cases/{caseRef}/documents", "/v1/documents/{documentId}"):
+        assert f"`POST {path}`" in section or f"`GET {path}`" in section
+        assert path in openapi["paths"]
+    assert "#### Object `document`" in text  # the reference's fields, in the event reference
+    for name in re.findall(r"`(tests/[a-z_]+\.py)`", section):
+        assert (root / name).is_file()
