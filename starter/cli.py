@@ -3,7 +3,8 @@
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
 example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
-received), ``erase`` (a case, now), ``demo`` (every example, end to end); ``cases``
+received), ``document get`` (a document sent by reference, for a party that may read
+it), ``erase`` (a case, now), ``demo`` (every example, end to end); ``cases``
 (the cases, filtered and paged) and ``worklist`` (what one party must send), from
 Temporal's visibility, with no worker and no keys;
 ``codec-server`` (decodes payloads for the Web UI and the temporal CLI, for operators),

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.testing import WorkflowEnvironment
 
+from activities.documents import MediaTypeRefused, check_media_type
 from activities.outbox_store import OutboxStore
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
@@ -37,6 +38,7 @@ from kbflow.events import AdviceRequest, ApplicationRejected, CourtRulingEvent
 from kbflow.items import DOCUMENT_MAX_BYTES, DOCUMENT_MEDIA_TYPES, DocumentRef, VvApplication
 from kbflow.packets import project_packet
 from kbflow.process import Party, Step
+from kbflow.record import CaseRecord
 from kbflow.scenario import EXAMPLES_DIR, Scenario
 from kbflow.settings import Settings, workflow_id
 from tests import factories as f
@@ -102,6 +104,25 @@ def test_a_packet_carries_the_references_it_is_projected_with() -> None:
     assert packet.body["rvdk_report"] == REF.model_dump(mode="json")
     assert packet.body["gi_report"] == "Tekst."
     assert document_ids(packet.body) == (REF.document_id,)
+
+
+def test_a_record_with_references_survives_continue_as_new() -> None:
+    record = f.full_record().model_copy(update={
+        "dossier_documents": ("beschikking-fictief-001.pdf", REF), "gi_report": REF,
+        "court_ruling": f.full_record().court_ruling.model_copy(  # type: ignore[union-attr]
+            update={"document": REF})})
+    again = CaseRecord.model_validate_json(record.model_dump_json())
+    assert again == record and again.gi_report == REF
+    assert again.court_ruling is not None and again.court_ruling.document == REF
+
+
+def test_a_media_type_is_named_only_if_it_looks_like_one() -> None:
+    with pytest.raises(MediaTypeRefused, match="media type: text/html is not allowed"):
+        check_media_type("text/html; charset=utf-8")
+    with pytest.raises(MediaTypeRefused, match="media type: this one is not allowed") as error:
+        check_media_type("Fenna Fictief, Verzinsellaan 3")
+    assert "Fenna" not in str(error.value)
+    assert check_media_type("Application/PDF; x=1") == "application/pdf"
 
 
 def test_attach_appends_to_a_list_and_sets_a_field() -> None:
