@@ -29,6 +29,7 @@ from encryption.keys import KeyStore, KeyUnavailable
 from encryption.sealed import PartyKeyMissing, PartyKeys
 from encryption.storage import StorageError
 from kbflow.case import Reminder
+from kbflow.documents import document_ids
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.processing_log import DecodeEntry, ProcessingLogEntry, Pseudonymise, entries_for
@@ -115,13 +116,16 @@ class OutboxStore:
     def deliver(self, packet: Packet) -> bool:
         """Put ``packet`` in its recipient's outbox and log it, once.
 
+        The documents its body references are recorded with it (``PacketRow.document_ids``):
+        its recipient may then download them (``activities.documents``).
+
         Returns:
             True if delivered now, False if this packet id was delivered before.
         """
         key_id, ciphertext = self._encrypt(packet)
         row = PacketRow(packet.packet_id, packet.case_ref, int(packet.step), packet.sender.value,
                         packet.recipient.value, packet.created_at.isoformat(), key_id,
-                        ciphertext)
+                        ciphertext, document_ids(packet.body))
         return self.records.add_packet(row, lambda: [
             ProcessingLogLine(entry.packet_id, entry.data_subject_id, entry.case_ref,
                               entry.model_dump_json())
@@ -170,8 +174,8 @@ class OutboxStore:
 
     def erase(self, case_ref: str, *, reason: str, requested_by: str,
               at: dt.datetime) -> Erasure:
-        """Crypto-shred a case: destroy its data key and remove its packets and reminders;
-        record the erasure. The processing log stays (it holds no personal values).
+        """Crypto-shred a case: destroy its data key and remove its packets, reminders and
+        documents; record the erasure. The processing log stays (it holds no personal values).
         Idempotent: a second call returns the first record.
         """
         key_destroyed = self.keys.destroy(workflow_id(case_ref))

@@ -49,6 +49,7 @@ class ProblemType(Enum):
     PENDING = ("pending", 503, "Accepted by Temporal but not applied yet")
     UNAVAILABLE = ("unavailable", 503, "A service kbflow needs is unavailable")
     INTERNAL = ("internal", 500, "Internal error")
+    GONE = ("gone", 410, "Gone: the case was erased")
 
     @property
     def slug(self) -> str:

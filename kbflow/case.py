@@ -837,7 +837,7 @@ def pass_on_court_ruling(state: CaseState, rule: Rule, event: AgencyEvent, now: 
     ruled_on = _ruling_date(state, event.ruled_on, now)
     ends_on = None if event.ots_months is None else add_months(ruled_on, event.ots_months)
     ruling = CourtRuling(measure=event.measure, ruled_on=ruled_on, ots_ends_on=ends_on,
-                         summary=event.summary)
+                         summary=event.summary, document=event.document)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)
     if event.measure is Measure.OTS:
@@ -878,7 +878,8 @@ def pass_on_extension_ruling(state: CaseState, rule: Rule, event: AgencyEvent,
     if event.ots_months is not None:
         ends_on = add_months(ends_on, event.ots_months)
     ruling = CourtRuling(measure=Measure.OTS, ruled_on=_ruling_date(state, event.ruled_on, now),
-                         extension=event.extended, ots_ends_on=ends_on, summary=event.summary)
+                         extension=event.extended, ots_ends_on=ends_on, summary=event.summary,
+                         document=event.document)
     state.record = state.record.merge(event, court_ruling=ruling)
     packets = state._disclose(Step.COURT_RULING, event.sender, now, new_id)
     state.extension_ruled_for = state.ots_ends_on

@@ -27,6 +27,8 @@ from kbflow.items import (
     Count,
     CourtRequest,
     DepartureProcedure,
+    DocumentOrText,
+    DocumentRef,
     DossierDocuments,
     Flag,
     GiDetails,
@@ -333,6 +335,8 @@ class CourtRulingEvent(AgencyEvent):
     goals: Goals | None = Field(default=None, description="Goals in the order (OTS)")
     means: Goals | None = Field(default=None, description="Means in the order (OTS)")
     ots_months: OtsMonths | None = Field(default=None, description="OTS length, 1-12 months")
+    document: DocumentRef | None = Field(
+        default=None, description="The ruling itself, by reference (uploaded first)")
 
     @model_validator(mode="after")
     def _ots_needs(self) -> CourtRulingEvent:
@@ -355,6 +359,8 @@ class ExtensionRuling(AgencyEvent):
     means: Goals | None = Field(default=None, description="Means in the order")
     ots_months: OtsMonths | None = Field(
         default=None, description="Extension, 1-12 months from the current end date")
+    document: DocumentRef | None = Field(
+        default=None, description="The ruling itself, by reference (uploaded first)")
 
     @model_validator(mode="after")
     def _months_when_extended(self) -> ExtensionRuling:
@@ -377,7 +383,8 @@ class AdviceRequest(AgencyEvent):
     """Step 8: IND asks DT&V for an advice; the court ruling of step 6 goes with it."""
 
     vv_application: VvApplication = Field(description="Copy of the VV application")
-    rvdk_report: LongText = Field(description="The RvdK's report")
+    rvdk_report: DocumentOrText = Field(
+        description="The RvdK's report, as text or by reference")
 
     @model_validator(mode="after")
     def _first_application(self) -> AdviceRequest:
@@ -397,8 +404,10 @@ class ExtensionAdviceRequest(AgencyEvent):
     """Step 10: after the OTS is extended, IND asks DT&V for a new advice."""
 
     vv_application: VvApplication = Field(description="Copy of the application to extend")
-    gi_report: LongText | None = Field(default=None, description="The GI's report")
-    rvdk_report: LongText | None = Field(default=None, description="The RvdK's report")
+    gi_report: DocumentOrText | None = Field(
+        default=None, description="The GI's report, as text or by reference")
+    rvdk_report: DocumentOrText | None = Field(
+        default=None, description="The RvdK's report, as text or by reference")
 
     @model_validator(mode="after")
     def _a_report(self) -> ExtensionAdviceRequest:

@@ -11,16 +11,18 @@ import datetime as dt
 import re
 import unicodedata
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
     StringConstraints,
+    Tag,
 )
 
 from kbflow.process import Item
@@ -46,6 +48,27 @@ GOALS_MAX = 30
 DOSSIER_DOCUMENTS_MAX = 200
 #: Bytes of one event body or case start as JSON (UTF-8): 128 KiB.
 BODY_MAX_BYTES = 128 * 1024
+#: Bytes of one document (``DocumentRef``), uploaded once and stored outside Temporal's
+#: history: 32 MiB. Events and packets carry only its reference.
+DOCUMENT_MAX_BYTES = 32 * 1024 * 1024
+#: The media types a document may have: PDF, PNG, JPEG, plain text, XML, and the office
+#: formats of OOXML (Word, Excel, PowerPoint) and ODF (text, spreadsheet, presentation).
+DOCUMENT_MEDIA_TYPES: tuple[str, ...] = (
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "text/plain",
+    "application/xml",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+#: A document id as kbflow makes it: ``doc-`` and 32 lower-case hex digits (random; it
+#: says nothing about the case or the document).
+DOCUMENT_ID_PATTERN = r"^doc-[0-9a-f]{32}$"
 
 #: Control characters other than tab, newline and carriage return (C0, DEL, C1): refused in
 #: texts (they carry no meaning in a report and would inflate its JSON sixfold).
@@ -166,6 +189,42 @@ class GiDetails(BaseModel):
                     "an OTS ruling and shows that GI the case")
 
 
+class DocumentRef(BaseModel):
+    """A document by reference: stored once, encrypted under its case's key, outside
+    Temporal's history (``activities.documents``); only this travels in events and
+    packets. No personal data: an id kbflow made, the media type, the size and the
+    SHA-256 of the bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    document_id: Annotated[str, StringConstraints(pattern=DOCUMENT_ID_PATTERN)] = Field(
+        description="The document's id (from its upload), e.g. "
+                    "doc-0123456789abcdef0123456789abcdef")
+    media_type: Literal[DOCUMENT_MEDIA_TYPES] = Field(  # type: ignore[valid-type]
+        description="The document's media type")
+    size: Count = Field(ge=1, le=DOCUMENT_MAX_BYTES, description="Bytes")
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="SHA-256 of the bytes, 64 lower-case hex digits")
+
+
+def _document_or_text(value: object) -> str:
+    """A JSON object is a ``DocumentRef``, anything else a text (so that an error names
+    the field of the kind that was given, never both)."""
+    return "as-document" if isinstance(value, dict | DocumentRef) else "as-text"
+
+
+#: A document's short text reference (as before documents were uploaded) or the
+#: document itself, by reference. (The union's tags are no identifiers, so error paths
+#: leave them out: ``dossier_documents[0].size``.)
+DocumentOrReference = Annotated[
+    Annotated[ShortText, Tag("as-text")] | Annotated[DocumentRef, Tag("as-document")],
+    Discriminator(_document_or_text)]
+#: A long text (a report, an application), or the document by reference.
+DocumentOrText = Annotated[
+    Annotated[LongText, Tag("as-text")] | Annotated[DocumentRef, Tag("as-document")],
+    Discriminator(_document_or_text)]
+
+
 class CourtRuling(BaseModel):
     """The court's ruling on the measure (§5 ``court_ruling``, steps 6, 8, 10)."""
 
@@ -176,6 +235,8 @@ class CourtRuling(BaseModel):
     extension: Flag = Field(default=False, description="Whether this ruling extends an OTS")
     ots_ends_on: dt.date | None = Field(default=None, description="End of the OTS, if one runs")
     summary: LongText = Field(description="The ruling's operative part (dictum)")
+    document: DocumentRef | None = Field(default=None,
+                                         description="The ruling itself, by reference")
 
 
 class VvApplication(BaseModel):
@@ -185,15 +246,18 @@ class VvApplication(BaseModel):
 
     kind: str = Field(pattern=r"^(first|extension)$", description="first or extension")
     filed_on: dt.date = Field(description="Date the application was filed")
-    document: LongText = Field(description="The application, or its reference in INDIGO")
+    document: DocumentOrText = Field(
+        description="The application, or its reference in INDIGO, as text; or the "
+                    "document by reference (an object)")
 
 
 #: V-nummers of a case's persons: at most one per person.
 VNumbers = Annotated[tuple[PersonVNumber, ...], Field(max_length=PERSONS_MAX)]
 #: Goals (or means): 1 to ``GOALS_MAX`` long texts.
 Goals = Annotated[tuple[LongText, ...], Field(min_length=1, max_length=GOALS_MAX)]
-#: References of an overdrachtsdossier's documents: 1 to ``DOSSIER_DOCUMENTS_MAX``.
-DossierDocuments = Annotated[tuple[ShortText, ...],
+#: An overdrachtsdossier's documents, 1 to ``DOSSIER_DOCUMENTS_MAX``: each a short text
+#: reference or the document by reference.
+DossierDocuments = Annotated[tuple[DocumentOrReference, ...],
                              Field(min_length=1, max_length=DOSSIER_DOCUMENTS_MAX)]
 
 
@@ -214,8 +278,8 @@ ITEM_TYPES: dict[Item, Any] = {
     Item.COURT_RULING: CourtRuling,
     Item.ADVICE_AVAILABLE: Flag,
     Item.VV_APPLICATION: VvApplication,
-    Item.RVDK_REPORT: LongText,
-    Item.GI_REPORT: LongText,
+    Item.RVDK_REPORT: DocumentOrText,
+    Item.GI_REPORT: DocumentOrText,
     Item.RETURN_PERSPECTIVE: LongText,
     Item.TRANSFERABILITY: LongText,
     Item.HANDOVER_PROGRESS: LongText,

@@ -18,6 +18,7 @@ from kbflow.items import (
     CourtRequest,
     CourtRuling,
     DepartureProcedure,
+    DocumentRef,
     GiDetails,
     PersonVNumber,
     Relaas,
@@ -60,7 +61,7 @@ class CaseRecord(BaseModel):
     procedure_history: str | None = None
     removal_date: dt.date | None = None
     departure_procedure: DepartureProcedure | None = None
-    dossier_documents: tuple[str, ...] | None = None
+    dossier_documents: tuple[str | DocumentRef, ...] | None = None
     court_request: CourtRequest | None = None
     goals: tuple[str, ...] | None = None
     means: tuple[str, ...] | None = None
@@ -68,8 +69,8 @@ class CaseRecord(BaseModel):
     court_ruling: CourtRuling | None = None
     advice_available: bool | None = None
     vv_application: VvApplication | None = None
-    rvdk_report: str | None = None
-    gi_report: str | None = None
+    rvdk_report: str | DocumentRef | None = None
+    gi_report: str | DocumentRef | None = None
     return_perspective: str | None = None
     transferability: str | None = None
     handover_progress: str | None = None

@@ -266,6 +266,7 @@ class _Objects:
     def __init__(self) -> None:
         self.defs: dict[str, dict[str, Any]] = {}
         self.label: dict[str, str] = {}
+        self.choice_label: dict[str, str] = {}
 
     def add(self, schema: Mapping[str, Any]) -> None:
         for name, definition in schema.get("$defs", {}).items():
@@ -279,10 +280,21 @@ class _Objects:
             ref, many = _ref_of(prop)
             if ref and "properties" in self.defs.get(ref, {}):
                 self.label.setdefault(ref, f"{field}[]" if many else field)
+            for option in _options(_non_null(prop).get("items", prop)):
+                # an object that is one choice of several (a text or a DocumentRef) is
+                # named by a field that holds it alone, if any
+                ref, _ = _ref_of(option)
+                if ref and "properties" in self.defs.get(ref, {}):
+                    self.choice_label.setdefault(ref, field)
 
     def link(self, ref: str) -> str:
-        label = self.label[ref]
+        label = self.label.get(ref) or self.choice_label[ref]
         return f"[object `{label}`](#object-{_anchor(label)})"
+
+    def labels(self) -> dict[str, str]:
+        """Every nested object's label, by ``$defs`` name."""
+        return {**{ref: label for ref, label in self.choice_label.items()
+                   if ref not in self.label}, **self.label}
 
 
 def _anchor(label: str) -> str:
@@ -308,11 +320,27 @@ def _non_null(prop: Mapping[str, Any]) -> Mapping[str, Any]:
     return prop
 
 
+def _options(prop: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The choices of a ``oneOf`` / ``anyOf`` of more than one kind (null left out)."""
+    options = [p for p in prop.get("oneOf", prop.get("anyOf", ()))
+               if p.get("type") != "null"]
+    return options if len(options) > 1 else []
+
+
 def _type_and_limits(prop: Mapping[str, Any], objects: _Objects) -> tuple[str, list[str]]:
     """A property's JSON type in words and its limits."""
     nullable = any(p.get("type") == "null" for p in prop.get("anyOf", ()))
     prop = _non_null(prop)
     limits: list[str] = []
+    options = _options(prop)
+    if options:
+        kinds = []
+        for option in options:
+            kind, option_limits = _type_and_limits(option, objects)
+            kinds.append(kind)
+            limits += [f"{kind.split(' ', 1)[0]}: {limit}" if len(options) > 1 else limit
+                       for limit in option_limits]
+        return " or ".join(kinds) + (" or null" if nullable else ""), limits
     if "$ref" in prop:
         ref = str(prop["$ref"]).rsplit("/", 1)[-1]
         definition = objects.defs[ref]
@@ -384,7 +412,7 @@ def field_reference() -> str:
             out += _field_rows(schema, objects, _senders(spec))
         out += ["", f"`kbflow schema {name}` prints its JSON Schema, `kbflow template {name}` "
                     "an example.", ""]
-    for ref, label in objects.label.items():
+    for ref, label in objects.labels().items():
         definition = objects.defs[ref]
         out += [f"#### Object `{label}`", "", _doc_of(definition), ""]
         out += _field_rows(definition, objects)

@@ -3,7 +3,8 @@
 Commands: ``server`` (Temporal dev server), ``worker``, ``start`` (a case), ``event`` (an
 agency event), ``schema`` and ``template`` (an event body's JSON Schema and a filled-in
 example), ``status``, ``packets`` (a case's outboxes), ``inbox`` (what one party
-received), ``erase`` (a case, now), ``demo`` (every example, end to end); ``cases``
+received), ``document get`` (a document sent by reference, for a party that may read
+it), ``erase`` (a case, now), ``demo`` (every example, end to end); ``cases``
 (the cases, filtered and paged) and ``worklist`` (what one party must send), from
 Temporal's visibility, with no worker and no keys;
 ``codec-server`` (decodes payloads for the Web UI and the temporal CLI, for operators),
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -42,6 +44,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
+from activities.documents import DocumentError, DocumentStore
 from activities.outbox_store import DecodeLog, Erasure, OutboxStore, PacketUnreadable
 from activities.pseudonyms import Pseudonymiser
 from encryption import codec_server as codec
@@ -51,12 +54,13 @@ from encryption.operators import OperatorError, OperatorStore
 from encryption.storage import StorageError
 from kbflow import reference
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
+from kbflow.documents import document_ids, document_refs
 from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
 from kbflow.process import Party
 from kbflow.register import register as processing_register
 from kbflow.settings import PSEUDONYM_KEY_ENV, Settings, SettingsError, workflow_id
-from starter import inputs, lists, render
+from starter import attachments, inputs, lists, render
 from starter.cases import (
     EVENT_TIMEOUT,
     CaseError,
@@ -77,7 +81,7 @@ from starter.demo import DemoReport, run_demo
 from starter.dev_server import DEFAULT_UI_PORT, DevServerConfig, DevServerError
 from starter.master_keys import KeyAdminError, open_existing, rotate_master_key
 from starter.master_keys import rewrap as rewrap_data_keys
-from store import local_file_missing
+from store import local_file_missing, open_store
 from worker import MetricsPortError, SearchAttributesMissing, run_worker
 
 
@@ -300,10 +304,19 @@ def event(
         metavar="EVENT", help="Event name (`kbflow schema --help` lists them).")],
     body_file: Annotated[Path, typer.Argument(metavar="FILE", help="The event body (JSON).")],
     wait: WaitOption = DEFAULT_WAIT,
+    attach: Annotated[list[str] | None, typer.Option(
+        "--attach", metavar="FIELD=PATH",
+        help="Send the file PATH as a document by reference at FIELD: "
+             "dossier_documents appends, vv_application.document, rvdk_report, gi_report "
+             "or document (a ruling) sets. Repeatable.")] = None,
 ) -> None:
     """Send an agency event to a case and show what it did.
 
-    The body is validated against the event's model before Temporal is contacted.
+    The body is validated against the event's model before Temporal is contacted. Each
+    --attach FIELD=PATH stores the file once, encrypted under the case's key (outside
+    Temporal), and puts its reference (id, media type, size, SHA-256) in the body at
+    FIELD; the event's recipients can then get it (`kbflow document get`). Every
+    reference in the body must name a document of the case uploaded by the sender.
 
     Exit codes: **0** applied (prints the outcome); **1** refused (prints the case's
     reason) or another error; **3** pending: Temporal holds the event but it is not
@@ -316,20 +329,47 @@ def event(
     case_ref = _run_sync(lambda: inputs.check_case_ref(case_ref))
     _run_sync(lambda: inputs.event_name(event_name))
     document = _run_sync(lambda: inputs.read_json_object(body_file))
+    files = [_run_sync(functools.partial(attachments.read_attachment, spec))
+             for spec in attach or []]
+    document, files = _run_sync(lambda: attachments.with_attachments(document, files,
+                                                                     case_ref))
     body = _run_sync(lambda: inputs.event_body(event_name, document, source=str(body_file)))
 
     async def work() -> Any:
         # Only reads keys (the case's key exists since its start): works on a read-only
-        # data dir too.
+        # data dir too (unless a file is attached: it is stored in the data dir).
         keys = data_dir_keys(settings, read_only=True)
         client = await open_client(settings, keys=keys)
         if not keys.has_key(workflow_id(case_ref)):
             raise await without_key_here(client, case_ref, settings)
+        if document_ids(body):
+            await asyncio.to_thread(_documents_of_event, settings, keys, case_ref, body,
+                                    files, str(body_file))
         return await send_event(client, case_ref, event_name, body,
                                 timeout=dt.timedelta(seconds=wait))
 
     for line in render.outcome_lines(_run(work)):
         typer.echo(line)
+
+
+def _documents_of_event(settings: Settings, keys: KeyStore, case_ref: str, body: Any,
+                        files: list[attachments.Attachment], source: str) -> None:
+    """Check the event's document references (``DocumentStore.reference_problems``, as
+    the API does), then store its attached files: a refused body stores nothing.
+
+    Raises:
+        InputError: a reference names no document of the case uploaded by the sender.
+    """
+    new = {attachment.ref.document_id for attachment in files}
+    attached = {path for path, ref in document_refs(body) if ref.document_id in new}
+    documents = DocumentStore(keys, open_store(settings, read_only=not files).documents)
+    problems = [problem for problem in documents.reference_problems(case_ref, body.sender, body)
+                if problem.name.rsplit(".", 1)[0] not in attached]  # not stored yet
+    if problems:
+        raise inputs.InputError(f"{source}: invalid document reference(s): "
+                                + "; ".join(str(problem) for problem in problems))
+    for attachment in files:
+        attachment.store(documents, case_ref, body.sender)
 
 
 EventOrCaseArgument = Annotated[str, typer.Argument(
@@ -813,6 +853,50 @@ def certs_init(folder: Annotated[Path, typer.Argument(
         _fail(str(error))
     typer.echo(f"wrote {files.ca}, server.crt/.key and <PARTY>.crt/.key for "
                f"{', '.join(p.value for p in Party)}, and parties.json in {folder}")
+
+
+document_app = typer.Typer(help="Documents sent by reference (`kbflow event --attach`).",
+                           no_args_is_help=True)
+app.add_typer(document_app, name="document")
+
+
+@document_app.command("get")
+def document_get(
+    document_id: Annotated[str, typer.Argument(
+        metavar="DOCUMENT_ID", help="The document's id, from the packet that references it "
+                                    "(e.g. doc-0123456789abcdef0123456789abcdef).")],
+    party: Annotated[Party, typer.Option(
+        case_sensitive=False, help="The party reading it: a recipient of a packet that "
+                                   "references it, or its uploader.")],
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="FILE", help="Where to write it (a new file, mode 0600).")],
+) -> None:
+    """Write a document to FILE for PARTY: only a recipient of a packet that references
+    it, or the party that uploaded it, may read it. An erased case's documents are gone.
+    Only reads the data dir (the file written is FILE)."""
+    settings = Settings.from_env()
+    if local_file_missing(settings, settings.outbox_path):
+        _fail(f"no outbox at {settings.outbox_path}; is KBFLOW_DATA_DIR the worker's?")
+    if out.exists():
+        _fail(f"--out {out}: exists already; choose a new file")
+    try:
+        keys = _run_sync(lambda: data_dir_keys(settings, read_only=True))
+    except CaseError as error:
+        _fail(str(error))
+    documents = DocumentStore(keys, _run_sync(
+        lambda: open_store(settings, read_only=True).documents))
+    try:
+        ref, data = _run_sync(lambda: documents.read(document_id, party))
+    except DocumentError as error:
+        _fail(str(error))
+
+    def write() -> None:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+    _run_sync(write)
+    typer.echo(f"wrote {out}: {ref.size} bytes, {ref.media_type}, sha256 {ref.sha256}")
 
 
 operator_app = typer.Typer(

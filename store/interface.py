@@ -20,7 +20,8 @@ The rules every backend keeps (``tests/test_store_contract.py`` checks them on b
   worker racing) stores nothing and says so.
 - The processing log is append-only: this interface has no method that updates or
   deletes a line (and PostgreSQL refuses it in the database too).
-- A reminder is stored once per notice id; an erasure once per case.
+- A reminder is stored once per notice id; an erasure once per case; a document once per
+  document id. Erasing a case deletes its documents in the erasure's transaction.
 - A scope gets one data key, even when two processes create it at once: the loser gets
   the winner's row. Destroying a key NULLs its wrapped bytes for good; rewrapping never
   brings a destroyed key back.
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,38 @@ class PacketRow:
     created_at: str
     key_id: str
     ciphertext: bytes
+    #: The documents the packet's body references (``DocumentRef``s): recorded with the
+    #: packet, so that a document's readers are known without decrypting anything.
+    document_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A stored document: readable routing fields (who uploaded it to which case, its
+    media type, size and SHA-256: no personal data) and the ciphertext (under the case's
+    data key ``key_id``). ``ciphertext`` is ``b""`` where a read asked for the fields
+    only."""
+
+    document_id: str
+    case_ref: str
+    uploader: str
+    uploader_oin: str | None
+    media_type: str
+    size: int
+    sha256: str
+    created_at: str
+    key_id: str
+    ciphertext: bytes
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> DocumentRow:
+        """A row as both backends select it: the fields in order (the ciphertext as
+        bytes, memoryview or bytea)."""
+        (document_id, case_ref, uploader, uploader_oin, media_type, size, sha256,
+         created_at, key_id, ciphertext) = row
+        return cls(str(document_id), str(case_ref), str(uploader),
+                   None if uploader_oin is None else str(uploader_oin), str(media_type),
+                   int(size), str(sha256), str(created_at), str(key_id), bytes(ciphertext))
 
 
 @dataclass(frozen=True)
@@ -145,12 +178,44 @@ class OutboxRecords(Protocol):
 
     def erase_case(self, case_ref: str, erasure_json: Callable[[int], str]) -> str:
         """In one transaction: if ``case_ref`` has an erasure on record, return its JSON
-        and change nothing; else delete the case's packets and reminders and record
-        ``erasure_json(packets_removed)``, and return it. The processing log stays."""
+        and change nothing; else delete the case's packets, reminders and documents
+        (each document's id stays as a tombstone, ``DocumentRecords.document_erased``)
+        and record ``erasure_json(packets_removed)``, and return it. The processing log
+        stays."""
         ...
 
     def erasure_rows(self) -> list[str]:
         """Every erasure's JSON, oldest first."""
+        ...
+
+
+@runtime_checkable
+class DocumentRecords(Protocol):
+    """Documents by reference, each stored once, and which packets reference them (written
+    by ``OutboxRecords.add_packet`` from ``PacketRow.document_ids``). A case's documents
+    are deleted by ``OutboxRecords.erase_case``, in its transaction."""
+
+    def add_document(self, document: DocumentRow) -> bool:
+        """Store ``document`` once per document id.
+
+        Returns:
+            True if stored now; False if the id was stored (or erased) before.
+        """
+        ...
+
+    def document_row(self, document_id: str, *, content: bool = True) -> DocumentRow | None:
+        """The document ``document_id`` (without its ciphertext unless ``content``), or
+        None if none is stored (unknown, or erased)."""
+        ...
+
+    def document_erased(self, document_id: str) -> str | None:
+        """The case ref of an erased document's tombstone, or None."""
+        ...
+
+    def document_readers(self, document_id: str) -> list[str]:
+        """The recipients (party codes) of the packets of the document's own case that
+        reference ``document_id``, each once, in the order of delivery (a packet of
+        another case naming it makes no reader)."""
         ...
 
 
@@ -310,7 +375,7 @@ class AcknowledgementRecords(Protocol):
 
 @runtime_checkable
 class StateStore(Protocol):
-    """Everything kbflow keeps outside Temporal, in four parts. ``where`` names the
+    """Everything kbflow keeps outside Temporal, in five parts. ``where`` names the
     store in messages (a folder or a URL without its password)."""
 
     @property
@@ -326,6 +391,12 @@ class StateStore(Protocol):
     @property
     def decodes(self) -> DecodeRecords:
         """The record of decodes."""
+        ...
+
+    @property
+    def documents(self) -> DocumentRecords:
+        """Documents by reference (beside the outboxes: erasure deletes them with the
+        case's packets)."""
         ...
 
     @property

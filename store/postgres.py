@@ -34,6 +34,7 @@ from store.interface import (
     CasePartyRow,
     DataKeyRow,
     DecodeLine,
+    DocumentRow,
     InboxRow,
     OperatorTokenRow,
     PacketRow,
@@ -135,7 +136,7 @@ def _apply_migrations(db: psycopg.Connection[Any]) -> None:
 
 
 class PostgresStore:
-    """``StateStore`` (all four parts) on one PostgreSQL database.
+    """``StateStore`` (all five parts) on one PostgreSQL database.
 
     Args:
         url: ``postgresql://user:password@host:port/database`` (``KBFLOW_STORE_URL``).
@@ -245,6 +246,11 @@ class PostgresStore:
                 "entry_json) VALUES (%s, %s, %s, %s)",
                 [(line.packet_id, line.data_subject_id, line.case_ref, line.entry_json)
                  for line in log_lines()])
+            cursor.executemany(
+                "INSERT INTO packet_documents (packet_id, document_id, case_ref, recipient) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(packet.packet_id, document_id, packet.case_ref, packet.recipient)
+                 for document_id in packet.document_ids])
             return True
 
     def packet_rows(self, case_ref: str | None = None,
@@ -293,6 +299,11 @@ class PostgresStore:
             removed = db.execute("DELETE FROM packets WHERE case_ref = %s",
                                  (case_ref,)).rowcount
             db.execute("DELETE FROM reminders WHERE case_ref = %s", (case_ref,))
+            db.execute("INSERT INTO document_tombstones (document_id, case_ref) "
+                       "SELECT document_id, case_ref FROM documents WHERE case_ref = %s "
+                       "ON CONFLICT DO NOTHING", (case_ref,))
+            db.execute("DELETE FROM documents WHERE case_ref = %s", (case_ref,))
+            db.execute("DELETE FROM packet_documents WHERE case_ref = %s", (case_ref,))
             record = erasure_json(removed)
             db.execute("INSERT INTO erasures (case_ref, erasure_json) VALUES (%s, %s)",
                        (case_ref, record))
@@ -301,6 +312,54 @@ class PostgresStore:
     def erasure_rows(self) -> list[str]:
         """See ``OutboxRecords.erasure_rows``."""
         return [row[0] for row in self._rows("SELECT erasure_json FROM erasures ORDER BY seq")]
+
+    # ---- documents ------------------------------------------------------------------------
+
+    @property
+    def documents(self) -> PostgresStore:
+        """This store."""
+        return self
+
+    def add_document(self, document: DocumentRow) -> bool:
+        """See ``DocumentRecords.add_document``; an id with a tombstone is not stored
+        again (the check and the insert in one transaction, under a lock on the id)."""
+        with self._transaction(writing=True) as db:
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       (f"kbflow-document:{document.document_id}",))
+            if db.execute("SELECT 1 FROM document_tombstones WHERE document_id = %s",
+                          (document.document_id,)).fetchone() is not None:
+                return False
+            return db.execute(
+                "INSERT INTO documents (document_id, case_ref, uploader, uploader_oin, "
+                "media_type, size, sha256, created_at, key_id, ciphertext) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (document_id) DO NOTHING",
+                (document.document_id, document.case_ref, document.uploader,
+                 document.uploader_oin, document.media_type, document.size, document.sha256,
+                 document.created_at, document.key_id, document.ciphertext)).rowcount == 1
+
+    def document_row(self, document_id: str, *, content: bool = True) -> DocumentRow | None:
+        """See ``DocumentRecords.document_row``."""
+        blob = "ciphertext" if content else "''::bytea"
+        rows = self._rows("SELECT document_id, case_ref, uploader, uploader_oin, media_type, "
+                          f"size, sha256, created_at, key_id, {blob} FROM documents "
+                          "WHERE document_id = %s", (document_id,))
+        return None if not rows else DocumentRow.of(rows[0])
+
+    def document_erased(self, document_id: str) -> str | None:
+        """See ``DocumentRecords.document_erased``."""
+        rows = self._rows("SELECT case_ref FROM document_tombstones WHERE document_id = %s",
+                          (document_id,))
+        return str(rows[0][0]) if rows else None
+
+    def document_readers(self, document_id: str) -> list[str]:
+        """See ``DocumentRecords.document_readers``."""
+        rows = self._rows("SELECT r.recipient FROM packet_documents r JOIN documents d "
+                          "ON d.document_id = r.document_id AND d.case_ref = r.case_ref "
+                          "JOIN packets p ON p.packet_id = r.packet_id "
+                          "WHERE r.document_id = %s GROUP BY r.recipient ORDER BY min(p.seq)",
+                          (document_id,))
+        return [row[0] for row in rows]
 
     # ---- decodes --------------------------------------------------------------------------
 

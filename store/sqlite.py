@@ -1,10 +1,10 @@
 """The SQLite backend: kbflow's state in three files of the data dir (one host).
 
-``outbox.sqlite3`` holds the outboxes, the processing log, reminders, erasures and
-decodes; ``keys.sqlite3`` the data keys; ``operators.sqlite3`` the operators' tokens. Each
-file has its own ``schema_version`` and migrations (``store/migrations/sqlite/<file>``);
-files made before versioned migrations open unchanged (their migration 0001 is that
-schema, IF NOT EXISTS).
+``outbox.sqlite3`` holds the outboxes, the processing log, reminders, erasures,
+decodes and documents; ``keys.sqlite3`` the data keys; ``operators.sqlite3`` the
+operators' tokens. Each file has its own ``schema_version`` and migrations
+(``store/migrations/sqlite/<file>``); files made before versioned migrations open
+unchanged (their migration 0001 is that schema, IF NOT EXISTS).
 
 A part opened read-only never creates a file or a table and never changes the journal
 mode (``encryption.storage.connect``: ``mode=ro``, or ``immutable=1``), so commands that
@@ -30,6 +30,7 @@ from store.interface import (
     CasePartyRow,
     DataKeyRow,
     DecodeLine,
+    DocumentRow,
     InboxRow,
     OperatorTokenRow,
     PacketRow,
@@ -114,8 +115,8 @@ class _SqliteFile:
 
 
 class SqliteOutbox(_SqliteFile):
-    """``OutboxRecords``, ``DecodeRecords`` and ``AcknowledgementRecords`` in
-    ``outbox.sqlite3``.
+    """``OutboxRecords``, ``DecodeRecords``, ``AcknowledgementRecords`` and
+    ``DocumentRecords`` in ``outbox.sqlite3``.
 
     Args:
         path: the file.
@@ -140,6 +141,9 @@ class SqliteOutbox(_SqliteFile):
             db.executemany("INSERT INTO processing_log VALUES (?, ?, ?, ?)",
                            [(line.packet_id, line.data_subject_id, line.case_ref,
                              line.entry_json) for line in log_lines()])
+            db.executemany("INSERT OR IGNORE INTO packet_documents VALUES (?, ?, ?, ?)",
+                           [(packet.packet_id, document_id, packet.case_ref, packet.recipient)
+                            for document_id in packet.document_ids])
             return True
 
     def packet_rows(self, case_ref: str | None = None,
@@ -187,6 +191,10 @@ class SqliteOutbox(_SqliteFile):
                 return str(row[0])
             removed = db.execute("DELETE FROM packets WHERE case_ref = ?", (case_ref,)).rowcount
             db.execute("DELETE FROM reminders WHERE case_ref = ?", (case_ref,))
+            db.execute("INSERT OR IGNORE INTO document_tombstones SELECT document_id, case_ref "
+                       "FROM documents WHERE case_ref = ?", (case_ref,))
+            db.execute("DELETE FROM documents WHERE case_ref = ?", (case_ref,))
+            db.execute("DELETE FROM packet_documents WHERE case_ref = ?", (case_ref,))
             record = erasure_json(removed)
             db.execute("INSERT INTO erasures VALUES (?, ?)", (case_ref, record))
             return record
@@ -195,6 +203,46 @@ class SqliteOutbox(_SqliteFile):
         """See ``OutboxRecords.erasure_rows``."""
         with self._connect() as db:
             rows = db.execute("SELECT erasure_json FROM erasures ORDER BY rowid").fetchall()
+        return [row[0] for row in rows]
+
+    def add_document(self, document: DocumentRow) -> bool:
+        """See ``DocumentRecords.add_document``."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM document_tombstones WHERE document_id = ?",
+                          (document.document_id,)).fetchone() is not None:
+                return False
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (document.document_id, document.case_ref, document.uploader,
+                 document.uploader_oin, document.media_type, document.size, document.sha256,
+                 document.created_at, document.key_id, document.ciphertext))
+            return cursor.rowcount == 1
+
+    def document_row(self, document_id: str, *, content: bool = True) -> DocumentRow | None:
+        """See ``DocumentRecords.document_row``."""
+        blob = "ciphertext" if content else "X''"  # X'': an empty blob
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT document_id, case_ref, uploader, uploader_oin, media_type, size, "
+                f"sha256, created_at, key_id, {blob} FROM documents WHERE document_id = ?",
+                (document_id,)).fetchone()
+        return None if row is None else DocumentRow.of(row)
+
+    def document_erased(self, document_id: str) -> str | None:
+        """See ``DocumentRecords.document_erased``."""
+        with self._connect() as db:
+            row = db.execute("SELECT case_ref FROM document_tombstones WHERE document_id = ?",
+                             (document_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def document_readers(self, document_id: str) -> list[str]:
+        """See ``DocumentRecords.document_readers``."""
+        with self._connect() as db:
+            rows = db.execute("SELECT r.recipient FROM packet_documents r JOIN documents d "
+                              "ON d.document_id = r.document_id AND d.case_ref = r.case_ref "
+                              "WHERE r.document_id = ? GROUP BY r.recipient "
+                              "ORDER BY min(r.rowid)", (document_id,)).fetchall()
         return [row[0] for row in rows]
 
     def add_decodes(self, lines: Sequence[DecodeLine]) -> None:
@@ -422,6 +470,11 @@ class SqliteStore:
     @property
     def decodes(self) -> SqliteOutbox:
         """Also ``outbox.sqlite3``."""
+        return self.outbox
+
+    @property
+    def documents(self) -> SqliteOutbox:
+        """Also ``outbox.sqlite3`` (erasure deletes a case's documents with its packets)."""
         return self.outbox
 
     @cached_property

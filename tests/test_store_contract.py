@@ -13,7 +13,9 @@ by a worker run on PostgreSQL too.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 import sqlite3
@@ -32,6 +34,7 @@ import pytest
 from temporalio.client import Client
 from typer.testing import CliRunner
 
+from activities.documents import DocumentForbidden, DocumentGone, DocumentStore
 from activities.outbox_store import DecodeLog, OutboxStore, PacketUnreadable
 from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable, MasterKeys
@@ -52,6 +55,8 @@ from store.interface import (
     DataKeyRow,
     DecodeLine,
     DecodeRecords,
+    DocumentRecords,
+    DocumentRow,
     OperatorTokenRecords,
     OutboxRecords,
     PacketRow,
@@ -291,6 +296,57 @@ def test_erasure_removes_the_cases_packets_and_reminders_once_and_keeps_the_log(
 
     assert outbox.erase_case(erased.case_ref, never) == '{"removed":2}'
     assert outbox.erasure_rows() == ['{"removed":2}']
+
+
+def _document(document_id: str, case_ref: str = "KB-2026-AAAA1111", *,
+              uploader: str = "IND", oin: str | None = None) -> DocumentRow:
+    return DocumentRow(document_id, case_ref, uploader, oin, "application/pdf", 9, "ab" * 32,
+                       "2026-03-01T10:00:00+00:00", "dk-1",
+                       b"\x00cipher\xff" + document_id.encode())
+
+
+def test_a_document_is_stored_once_and_its_readers_are_its_packets_recipients(
+        backend: Backend) -> None:
+    opened = backend.open()
+    documents, outbox = opened.documents, opened.outbox
+    document = _document("doc-1", oin="0" * 20)
+    assert documents.add_document(document) is True
+    assert documents.add_document(_document("doc-1", uploader="DTV")) is False  # once per id
+    assert documents.document_row("doc-1") == document
+    assert documents.document_row("doc-1", content=False) == dataclasses.replace(
+        document, ciphertext=b"")
+    assert documents.document_row("doc-unknown") is None
+    assert documents.document_readers("doc-1") == []
+    # delivered with two packets of its case (DTV twice, COA once) and one of another case
+    for packet_id, recipient, case_ref in (("pkt-1", "DTV", "KB-2026-AAAA1111"),
+                                           ("pkt-2", "COA", "KB-2026-AAAA1111"),
+                                           ("pkt-3", "DTV", "KB-2026-AAAA1111"),
+                                           ("pkt-4", "VT", "KB-2026-BBBB2222")):
+        _add(outbox, dataclasses.replace(_packet(packet_id, case_ref, recipient=recipient),
+                                         document_ids=("doc-1",)))
+    assert documents.document_readers("doc-1") == ["DTV", "COA"]  # not VT: another case
+    assert [p.packet_id for p in outbox.packet_rows("KB-2026-AAAA1111")] == [
+        "pkt-1", "pkt-2", "pkt-3"]
+
+
+def test_erasure_deletes_the_cases_documents_in_its_transaction(backend: Backend) -> None:
+    opened = backend.open()
+    documents, outbox = opened.documents, opened.outbox
+    erased, kept = _document("doc-1"), _document("doc-2", "KB-2026-BBBB2222")
+    documents.add_document(erased)
+    documents.add_document(kept)
+    row = _packet("pkt-1")
+    _add(outbox, PacketRow(row.packet_id, row.case_ref, row.step, row.sender, row.recipient,
+                           row.created_at, row.key_id, row.ciphertext, ("doc-1",)))
+    outbox.erase_case(erased.case_ref, lambda removed: str(removed))
+    assert documents.document_row("doc-1") is None and documents.document_readers("doc-1") == []
+    assert documents.document_erased("doc-1") == erased.case_ref  # the tombstone
+    assert documents.document_row("doc-2") == kept and documents.document_erased("doc-2") is None
+    assert documents.add_document(erased) is False  # an erased id is not stored again
+    assert documents.document_row("doc-1") is None
+    with backend.raw() as db:  # no byte of the deleted ciphertext is left in its table
+        rows = db.execute("SELECT document_id FROM documents").fetchall()
+    assert [tuple(r) for r in rows] == [("doc-2",)]
 
 
 def test_two_erasures_of_one_case_at_once_record_it_once(backend: Backend) -> None:
@@ -644,6 +700,43 @@ def test_outbox_store_delivers_once_and_erases_on_both_backends(backend: Backend
     assert keys.is_destroyed(workflow_id(packet.case_ref))
 
 
+def test_document_store_encrypts_under_the_cases_key_and_erasure_shreds_it(
+        backend: Backend) -> None:
+    keys, store = _stores(backend)
+    documents = DocumentStore.of(store)
+    case_ref = f.new_case_ref()
+    data = b"%PDF-1.7 beschikking Fenna Fictief " + bytes(range(256)) * 64
+    ref = documents.upload(case_ref, data, "application/pdf", uploader=Party.IND)
+    assert (ref.size, ref.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    with backend.raw() as db:  # at rest: neither the bytes nor a piece of them
+        stored = bytes(db.execute("SELECT ciphertext FROM documents").fetchone()[0])
+    assert b"Fictief" not in stored and data[-512:] not in stored
+    assert keys.has_key(workflow_id(case_ref))  # the case's own key
+    record = f.full_record().model_copy(update={
+        "case_ref": case_ref, "dossier_documents": (f.DOSSIER_DOCUMENTS[0], ref)})
+    packet = project_packet(record, Step.REJECTION_OR_WITHDRAWAL, Party.IND, Party.DTV,
+                            packet_id=f"packet-{f.new_key()}",
+                            created_at=dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+    assert packet.body["dossier_documents"][1] == ref.model_dump(mode="json")
+    with pytest.raises(DocumentForbidden, match="DTV may not read it"):
+        documents.read(ref.document_id, Party.DTV)  # not delivered yet
+    assert store.deliver(packet)
+    assert documents.read(ref.document_id, Party.DTV) == (ref, data)  # the recipient
+    assert documents.read(ref.document_id, Party.IND) == (ref, data)  # the uploader
+    with pytest.raises(DocumentForbidden):
+        documents.read(ref.document_id, Party.RVDK)
+    store.erase(case_ref, reason="art-17-request", requested_by="RvdK-privacy-01",
+                at=dt.datetime.now(dt.UTC))
+    with pytest.raises(DocumentGone, match="erased"):
+        documents.read(ref.document_id, Party.DTV)
+    with backend.raw() as db:
+        assert db.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
+    # a copy of the ciphertext (a backup) opens with no key any more
+    with pytest.raises(KeyUnavailable, match="destroyed"):
+        keys.without_cache().key(keys.without_cache().records.data_key_of_scope(
+            workflow_id(case_ref)).key_id)  # type: ignore[union-attr]
+
+
 def test_key_store_rewraps_on_both_backends(backend: Backend) -> None:
     keys, _ = _stores(backend)
     key_id, key = keys.key_for_scope("kb-case-A")
@@ -746,6 +839,7 @@ def test_the_interface_is_implemented_by_both_backends(backend: Backend) -> None
     assert isinstance(opened.data_keys, DataKeyRecords)
     assert isinstance(opened.operator_tokens, OperatorTokenRecords)
     assert isinstance(opened.acknowledgements, AcknowledgementRecords)
+    assert isinstance(opened.documents, DocumentRecords)
     assert isinstance(opened, SqliteStore if backend.name == "sqlite" else PostgresStore)
     if backend.name == "postgres":
         url = backend.settings.store_url or ""
