@@ -19,7 +19,8 @@ The rules every backend keeps (``tests/test_store_contract.py`` checks them on b
   worker racing) stores nothing and says so.
 - The processing log is append-only: this interface has no method that updates or
   deletes a line (and PostgreSQL refuses it in the database too).
-- A reminder is stored once per notice id; an erasure once per case.
+- A reminder is stored once per notice id; an erasure once per case; a webhook once per
+  OIN and URL.
 - A scope gets one data key, even when two processes create it at once: the loser gets
   the winner's row. Destroying a key NULLs its wrapped bytes for good; rewrapping never
   brings a destroyed key back.
@@ -240,9 +241,47 @@ class OperatorTokenRecords(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """A webhook of one organisation: its party and OIN (several GIs), the URL notified,
+    and when it was made (ISO 8601)."""
+
+    subscription_id: str
+    party: str
+    oin: str
+    url: str
+    created_at: str
+
+
+@runtime_checkable
+class SubscriptionRecords(Protocol):
+    """The parties' webhooks (notifications, ``kbflow.notifications``)."""
+
+    def add_subscription(self, row: SubscriptionRow) -> SubscriptionRow:
+        """Store ``row`` unless its OIN has a subscription with this URL already (race-safe).
+
+        Returns:
+            The subscription as stored: ``row``, or the one that was there first.
+        """
+        ...
+
+    def subscription(self, subscription_id: str) -> SubscriptionRow | None:
+        """The subscription ``subscription_id``, or None (never made, or removed)."""
+        ...
+
+    def subscription_rows(self, party: str | None = None,
+                          oin: str | None = None) -> list[SubscriptionRow]:
+        """Subscriptions, oldest first, optionally of one party and/or one OIN."""
+        ...
+
+    def remove_subscription(self, subscription_id: str) -> bool:
+        """Remove ``subscription_id``; True if it was there."""
+        ...
+
+
 @runtime_checkable
 class StateStore(Protocol):
-    """Everything kbflow keeps outside Temporal, in four parts. ``where`` names the
+    """Everything kbflow keeps outside Temporal, in five parts. ``where`` names the
     store in messages (a folder or a URL without its password)."""
 
     @property
@@ -268,6 +307,11 @@ class StateStore(Protocol):
     @property
     def operator_tokens(self) -> OperatorTokenRecords:
         """The operators' codec tokens."""
+        ...
+
+    @property
+    def subscriptions(self) -> SubscriptionRecords:
+        """The parties' webhooks."""
         ...
 
     def close(self) -> None:
