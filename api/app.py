@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from api import API_VERSION, PREFIX, problems
 from api.context import ApiContext
 from api.routes import cases
+from api.routes import subscriptions as subscription_routes
 
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
 #: The committed OpenAPI document; CI fails when the served one differs
@@ -42,6 +43,7 @@ def create_app(api_context: ApiContext | None) -> FastAPI:
         return response
 
     app.include_router(cases.router, prefix=PREFIX)
+    app.include_router(subscription_routes.router, prefix=PREFIX)
     return app
 
 
