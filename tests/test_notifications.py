@@ -39,15 +39,22 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
-from activities.notifications import NotificationSettings, Notifier
+from activities.notifications import (
+    GIVE_UP_AFTER,
+    RETRY_MAXIMUM_INTERVAL,
+    NotificationSettings,
+    Notifier,
+)
 from activities.outbox_store import OutboxStore
 from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs
 from api.context import ApiContext
-from api.tls import PartyTable, TlsFiles, own_oin
+from api.tls import PartyTable, TlsFiles, TlsMaterialError, own_oin
 from encryption.codec import is_public_payload
 from encryption.keys import KeyStore
 from kbflow.notifications import (
     CLOUDEVENTS_JSON,
+    MAX_SUBSCRIPTIONS_PER_OIN,
+    MAX_URL_LENGTH,
     CloudEvent,
     Notification,
     NotificationOutcome,
@@ -64,7 +71,7 @@ from tests import factories as f
 from tests.api_harness import serve_api
 from tests.test_case_workflow import send, start_case
 from worker import build_worker, connect
-from workflows.notification_workflow import NotificationWorkflow
+from workflows.notification_workflow import BACKOFF, INITIAL_INTERVAL, NotificationWorkflow
 
 API_URL = "https://kbflow.example"
 SOURCE = re.compile(r"^urn:nld:oin:[0-9]{20}:systeem:kbflow$")
@@ -508,3 +515,44 @@ async def test_a_notification_never_answered_2xx_ends_failed(
     assert outcome.result is NotificationResult.FAILED
     assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
     assert len(receiver.posts) >= 2 and receiver.accepted() == []
+
+
+# ---- configuration and the README ------------------------------------------------------------
+
+def test_a_worker_takes_kbflows_oin_from_the_server_certificate(tmp_path: Path) -> None:
+    files = init_dev_certs(tmp_path / "tls")
+    settings = Settings(data_dir=tmp_path, api_tls_dir=files.folder,
+                        api_url="https://kbflow.example.nl/")
+    config = NotificationSettings.from_settings(settings)
+    assert (config.oin, config.api_base_url) == (KBFLOW_DEV_OIN, "https://kbflow.example.nl")
+    assert config.tls == files
+    files.server_certificate.unlink()  # without it: no notifier (run_worker logs why)
+    with pytest.raises(TlsMaterialError, match=r"server\.crt"):
+        NotificationSettings.from_settings(settings)
+
+
+def _readme_section() -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    return text[text.index("\n## Notifications (webhooks)\n"):
+                text.index("\n## Listing cases and work lists\n")]
+
+
+def test_the_readmes_notifications_section_says_what_the_code_does() -> None:
+    section = _readme_section()
+    example = re.search(r"```json\n(.*?)\n```", section, re.S)
+    assert example is not None
+    event = packet_delivered(
+        packet_id="pkt-3f9c2a7e", case_ref="KB-2026-7K4M2XCH-R",
+        step=Step.ANNOUNCE_INVESTIGATION, subscription_id=f"sub-{'0' * 31}1",
+        oin=KBFLOW_DEV_OIN, api_base_url="https://kbflow.example.nl",
+        at=dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC))
+    assert example.group(1) == json.dumps(json.loads(event.body()), indent=2)
+    flat = " ".join(section.split())
+    assert f"at most {MAX_URL_LENGTH} characters" in flat
+    assert f"an organisation holds at most {MAX_SUBSCRIPTIONS_PER_OIN}" in flat
+    assert BACKOFF == 2  # "doubling"
+    assert (f"from {INITIAL_INTERVAL.seconds} s doubling up to "
+            f"{RETRY_MAXIMUM_INTERVAL.seconds // 60} minutes, for {GIVE_UP_AFTER.days} days"
+            ) in flat
+    for path in re.findall(r"`((?:tests|workflows)/[a-z_]+\.py)`", section):
+        assert (Path(__file__).resolve().parent.parent / path).is_file(), path
