@@ -183,7 +183,8 @@ def webhook_url_problems(url: str) -> list[str]:
     - ``https://`` with a host; ``http://`` only to a loopback host (``localhost``,
       127.0.0.0/8, ``::1``: development and tests);
     - no user or password in it (a credential would be stored and logged as an address);
-    - no fragment (it is never sent); a valid port.
+    - no fragment (it is never sent); a valid port; ASCII only, without spaces or
+      control characters (what is stored is what is requested).
     """
     if len(url) > MAX_URL_LENGTH:
         return [f"at most {MAX_URL_LENGTH} characters"]
@@ -204,4 +205,6 @@ def webhook_url_problems(url: str) -> list[str]:
         problems.append("must not have a fragment")
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
         problems.append("must not hold spaces or control characters")
+    if not url.isascii():
+        problems.append("must be ASCII (a punycode host, a percent-encoded path)")
     return problems

@@ -152,6 +152,7 @@ BAD_URLS = [
     ("https://indigo.example/hook#Fenna-Fictief", "must not have a fragment"),
     ("https://indigo.example:99999/hook", "valid host and port"),
     ("https://indigo.example/hook for Fenna", "must not hold spaces"),
+    ("https://indigo.example/Fenna-\u00e9", "must be ASCII"),
     ("https://indigo.example/" + "x" * MAX_URL_LENGTH, "at most 2048 characters"),
 ]
 
@@ -197,6 +198,12 @@ async def test_not_json_and_a_bad_id_are_400(endpoint: ApiEndpoint) -> None:
                                 headers={"Content-Type": "application/json"})
         assert broken.status_code == 400
         assert broken.json()["type"] == "urn:kbflow:problem:invalid-input"
+        # a lone surrogate (valid JSON, no valid text): refused, never a 500
+        surrogate = await ind.post("/v1/subscriptions",
+                                   content=b'{"url": "https://a.example/\\ud800"}',
+                                   headers={"Content-Type": "application/json"})
+        assert surrogate.status_code == 400, surrogate.text
+        assert [p["name"] for p in surrogate.json()["invalidParams"]] == ["url"]
         for method in ("GET", "DELETE"):
             bad_id = await ind.request(method, "/v1/subscriptions/not-an-id")
             assert bad_id.status_code == 400

@@ -33,6 +33,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from cryptography import x509
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -46,9 +47,10 @@ from activities.notifications import (
     Notifier,
 )
 from activities.outbox_store import OutboxStore
+from api import server
 from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs
 from api.context import ApiContext
-from api.tls import PartyTable, TlsFiles, TlsMaterialError, own_oin
+from api.tls import PartyTable, TlsFiles, TlsMaterialError, oin_of, own_oin
 from encryption.codec import is_public_payload
 from encryption.keys import KeyStore
 from kbflow.notifications import (
@@ -100,6 +102,7 @@ class Post:
     headers: dict[str, str]
     body: bytes
     status: int
+    client_certificate: str | None = None  # PEM, over HTTPS
 
     @property
     def event_id(self) -> str:
@@ -138,13 +141,22 @@ class Receiver:
             if not message.get("more_body"):
                 break
         status = self.answers.popleft() if self.answers else 204
+        chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain")
         self.posts.append(Post(scope["path"], {k.decode(): v.decode()
-                                               for k, v in scope["headers"]}, body, status))
+                                               for k, v in scope["headers"]}, body, status,
+                               chain[0] if chain else None))
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    async def up(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(self, log_level="warning", lifespan="off"))
+    async def up(self, tls: TlsFiles | None = None) -> None:
+        """Listen: plain HTTP, or with ``tls`` HTTPS with ``tls``'s server certificate,
+        asking for a client certificate (as the API does: ``api.server``)."""
+        if tls is None:
+            config = uvicorn.Config(self, log_level="warning", lifespan="off")
+        else:
+            config = server.config(self, tls, f"127.0.0.1:{self.port}", log_level="warning",
+                                   lifespan="off")
+        self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
 
         async def started() -> bool:
@@ -483,6 +495,22 @@ async def test_a_receiver_answering_4xx_or_5xx_is_retried_until_2xx(
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
     assert started.input.payloads[0].metadata["encoding"] == b"json/plain"
+
+
+async def test_an_https_webhook_is_verified_and_sees_kbflows_client_certificate(
+        host: Host, receiver: Receiver) -> None:
+    # Digikoppeling: both sides authenticated. The receiver's certificate chains to
+    # ca.crt; kbflow shows its server.crt, whose serialNumber is kbflow's OIN.
+    await receiver.up(tls=host.files)
+    async with host.worker():
+        _, handle = await _notify_directly(
+            host, f"https://127.0.0.1:{receiver.port}/hook")
+        outcome = await handle.result()
+    assert outcome.result is NotificationResult.DELIVERED and outcome.attempts == 1
+    [post] = receiver.posts
+    assert post.client_certificate is not None
+    certificate = x509.load_pem_x509_certificate(post.client_certificate.encode())
+    assert oin_of(certificate) == KBFLOW_DEV_OIN
 
 
 async def test_a_removed_subscription_stops_its_notifications(
