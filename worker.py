@@ -1,5 +1,6 @@
-"""The kbflow worker: runs ``CaseWorkflow``, ``RetentionWorkflow`` and the delivery
-activities until interrupted.
+"""The kbflow worker: runs ``CaseWorkflow``, ``RetentionWorkflow``,
+``NotificationWorkflow`` (webhooks, with kbflow's OIN from ``KBFLOW_API_TLS_DIR``'s
+``server.crt``) and their activities until interrupted.
 
 Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
 address and namespace, the task queue, the data dir and the keys); logs JSON lines to
