@@ -582,8 +582,10 @@ def test_the_readmes_notifications_section_says_what_the_code_does() -> None:
     assert (f"from {INITIAL_INTERVAL.seconds} s doubling up to "
             f"{RETRY_MAXIMUM_INTERVAL.seconds // 60} minutes, for {GIVE_UP_AFTER.days} days"
             ) in flat
-    for path in re.findall(r"`((?:tests|workflows)/[a-z_]+\.py)`", section):
-        assert (Path(__file__).resolve().parent.parent / path).is_file(), path
+    paths = re.findall(r"`((?:tests|workflows)/[a-z_/]+(?:\.py)?)`", section)
+    assert len(paths) == 4
+    for path in paths:
+        assert (Path(__file__).resolve().parent.parent / path).exists(), path
 
 
 # ---- replay ----------------------------------------------------------------------------------
