@@ -45,7 +45,7 @@ EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-5e2a-9c1b-6b62666c6f77")
 MAX_URL_LENGTH = 2048
 #: The most subscriptions one organisation (OIN) may hold.
 MAX_SUBSCRIPTIONS_PER_OIN = 10
-#: The prefix of a subscription id (``sub-`` + 32 hex digits; made by kbflow).
+#: A subscription id: ``sub-`` and 32 hex digits (made by kbflow, never chosen).
 SUBSCRIPTION_ID_PATTERN = r"^sub-[0-9a-f]{32}$"
 
 #: An id kbflow made (a packet id, an event id, a subscription id, the source URN and the
