@@ -1,5 +1,6 @@
-"""The kbflow worker: runs ``CaseWorkflow``, ``RetentionWorkflow`` and the delivery
-activities until interrupted.
+"""The kbflow worker: runs ``CaseWorkflow``, ``RetentionWorkflow``,
+``NotificationWorkflow`` (webhooks, with kbflow's OIN from ``KBFLOW_API_TLS_DIR``'s
+``server.crt``) and their activities until interrupted.
 
 Takes a ``kbflow.settings.Settings`` (``main`` reads it from the environment: Temporal's
 address and namespace, the task queue, the data dir and the keys); logs JSON lines to
@@ -42,7 +43,9 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.delivery import DeliveryActivities
+from activities.notifications import NotificationActivities, NotificationSettings, Notifier
 from activities.outbox_store import OutboxStore
+from api.tls import TlsMaterialError
 from encryption.codec import encrypted_data_converter
 from encryption.keys import KeyStore
 from encryption.storage import StorageError
@@ -50,6 +53,7 @@ from kbflow import erased_log, metrics, search_attributes
 from kbflow.logs import configure_logging
 from kbflow.settings import Settings
 from workflows.case_workflow import CaseWorkflow
+from workflows.notification_workflow import NotificationWorkflow
 from workflows.operator_log import OperatorLog
 from workflows.retention_workflow import RetentionWorkflow
 
@@ -138,10 +142,14 @@ class _ErasedCaseInbound(WorkflowInboundInterceptor):
 
 def build_worker(
     client: Client, task_queue: str, store: OutboxStore, identity: str | None = None,
-    **options: Any,
+    notifications: NotificationSettings | None = None, **options: Any,
 ) -> Worker:
-    """A worker for ``CaseWorkflow``, ``RetentionWorkflow`` (a closed case's retention)
-    and the delivery activities on ``task_queue``.
+    """A worker for ``CaseWorkflow``, ``RetentionWorkflow`` (a closed case's retention),
+    ``NotificationWorkflow`` (webhooks) and their activities on ``task_queue``.
+
+    ``notifications`` says how delivered packets are notified (kbflow's OIN, the API's
+    URL, the retries' backoff); None: this worker starts no notification, and a delivery
+    to a party with webhooks fails (retried) until one that can takes it over.
 
     ``identity`` names the worker in Temporal (default: the SDK's pid@host); ``options``
     are further ``temporalio.worker.Worker`` options (the benchmark's
@@ -150,13 +158,16 @@ def build_worker(
     key store); events, escalations and failed attempts are logged and counted
     (``OperatorLog``) on the client's runtime.
     """
-    activities = DeliveryActivities(store)
+    activities = DeliveryActivities(
+        store, None if notifications is None else Notifier(client, notifications))
+    sending = NotificationActivities(lambda: store.subscriptions, notifications)
     erased_log.install(store.keys)  # a query replaying an erased case: one WARNING line
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CaseWorkflow, RetentionWorkflow],
-        activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case],
+        workflows=[CaseWorkflow, RetentionWorkflow, NotificationWorkflow],
+        activities=[activities.deliver_packet, activities.send_reminder, activities.erase_case,
+                    sending.send_notification],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
         interceptors=[ErasedCaseQueries(store.keys), OperatorLog()],
@@ -190,6 +201,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     await check_search_attributes(client)
+    try:
+        options.setdefault("notifications", NotificationSettings.from_settings(settings))
+    except TlsMaterialError as missing:
+        log.warning("notifications off: no API TLS material", reason=str(missing))
     worker = build_worker(client, settings.task_queue, store, **options)
     async with worker:  # validated against the server: it polls from here on
         log.info("worker started", task_queue=settings.task_queue,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notifications import Notifier
 from activities.outbox_store import Erasure, OutboxStore
 from encryption.keys import KeyUnavailable
 from encryption.sealed import PartyKeyMissing
@@ -47,15 +48,19 @@ class ErasureOrder(BaseModel):
 
 
 class DeliveryActivities:
-    """Activities bound to one outbox store."""
+    """Activities bound to one outbox store; ``notifier`` (the worker's client) notifies
+    the recipients' webhooks of each delivered packet (``activities.notifications``)."""
 
-    def __init__(self, store: OutboxStore) -> None:
+    def __init__(self, store: OutboxStore, notifier: Notifier | None = None) -> None:
         self.store = store
+        self.notifier = notifier
 
     @activity.defn
     async def deliver_packet(self, packet: Packet) -> DeliveryReceipt:
         """Deliver ``packet`` to its recipient's outbox and write its processing-log entries
         (one per data subject), exactly once per packet id.
+
+        Then notifies the recipient's webhooks (``_notify``).
 
         Errors: a storage error is raised as is and retried by Temporal's retry policy.
         """
@@ -74,7 +79,28 @@ class DeliveryActivities:
         if delivered:
             metrics.PACKETS_DELIVERED.add(activity.metric_meter(), {
                 "step": str(int(packet.step)), "recipient": packet.recipient.value})
+        await self._notify(packet)
         return DeliveryReceipt(packet_id=packet.packet_id, delivered=delivered)
+
+    async def _notify(self, packet: Packet) -> None:
+        """Start the notifications of ``packet`` to its recipient's webhooks; also on a
+        retry that found it delivered (a crash in between loses none: each is started
+        once per event id).
+
+        Errors: ``NotificationsUnconfigured`` (retried) when the recipient has webhooks
+        but this worker cannot notify (no ``KBFLOW_API_TLS_DIR`` server certificate).
+        """
+        rows = await asyncio.to_thread(self.store.subscriptions.subscription_rows,
+                                       packet.recipient.value)
+        if not rows:
+            return
+        if self.notifier is None:
+            raise ApplicationError(
+                f"packet {packet.packet_id}: {packet.recipient.value} has webhooks, but this "
+                "worker cannot notify: KBFLOW_API_TLS_DIR lacks the API's server.crt "
+                "(kbflow's OIN)", type="NotificationsUnconfigured")
+        await self.notifier.notify(packet, rows, activity.info().task_queue,
+                                   activity.info().current_attempt_scheduled_time)
 
     @activity.defn
     async def send_reminder(self, reminder: Reminder) -> bool:

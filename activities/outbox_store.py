@@ -42,6 +42,7 @@ from store.interface import (
     PacketRow,
     ProcessingLogLine,
     ReminderRow,
+    SubscriptionRecords,
 )
 from store.sqlite import SqliteOutbox
 
@@ -84,6 +85,7 @@ class OutboxStore:
             file, table or key is created, so a read-only data dir serves them; writing
             raises ``StorageError``.
         records: the rows' backend; default ``open_store(settings).outbox``.
+        subscriptions: the webhooks' backend; default ``open_store(settings).subscriptions``.
 
     Safe to share between threads: every call opens its own connection (or takes one
     from the pool).
@@ -98,7 +100,8 @@ class OutboxStore:
 
     def __init__(self, settings: Settings, pseudonymise: Pseudonymise | None = None, *,
                  keys: KeyStore | None = None, party_keys: PartyKeys | None = None,
-                 read_only: bool = False, records: OutboxRecords | None = None) -> None:
+                 read_only: bool = False, records: OutboxRecords | None = None,
+                 subscriptions: SubscriptionRecords | None = None) -> None:
         self.path = settings.outbox_path
         self.read_only = read_only
         if not read_only:  # a worker: on a shared store, name every secret it lacks at once
@@ -112,6 +115,17 @@ class OutboxStore:
                                   writing=not read_only) from None
         self.keys = keys or KeyStore.open(settings, read_only=read_only)
         self.records = records or open_store(settings, read_only=read_only).outbox
+        self._subscriptions = subscriptions
+        self._settings = settings
+
+    @property
+    def subscriptions(self) -> SubscriptionRecords:
+        """The parties' webhooks (``kbflow.notifications``), in the same store; opened on
+        first use."""
+        if self._subscriptions is None:
+            self._subscriptions = open_store(self._settings,
+                                             read_only=self.read_only).subscriptions
+        return self._subscriptions
 
     def deliver(self, packet: Packet) -> bool:
         """Put ``packet`` in its recipient's outbox and log it, once.

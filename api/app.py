@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 
 from api import API_VERSION, PREFIX, problems
 from api.context import ApiContext
-from api.routes import cases, documents, inbox
+from api.routes import cases, documents, inbox, subscriptions
 
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
 #: The committed OpenAPI document; CI fails when the served one differs
@@ -44,6 +44,7 @@ def create_app(api_context: ApiContext | None) -> FastAPI:
     app.include_router(cases.router, prefix=PREFIX)
     app.include_router(inbox.router, prefix=PREFIX)
     app.include_router(documents.router, prefix=PREFIX)
+    app.include_router(subscriptions.router, prefix=PREFIX)
     return app
 
 

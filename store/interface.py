@@ -21,7 +21,8 @@ The rules every backend keeps (``tests/test_store_contract.py`` checks them on b
 - The processing log is append-only: this interface has no method that updates or
   deletes a line (and PostgreSQL refuses it in the database too).
 - A reminder is stored once per notice id; an erasure once per case; a document once per
-  document id. Erasing a case deletes its documents in the erasure's transaction.
+  document id; a webhook once per OIN and URL. Erasing a case deletes its documents in
+  the erasure's transaction.
 - A scope gets one data key, even when two processes create it at once: the loser gets
   the winner's row. Destroying a key NULLs its wrapped bytes for good; rewrapping never
   brings a destroyed key back.
@@ -372,6 +373,43 @@ class AcknowledgementRecords(Protocol):
         """
         ...
 
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """A webhook of one organisation: its party and OIN (several GIs), the URL notified,
+    and when it was made (ISO 8601)."""
+
+    subscription_id: str
+    party: str
+    oin: str
+    url: str
+    created_at: str
+
+
+@runtime_checkable
+class SubscriptionRecords(Protocol):
+    """The parties' webhooks (notifications, ``kbflow.notifications``)."""
+
+    def add_subscription(self, row: SubscriptionRow) -> SubscriptionRow:
+        """Store ``row`` unless its OIN has a subscription with this URL already (race-safe).
+
+        Returns:
+            The subscription as stored: ``row``, or the one that was there first.
+        """
+        ...
+
+    def subscription(self, subscription_id: str) -> SubscriptionRow | None:
+        """The subscription ``subscription_id``, or None (never made, or removed)."""
+        ...
+
+    def subscription_rows(self, party: str | None = None,
+                          oin: str | None = None) -> list[SubscriptionRow]:
+        """Subscriptions, oldest first, optionally of one party and/or one OIN."""
+        ...
+
+    def remove_subscription(self, subscription_id: str) -> bool:
+        """Remove ``subscription_id``; True if it was there."""
+        ...
+
 
 @runtime_checkable
 class StateStore(Protocol):
@@ -412,6 +450,11 @@ class StateStore(Protocol):
     @property
     def acknowledgements(self) -> AcknowledgementRecords:
         """The API's case parties, acknowledgements and inbox pages."""
+        ...
+
+    @property
+    def subscriptions(self) -> SubscriptionRecords:
+        """The parties' webhooks."""
         ...
 
     def close(self) -> None:

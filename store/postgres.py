@@ -40,6 +40,7 @@ from store.interface import (
     PacketRow,
     ProcessingLogLine,
     ReminderRow,
+    SubscriptionRow,
 )
 from store.schema import migrations
 from store.sql import filtered
@@ -200,6 +201,11 @@ class PostgresStore:
 
     @property
     def acknowledgements(self) -> PostgresStore:
+        """This store."""
+        return self
+
+    @property
+    def subscriptions(self) -> PostgresStore:
         """This store."""
         return self
 
@@ -527,6 +533,40 @@ class PostgresStore:
                                 (row.packet_id,)).fetchone()
         assert stored is not None  # inserted, or there first
         return AcknowledgementRow(*stored)
+
+    # ---- subscriptions --------------------------------------------------------------------
+
+    _SUBSCRIPTION = "SELECT subscription_id, party, oin, url, created_at FROM subscriptions"
+
+    def add_subscription(self, row: SubscriptionRow) -> SubscriptionRow:
+        """See ``SubscriptionRecords.add_subscription``: ``ON CONFLICT DO NOTHING`` on the
+        unique (OIN, URL); the loser of a race reads the winner's committed row."""
+        with self._transaction(writing=True) as db:
+            db.execute("INSERT INTO subscriptions (subscription_id, party, oin, url, "
+                       "created_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                       (row.subscription_id, row.party, row.oin, row.url, row.created_at))
+            stored = db.execute(self._SUBSCRIPTION + " WHERE oin = %s AND url = %s",
+                                (row.oin, row.url)).fetchone()
+        assert stored is not None  # inserted, or there first
+        return SubscriptionRow(*stored)
+
+    def subscription(self, subscription_id: str) -> SubscriptionRow | None:
+        """See ``SubscriptionRecords.subscription``."""
+        rows = self._rows(self._SUBSCRIPTION + " WHERE subscription_id = %s",
+                          (subscription_id,))
+        return SubscriptionRow(*rows[0]) if rows else None
+
+    def subscription_rows(self, party: str | None = None,
+                          oin: str | None = None) -> list[SubscriptionRow]:
+        """See ``SubscriptionRecords.subscription_rows``."""
+        query, params = filtered(self._SUBSCRIPTION, "%s", party=party, oin=oin)
+        return [SubscriptionRow(*row) for row in self._rows(query + " ORDER BY seq", params)]
+
+    def remove_subscription(self, subscription_id: str) -> bool:
+        """See ``SubscriptionRecords.remove_subscription``."""
+        with self._transaction(writing=True) as db:
+            return db.execute("DELETE FROM subscriptions WHERE subscription_id = %s",
+                              (subscription_id,)).rowcount == 1
 
 
 def _data_key(row: tuple[Any, ...]) -> DataKeyRow:

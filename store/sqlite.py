@@ -36,6 +36,7 @@ from store.interface import (
     PacketRow,
     ProcessingLogLine,
     ReminderRow,
+    SubscriptionRow,
 )
 from store.schema import migrations
 from store.sql import filtered
@@ -115,8 +116,8 @@ class _SqliteFile:
 
 
 class SqliteOutbox(_SqliteFile):
-    """``OutboxRecords``, ``DecodeRecords``, ``AcknowledgementRecords`` and
-    ``DocumentRecords`` in ``outbox.sqlite3``.
+    """``OutboxRecords``, ``DecodeRecords``, ``AcknowledgementRecords``,
+    ``DocumentRecords`` and ``SubscriptionRecords`` in ``outbox.sqlite3``.
 
     Args:
         path: the file.
@@ -265,6 +266,41 @@ class SqliteOutbox(_SqliteFile):
                 query += f" WHERE case_ref IN ({', '.join('?' * len(params))})"
             rows = db.execute(query + " ORDER BY rowid", params).fetchall()
         return [row[0] for row in rows]
+
+    # ---- subscriptions (``SubscriptionRecords``) -------------------------------------------
+
+    _SUBSCRIPTION = "SELECT subscription_id, party, oin, url, created_at FROM subscriptions"
+
+    def add_subscription(self, row: SubscriptionRow) -> SubscriptionRow:
+        """See ``SubscriptionRecords.add_subscription``: ``INSERT OR IGNORE`` on the unique
+        (OIN, URL), then the stored row, in one transaction."""
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?, ?)",
+                       (row.subscription_id, row.party, row.oin, row.url, row.created_at))
+            stored = db.execute(self._SUBSCRIPTION + " WHERE oin = ? AND url = ?",
+                                (row.oin, row.url)).fetchone()
+        return SubscriptionRow(*stored)
+
+    def subscription(self, subscription_id: str) -> SubscriptionRow | None:
+        """See ``SubscriptionRecords.subscription``."""
+        with self._connect() as db:
+            row = db.execute(self._SUBSCRIPTION + " WHERE subscription_id = ?",
+                             (subscription_id,)).fetchone()
+        return None if row is None else SubscriptionRow(*row)
+
+    def subscription_rows(self, party: str | None = None,
+                          oin: str | None = None) -> list[SubscriptionRow]:
+        """See ``SubscriptionRecords.subscription_rows``."""
+        query, params = filtered(self._SUBSCRIPTION, "?", party=party, oin=oin)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY rowid", params).fetchall()
+        return [SubscriptionRow(*row) for row in rows]
+
+    def remove_subscription(self, subscription_id: str) -> bool:
+        """See ``SubscriptionRecords.remove_subscription``."""
+        with self._connect() as db:
+            return db.execute("DELETE FROM subscriptions WHERE subscription_id = ?",
+                              (subscription_id,)).rowcount == 1
 
 
     # ---- the agencies' API ------------------------------------------------------------
@@ -475,6 +511,11 @@ class SqliteStore:
     @property
     def documents(self) -> SqliteOutbox:
         """Also ``outbox.sqlite3`` (erasure deletes a case's documents with its packets)."""
+        return self.outbox
+
+    @property
+    def subscriptions(self) -> SqliteOutbox:
+        """Also ``outbox.sqlite3``."""
         return self.outbox
 
     @cached_property

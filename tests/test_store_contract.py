@@ -63,6 +63,8 @@ from store.interface import (
     ProcessingLogLine,
     ReminderRow,
     StateStore,
+    SubscriptionRecords,
+    SubscriptionRow,
 )
 from store.postgres import PostgresStore, reason, redacted
 from store.schema import latest_version, migrations
@@ -404,6 +406,54 @@ def test_decodes_are_recorded_and_filtered_by_case(backend: Backend) -> None:
 
 
 # ---- data keys ---------------------------------------------------------------------------
+
+# ---- webhooks (notifications) ------------------------------------------------------------
+
+def _subscription(number: int, oin: str = "0" * 19 + "1", party: str = "IND",
+                  url: str = "https://indigo.example/hook") -> SubscriptionRow:
+    return SubscriptionRow(f"sub-{number:032x}", party, oin, url,
+                           f"2026-03-01T10:00:0{number}+00:00")
+
+
+def test_a_webhook_is_stored_once_per_oin_and_url_and_removed(backend: Backend) -> None:
+    records = backend.open().subscriptions
+    first = _subscription(1)
+    assert records.add_subscription(first) == first
+    # the same OIN and URL again: the one stored first
+    assert records.add_subscription(_subscription(2)) == first
+    other_url = _subscription(3, url="https://indigo.example/other")
+    other_gi = _subscription(4, oin="0" * 19 + "7", party="GI")
+    second_gi = _subscription(5, oin="0" * 19 + "8", party="GI")
+    for row in (other_url, other_gi, second_gi):
+        assert records.add_subscription(row) == row
+    assert records.subscription_rows() == [first, other_url, other_gi, second_gi]
+    assert records.subscription_rows("IND") == [first, other_url]
+    assert records.subscription_rows("GI") == [other_gi, second_gi]
+    assert records.subscription_rows(oin="0" * 19 + "8") == [second_gi]
+    assert records.subscription_rows("GI", "0" * 19 + "1") == []
+    assert records.subscription(first.subscription_id) == first
+    assert records.remove_subscription(first.subscription_id)
+    assert not records.remove_subscription(first.subscription_id)
+    assert records.subscription(first.subscription_id) is None
+    assert records.subscription_rows("IND") == [other_url]
+    reader = backend.open(read_only=True).subscriptions
+    assert reader.subscription_rows("IND") == [other_url]
+    with pytest.raises(StorageError, match="read"):
+        reader.add_subscription(_subscription(6, url="https://indigo.example/third"))
+
+
+def test_two_registrations_of_one_webhook_at_once_store_one(backend: Backend) -> None:
+    records = backend.open().subscriptions
+    barrier = threading.Barrier(4)
+
+    def register(number: int) -> SubscriptionRow:
+        barrier.wait()
+        return records.add_subscription(_subscription(number))
+
+    with ThreadPoolExecutor(4) as pool:
+        stored = set(pool.map(register, range(1, 5)))
+    assert len(stored) == 1 and records.subscription_rows() == list(stored)
+
 
 def _key(scope: str, key_id: str = "dk-1") -> DataKeyRow:
     return DataKeyRow(key_id, scope, "mk-1", b"wrapped-" + key_id.encode())
@@ -840,6 +890,8 @@ def test_the_interface_is_implemented_by_both_backends(backend: Backend) -> None
     assert isinstance(opened.operator_tokens, OperatorTokenRecords)
     assert isinstance(opened.acknowledgements, AcknowledgementRecords)
     assert isinstance(opened.documents, DocumentRecords)
+
+    assert isinstance(opened.subscriptions, SubscriptionRecords)
     assert isinstance(opened, SqliteStore if backend.name == "sqlite" else PostgresStore)
     if backend.name == "postgres":
         url = backend.settings.store_url or ""

@@ -1,0 +1,216 @@
+"""Notifications' I/O: starting a ``NotificationWorkflow`` per delivered packet and
+subscription (``Notifier``, called by ``DeliveryActivities.deliver_packet``), and POSTing
+the CloudEvent to the webhook (``NotificationActivities.send_notification``).
+
+Durability is Temporal's: a notification is a workflow whose id is derived from its event
+id (``kbflow.notifications.notification_workflow_id``), started with
+``REJECT_DUPLICATE``, so a delivery retried after a crash starts nothing twice (the
+``WorkflowAlreadyStartedError`` is the expected answer), and a worker or API restart loses
+nothing: the workflow waits in Temporal until a worker runs its activity. The activity
+succeeds only on a 2xx answer; Temporal retries it with backoff (``NotificationSettings``).
+
+Log lines carry event, subscription, packet and case ids and the party, never the
+webhook's URL or any personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from api.tls import TlsFiles, own_oin
+from kbflow.notifications import (
+    CLOUDEVENTS_JSON,
+    Notification,
+    NotificationOutcome,
+    NotificationResult,
+    notification_workflow_id,
+    packet_delivered,
+)
+from kbflow.packets import Packet
+from kbflow.process import Party
+from kbflow.settings import Settings
+from store.interface import SubscriptionRecords, SubscriptionRow
+
+log = structlog.get_logger(__name__)
+
+#: The workflow type started per notification (``workflows.notification_workflow``).
+NOTIFICATION_WORKFLOW = "NotificationWorkflow"
+#: How long one POST may take (seconds): connecting, sending and the answer.
+POST_TIMEOUT = 10.0
+#: The longest wait between two attempts (the backoff starts at 1 s and doubles).
+RETRY_MAXIMUM_INTERVAL = dt.timedelta(minutes=10)
+#: How long a notification is tried in all; then the workflow records it as failed.
+GIVE_UP_AFTER = dt.timedelta(days=7)
+
+
+def no_case_record(case_ref: str, party: Party) -> Collection[str] | None:
+    """The default ``NotificationSettings.case_oins``: kbflow records no OIN per case
+    yet, so every subscription of a party with one organisation is notified, and no GI's
+    (which of the several GIs carries out the case is not on record)."""
+    return None
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """How a worker notifies.
+
+    Attributes:
+        oin: kbflow's own OIN (the events' ``source``).
+        api_base_url: the API's public base URL (the events' ``dataref``).
+        retry_maximum: the longest wait between two attempts (tests lower it).
+        give_up_after: how long a notification is tried in all.
+        tls: the API's TLS folder: an ``https://`` webhook is verified against the
+            system's CAs and ``ca.crt``, and kbflow shows its ``server.crt`` as its
+            client certificate (Digikoppeling: both sides authenticated).
+        case_oins: which OINs of ``party`` take part in a case (None: not on record).
+            A subscription is notified only if its OIN is among them; with None, every
+            subscription of a party other than the GI is, and none of the GI's.
+    """
+
+    oin: str
+    api_base_url: str
+    retry_maximum: dt.timedelta = RETRY_MAXIMUM_INTERVAL
+    give_up_after: dt.timedelta = GIVE_UP_AFTER
+    tls: TlsFiles | None = None
+    case_oins: Callable[[str, Party], Collection[str] | None] = field(
+        default=no_case_record)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotificationSettings:
+        """kbflow's OIN from the API's server certificate (``KBFLOW_API_TLS_DIR``) and
+        the API's URL (``KBFLOW_API_URL``).
+
+        Raises:
+            api.tls.TlsMaterialError: the certificate is missing, unreadable or has no OIN.
+        """
+        files = TlsFiles(settings.api_tls_path)
+        return cls(oin=own_oin(files), api_base_url=settings.api_base_url, tls=files)
+
+
+class Notifier:
+    """Starts the notifications of delivered packets (one ``NotificationWorkflow`` per
+    packet and subscription), through the worker's own client."""
+
+    def __init__(self, client: Client, config: NotificationSettings) -> None:
+        self.client, self.config = client, config
+
+    def recipients(self, packet: Packet, rows: list[SubscriptionRow]) -> list[SubscriptionRow]:
+        """The subscriptions of ``rows`` (the packet recipient's) that hear of ``packet``
+        (``NotificationSettings.case_oins``)."""
+        taking_part = self.config.case_oins(packet.case_ref, packet.recipient)
+        if taking_part is None:
+            return [] if packet.recipient is Party.GI else rows
+        return [row for row in rows if row.oin in taking_part]
+
+    async def notify(self, packet: Packet, rows: list[SubscriptionRow], task_queue: str,
+                     at: dt.datetime) -> int:
+        """Start the notification of ``packet`` to each of ``rows`` that hears of it, once
+        per event id.
+
+        Returns:
+            How many were started now (the others had been started before).
+
+        Raises:
+            temporalio.service.RPCError: Temporal could not be reached (the delivery
+                activity fails and is retried; what was started stays started).
+        """
+        started = 0
+        for row in self.recipients(packet, rows):
+            event = packet_delivered(
+                packet_id=packet.packet_id, case_ref=packet.case_ref, step=packet.step,
+                subscription_id=row.subscription_id, oin=self.config.oin,
+                api_base_url=self.config.api_base_url, at=at)
+            notification = Notification(
+                subscription_id=row.subscription_id, recipient=packet.recipient, event=event,
+                retry_maximum_seconds=max(1, int(self.config.retry_maximum.total_seconds())),
+                give_up_after_seconds=max(1, int(self.config.give_up_after.total_seconds())))
+            try:
+                await self.client.start_workflow(
+                    NOTIFICATION_WORKFLOW, notification, id=notification_workflow_id(event.id),
+                    task_queue=task_queue, result_type=NotificationOutcome,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            except WorkflowAlreadyStartedError:
+                continue  # a retried delivery: this event is on its way already
+            started += 1
+            log.info("notification started", event_id=event.id,
+                     subscription_id=row.subscription_id, recipient=packet.recipient.value,
+                     case_ref=packet.case_ref, packet_id=packet.packet_id)
+        return started
+
+
+def client_tls(files: TlsFiles | None) -> ssl.SSLContext:
+    """The TLS context of POSTs to ``https://`` webhooks: the system's CAs (and
+    ``ca.crt``), with kbflow's server certificate as client certificate if ``files``."""
+    context = ssl.create_default_context()
+    if files is not None:
+        if files.ca.is_file():
+            context.load_verify_locations(cafile=files.ca)
+        if files.server_certificate.is_file() and files.server_key.is_file():
+            context.load_cert_chain(files.server_certificate, files.server_key)
+    return context
+
+
+class NotificationActivities:
+    """The POST of a notification, bound to the webhooks' store."""
+
+    def __init__(self, subscriptions: Callable[[], SubscriptionRecords],
+                 config: NotificationSettings | None = None) -> None:
+        self._subscriptions = subscriptions
+        self._tls = client_tls(None if config is None else config.tls)
+
+    @activity.defn
+    async def send_notification(self, notification: Notification) -> NotificationOutcome:
+        """POST ``notification``'s CloudEvent (structured JSON mode) to its webhook.
+
+        Returns:
+            ``delivered`` on a 2xx answer; ``dropped`` if the subscription was removed
+            (nothing is sent).
+
+        Raises:
+            ApplicationError: ``ReceiverUnreachable`` (no answer within ``POST_TIMEOUT``,
+                refused, TLS failed) or ``ReceiverRefused`` (any answer but 2xx, redirects
+                included): retried by the workflow's retry policy. Neither names the URL.
+        """
+        event = notification.event
+        attempt = activity.info().attempt
+        row = await asyncio.to_thread(self._subscriptions().subscription,
+                                      notification.subscription_id)
+        context = {"event_id": event.id, "subscription_id": notification.subscription_id,
+                   "recipient": notification.recipient.value, "attempt": attempt,
+                   "workflow_id": activity.info().workflow_id}
+        if row is None or row.party != notification.recipient.value:
+            log.info("notification dropped: the subscription was removed", **context)
+            return NotificationOutcome(event_id=event.id, result=NotificationResult.DROPPED,
+                                       attempts=attempt - 1)
+        try:
+            async with httpx.AsyncClient(timeout=POST_TIMEOUT, verify=self._tls,
+                                         follow_redirects=False, trust_env=False) as http:
+                response = await http.post(row.url, content=event.body(), headers={
+                    "Content-Type": f"{CLOUDEVENTS_JSON}; charset=utf-8"})
+        except httpx.HTTPError as error:
+            log.warning("notification attempt failed: receiver unreachable",
+                        error=type(error).__name__, **context)
+            raise ApplicationError(
+                f"notification {event.id}: the receiver is unreachable "
+                f"({type(error).__name__})", {"status_code": None},
+                type="ReceiverUnreachable") from None
+        if not 200 <= response.status_code < 300:
+            log.warning("notification attempt failed: receiver refused",
+                        status_code=response.status_code, **context)
+            raise ApplicationError(
+                f"notification {event.id}: the receiver answered {response.status_code}",
+                {"status_code": response.status_code}, type="ReceiverRefused")
+        log.info("notification delivered", status_code=response.status_code, **context)
+        return NotificationOutcome(event_id=event.id, result=NotificationResult.DELIVERED,
+                                   attempts=attempt, status_code=response.status_code)
