@@ -28,10 +28,11 @@ from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.sealed import PartyKeyMissing, PartyKeys
 from encryption.storage import StorageError
+from kbflow import trace
 from kbflow.case import Reminder
 from kbflow.packets import Packet
 from kbflow.process import Party
-from kbflow.processing_log import DecodeEntry, ProcessingLogEntry, Pseudonymise, entries_for
+from kbflow.processing_log import DecodeEntry, LogEntry, Pseudonymise, entries_for, parse_entry
 from kbflow.settings import Settings, workflow_id
 from store import open_store
 from store.interface import (
@@ -113,19 +114,22 @@ class OutboxStore:
         self.records = records or open_store(settings, read_only=read_only).outbox
 
     def deliver(self, packet: Packet) -> bool:
-        """Put ``packet`` in its recipient's outbox and log it, once.
+        """Put ``packet`` in its recipient's outbox and log it, once; its log entries are
+        spans under the current trace's span (``kbflow.trace.current()``: the delivery
+        activity's, ``kbflow.processing_log.entries_for``), else in a new trace.
 
         Returns:
             True if delivered now, False if this packet id was delivered before.
         """
         key_id, ciphertext = self._encrypt(packet)
+        context = trace.current()
         row = PacketRow(packet.packet_id, packet.case_ref, int(packet.step), packet.sender.value,
                         packet.recipient.value, packet.created_at.isoformat(), key_id,
                         ciphertext)
         return self.records.add_packet(row, lambda: [
             ProcessingLogLine(entry.packet_id, entry.data_subject_id, entry.case_ref,
                               entry.model_dump_json())
-            for entry in entries_for(packet, self.pseudonymise)])
+            for entry in entries_for(packet, self.pseudonymise, context)])
 
     def remind(self, reminder: Reminder) -> bool:
         """Put a reminder in the late party's outbox, once per notice id."""
@@ -192,10 +196,10 @@ class OutboxStore:
         return [Reminder.model_validate_json(row) for row in self.records.reminder_rows(case_ref)]
 
     def processing_log(self, case_ref: str | None = None,
-                       data_subject_id: str | None = None) -> list[ProcessingLogEntry]:
+                       data_subject_id: str | None = None) -> list[LogEntry]:
         """Processing-log entries, oldest first, optionally of one case and/or one data
-        subject (pseudonym)."""
-        return [ProcessingLogEntry.model_validate_json(line)
+        subject (pseudonym); lines of the earlier shape as they are (``parse_entry``)."""
+        return [parse_entry(line)
                 for line in self.records.processing_log_lines(case_ref, data_subject_id)]
 
 

@@ -49,7 +49,7 @@ from encryption import operators
 from encryption.keys import KeyStore
 from encryption.operators import OperatorError, OperatorStore
 from encryption.storage import StorageError
-from kbflow import reference
+from kbflow import reference, trace
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.events import ErasureReason, ErasureRequest
 from kbflow.logs import configure_logging
@@ -281,8 +281,9 @@ def start(
         assert checked.idempotency_key is not None  # inputs.case_start requires it
         ref = derived_case_ref(pseudonymise, checked.idempotency_key)
         case = checked.model_copy(update={"case_ref": ref})
-        return await start_case(client, settings, case,
-                                open_cases_in=None if second_case else store)
+        with trace.use(trace.TraceContext.start()):  # a new trace: the command's span
+            return await start_case(client, settings, case,
+                                    open_cases_in=None if second_case else store)
 
     started = _run(work)
     if started.already_started:
@@ -325,8 +326,9 @@ def event(
         client = await open_client(settings, keys=keys)
         if not keys.has_key(workflow_id(case_ref)):
             raise await without_key_here(client, case_ref, settings)
-        return await send_event(client, case_ref, event_name, body,
-                                timeout=dt.timedelta(seconds=wait))
+        with trace.use(trace.TraceContext.start()):  # a new trace: the command's span
+            return await send_event(client, case_ref, event_name, body,
+                                    timeout=dt.timedelta(seconds=wait))
 
     for line in render.outcome_lines(_run(work)):
         typer.echo(line)
