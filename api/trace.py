@@ -74,4 +74,4 @@ class TraceMiddleware:
 
 def install(app: FastAPI) -> None:
     """Make every request of ``app`` a span (``TraceMiddleware``)."""
-    app.add_middleware(TraceMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(TraceMiddleware)
