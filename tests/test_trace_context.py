@@ -122,8 +122,10 @@ def test_a_header_that_is_no_trace_header_is_ignored() -> None:
 def traced(client: Client) -> Client:
     """``client`` as ``worker.connect`` makes it: trace interceptor, headers through the
     codec."""
-    return Client(**{**client.config(), "interceptors": [TraceContextClient()],
-                     "header_codec_behavior": HeaderCodecBehavior.CODEC})
+    config = client.config()
+    config["interceptors"] = [TraceContextClient()]
+    config["header_codec_behavior"] = HeaderCodecBehavior.CODEC
+    return Client(**config)
 
 
 @pytest_asyncio.fixture
