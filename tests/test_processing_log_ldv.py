@@ -159,7 +159,7 @@ def test_a_store_holding_both_shapes_answers_kbflow_disclosures(
     store = OutboxStore(Settings.from_env())
     old_packet = project_packet(f.full_record(), Step.RESIDENCE_INFORMATION, Party.IND,
                                 Party.RVDK, packet_id="p-old", created_at=T0)
-    subject = store.pseudonymise(f.CHILD)  # type: ignore[arg-type]
+    subject = store.pseudonymise(f.CHILD)
     # an old line, as a store written before this form holds it (append-only: kept)
     assert store.records.add_packet(
         PacketRow("p-old", old_packet.case_ref, 3, "IND", "RVDK", T0.isoformat(), "k", b"x"),
