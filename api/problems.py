@@ -49,6 +49,8 @@ class ProblemType(Enum):
     PENDING = ("pending", 503, "Accepted by Temporal but not applied yet")
     UNAVAILABLE = ("unavailable", 503, "A service kbflow needs is unavailable")
     INTERNAL = ("internal", 500, "Internal error")
+    FSC_UNAUTHENTICATED = ("fsc-unauthenticated", 401,
+                           "No valid FSC access token (Fsc-Authorization)")
 
     @property
     def slug(self) -> str:

@@ -775,7 +775,7 @@ def api_command(
         return
     import uvicorn
 
-    from api import server
+    from api import fsc, server
     from api.context import ApiContext
     from api.tls import TlsFiles, TlsMaterialError
 
@@ -783,6 +783,7 @@ def api_command(
     files = TlsFiles(settings.api_tls_path)
     try:
         files.check()
+        fsc.check_keys(settings.api_fsc_public_keys)  # FSC mode: its keys file usable
     except TlsMaterialError as error:
         _fail(str(error))
     api_context = _run(lambda: ApiContext.open(settings))
