@@ -276,3 +276,52 @@ async def test_an_event_through_the_api_is_logged_under_the_apis_span(
     for entry in announced:
         assert (entry.trace_id, entry.parent_span_id) == (TRACE_ID, api_span.parent_id)
         assert entry.attributes.fsc_transaction_id == transaction
+
+
+# ---- the CLI: kbflow start and kbflow event each make a new trace --------------------------
+
+class _Captured(Exception):
+    pass
+
+
+def test_kbflow_start_and_event_run_in_a_new_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temporal is replaced at the two calls the commands make (``start_case``,
+    ``send_event``): each sees a trace of its own that no caller gave."""
+    from typer.testing import CliRunner
+
+    import starter.cli as cli
+    from starter.cases import CaseError
+
+    seen: list[trace.TraceContext | None] = []
+
+    async def capture(*args: Any, **kwargs: Any) -> Any:
+        seen.append(trace.current())
+        raise CaseError("captured")
+
+    async def no_temporal(*args: Any, **kwargs: Any) -> Any:
+        return object()
+
+    class Keys:
+        def has_key(self, scope: str) -> bool:
+            return True
+
+    monkeypatch.setattr(cli, "start_case", capture)
+    monkeypatch.setattr(cli, "send_event", capture)
+    monkeypatch.setattr(cli, "open_client", no_temporal)
+    monkeypatch.setattr(cli, "data_dir_keys", lambda *args, **kwargs: Keys())
+    case_file = tmp_path / "case.json"
+    case_file.write_text(json.dumps(cli.reference.template("case")), encoding="utf-8")
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(cli.reference.template("announce_investigation")),
+                          encoding="utf-8")
+    env = {"KBFLOW_DATA_DIR": str(tmp_path), "KBFLOW_PSEUDONYM_KEY": "ab" * 32}
+    runner = CliRunner()
+    started = runner.invoke(cli.app, ["start", str(case_file)], env=env)
+    sent = runner.invoke(cli.app, ["event", "KB-2026-7K4M2XCH-R", "announce_investigation",
+                                   str(event_file)], env=env)
+    assert (started.exit_code, sent.exit_code) == (1, 1), (started.output, sent.output)
+    assert "captured" in started.stderr and "captured" in sent.stderr
+    assert len(seen) == 2 and None not in seen
+    assert seen[0].trace_id != seen[1].trace_id  # type: ignore[union-attr]
+    assert trace.current() is None  # nothing left behind
