@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,13 @@ def test_a_store_holding_both_shapes_answers_kbflow_disclosures(
             packet.purpose, packet.legal_basis)
         assert disclosure["processing_activity_id"] == packet.processing_activity_id
     assert not f.leaked(done.stdout)
+
+
+def test_the_readme_names_the_record_fields_as_written() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("**The processing log** follows")
+    paragraph = readme[start:readme.index("\n\n", start)]
+    named = set(re.findall(r"`([a-z_.]+)`", paragraph))
+    assert named >= RECORD_FIELDS | ATTRIBUTES
+    entry = entries_for(_packet(), _pseudonym)[0]
+    assert f"`{entry.name}`" in paragraph and f"(`{entry.status}`)" in paragraph
