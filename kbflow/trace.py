@@ -170,9 +170,11 @@ class TraceHeader(Public):
         return cls(traceparent=context.traceparent,
                    fsc_transaction_id=context.fsc_transaction_id)
 
-    def context(self) -> TraceContext:
-        """The trace context this header carries."""
+    def context(self) -> TraceContext | None:
+        """The trace context this header carries, or None if its ``traceparent`` is not a
+        valid one (an all-zero id)."""
         parent = parse(self.traceparent)
-        assert parent is not None  # the pattern is a valid version-00 traceparent
+        if parent is None:
+            return None
         return TraceContext(parent.trace_id, parent.parent_id, parent.flags,
                             self.fsc_transaction_id)

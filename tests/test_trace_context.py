@@ -109,7 +109,8 @@ async def test_the_header_payload_stays_plaintext_through_the_codec(keys: KeySto
 
 def test_a_header_that_is_no_trace_header_is_ignored() -> None:
     converter = PublicPayloadConverter()
-    for value in ({"traceparent": "Fenna Fictief"}, "00-x", 42):
+    for value in ({"traceparent": "Fenna Fictief"}, "00-x", 42,
+                  {"traceparent": f"00-{'0' * 32}-{PARENT_ID}-01"}):
         [payload] = converter.to_payloads([value])
         assert from_headers({HEADER: payload}, converter) is None
     assert from_headers({HEADER: Payload(metadata={"encoding": b"json/plain"}, data=b"{")},
