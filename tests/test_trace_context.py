@@ -29,7 +29,7 @@ from api.certs import init_dev_certs
 from api.context import ApiContext, ContextDep
 from api.tls import PartyTable, TlsFiles, own_oin
 from encryption.codec import ENCODING, CaseCodec, PublicPayloadConverter
-from encryption.keys import KeyStore
+from encryption.keys import KeyStore, KeyUnavailable
 from kbflow import trace
 from kbflow.case import EventOutcome
 from kbflow.process import Party, Step
@@ -105,6 +105,22 @@ async def test_the_header_payload_stays_plaintext_through_the_codec(keys: KeySto
     assert json.loads(encoded.data) == {"traceparent": context.traceparent,
                                         "fsc_transaction_id": context.fsc_transaction_id}
     assert from_headers({HEADER: encoded}, PublicPayloadConverter()) == context
+
+
+async def test_the_header_needs_no_key(keys: KeyStore) -> None:
+    """``kbflow event`` runs on a read-only data dir that may hold no system key: the
+    client encodes headers without a workflow's context (the system scope)."""
+    class NoKeys:
+        def key_for_scope(self, scope: str) -> tuple[str, bytes]:
+            raise KeyUnavailable(f"no key for {scope}")
+
+    payload = PublicPayloadConverter().to_payloads([trace.TraceHeader.of(
+        trace.TraceContext.start())])[0]
+    [encoded] = await CaseCodec(NoKeys()).encode([payload])  # type: ignore[arg-type]
+    assert encoded.metadata["encoding"] == b"json/plain"
+    secret = PublicPayloadConverter().to_payloads(["Fenna Fictief"])[0]
+    with pytest.raises(KeyUnavailable):  # anything else still needs its key
+        await CaseCodec(NoKeys()).encode([payload, secret])  # type: ignore[arg-type]
 
 
 def test_a_header_that_is_no_trace_header_is_ignored() -> None:
