@@ -8,7 +8,8 @@ trace from outside — a timer, a retention run, a client without trace context 
 delivery's own span in a trace it starts), ``name`` (``disclose step-06 RVDK to IND``),
 ``start_time`` (when the packet was made) and ``end_time`` (when it was delivered to the
 outbox), both in milliseconds since the Unix epoch as LDV's uint64 says, ``status``
-(``Ok``: an entry is written only with its delivered packet) and ``attributes``:
+(``Ok``: an entry is written only with its delivered packet), ``resource.attributes``
+(``service.name``: ``kbflow``) and ``attributes``:
 ``dpl.core.processing_activity_id``, ``dpl.core.data_subject_id`` (a pseudonym, keyed
 hash: ``activities/pseudonyms.py``), ``dpl.core.data_subject_id_type``, and kbflow's own
 routing attributes ``kbflow.packet_id``, ``kbflow.case_ref``, ``kbflow.step``,
@@ -84,6 +85,28 @@ class EntryAttributes(BaseModel):
         description="The Fsc-Transaction-Id of the call that caused it (FSC only)")
 
 
+#: ``resource.attributes`` of every entry: the application that logs (OpenTelemetry's
+#: ``service.name``).
+SERVICE_NAME = "kbflow"
+
+
+class ResourceAttributes(BaseModel):
+    """The logging application, by OpenTelemetry's dotted names in JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    service_name: str = Field(default=SERVICE_NAME, alias="service.name")
+
+
+class Resource(BaseModel):
+    """LDV's ``resource``: who wrote the record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attributes: ResourceAttributes = ResourceAttributes()
+
+
 def epoch_ms(at: dt.datetime) -> int:
     """``at`` (timezone-aware) in milliseconds since the Unix epoch."""
     return int(at.timestamp() * 1000)
@@ -106,6 +129,7 @@ class ProcessingLogEntry(BaseModel):
     start_time: int = Field(ge=0, description="When the packet was made, ms since epoch")
     end_time: int = Field(ge=0, description="When it was delivered, ms since epoch")
     status: Status
+    resource: Resource = Resource()
     attributes: EntryAttributes
 
     # ---- the names both shapes answer ------------------------------------------------

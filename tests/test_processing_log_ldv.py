@@ -39,7 +39,7 @@ from tests import factories as f
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0, 250000, tzinfo=dt.UTC)
 DELIVERED = T0 + dt.timedelta(seconds=2)
 RECORD_FIELDS = {"trace_id", "span_id", "parent_span_id", "name", "start_time", "end_time",
-                 "status", "attributes"}
+                 "status", "resource", "attributes"}
 ATTRIBUTES = {"dpl.core.processing_activity_id", "dpl.core.data_subject_id",
               "dpl.core.data_subject_id_type", "kbflow.packet_id", "kbflow.case_ref",
               "kbflow.step", "kbflow.sender", "kbflow.recipient", "kbflow.items",
@@ -66,6 +66,7 @@ def test_an_entry_is_an_ldv_record() -> None:
         line = json.loads(entry.model_dump_json())
         assert set(line) == RECORD_FIELDS
         assert set(line["attributes"]) == ATTRIBUTES
+        assert line["resource"] == {"attributes": {"service.name": "kbflow"}}
         assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
         assert line["parent_span_id"] == context.span_id
         assert len(line["span_id"]) == 16 and line["span_id"] != context.span_id
