@@ -8,7 +8,8 @@ request's own span, and keeps it current (``kbflow.trace.CURRENT``) while the re
 handled: what the routes start or send to Temporal carries it
 (``workflows.trace_context``), down to each processing-log entry, whose
 ``parent_span_id`` is this span. Every response (problems included) answers with
-``traceparent`` of that span, so a caller can find its request in kbflow's log.
+``traceparent`` of that span, so a caller can find its request in kbflow's log: the
+API's log lines of the request carry its ``trace_id`` (structlog's context variables).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 
 from kbflow import trace
@@ -68,7 +70,8 @@ class TraceMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with trace.use(context):
+        with trace.use(context), structlog.contextvars.bound_contextvars(
+                trace_id=context.trace_id):
             await self.app(scope, receive, send_with_trace)
 
 

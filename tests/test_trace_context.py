@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import structlog
 from fastapi import APIRouter, FastAPI
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
@@ -227,8 +228,10 @@ async def _send_announcement(caseRef: str, api: ContextDep) -> dict[str, Any]:
     announcement to the case as the API's routes do, in the request's context."""
     outcome = await send_event(api.client, caseRef, "announce_investigation",
                                f.announce().event)
+    current = trace.current()
     return {"packets": len(outcome.packets),
-            "current": None if trace.current() is None else trace.current().traceparent}  # type: ignore[union-attr]
+            "current": None if current is None else current.traceparent,
+            "logged_trace_id": structlog.contextvars.get_contextvars().get("trace_id")}
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +291,7 @@ async def test_an_event_through_the_api_is_logged_under_the_apis_span(
     api_span = trace.parse(response.headers["traceparent"])
     assert api_span is not None and response.json()["current"] == response.headers[
         "traceparent"]
+    assert response.json()["logged_trace_id"] == TRACE_ID  # the API's log lines carry it
     announced = entries_of(store, start.case_ref, Step.ANNOUNCE_INVESTIGATION)
     assert len(announced) == len(f.PERSONS) * response.json()["packets"]
     for entry in announced:
