@@ -266,6 +266,8 @@ async def test_the_api_answers_its_own_span_in_the_callers_trace(
         malformed = await ind.get("/v1/cases/KB-2026-7K4M2XCH-R",
                                   headers={"traceparent": f"00-{'0' * 32}-{PARENT_ID}-01"})
         none = await ind.get("/v1/cases/KB-2026-7K4M2XCH-R")
+        fsc_only = await ind.get("/v1/cases/KB-2026-7K4M2XCH-R", headers={
+            "Fsc-Transaction-Id": "01890a5d-ac96-774b-bcce-b302099a8057"})
     answered = trace.parse(given.headers["traceparent"])
     assert answered is not None and answered.trace_id == TRACE_ID
     assert answered.parent_id != PARENT_ID  # kbflow's span, not the caller's
@@ -273,6 +275,8 @@ async def test_the_api_answers_its_own_span_in_the_callers_trace(
         started = trace.parse(response.headers["traceparent"])
         assert started is not None and started.trace_id not in (TRACE_ID, "0" * 32)
     assert given.headers["content-type"] == "application/problem+json"  # a problem, too
+    from_fsc = trace.parse(fsc_only.headers["traceparent"])
+    assert from_fsc is not None and from_fsc.trace_id == "01890a5dac96774bbcceb302099a8057"
 
 
 async def test_an_event_through_the_api_is_logged_under_the_apis_span(
