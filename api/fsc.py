@@ -16,8 +16,10 @@ the access token the Inway forwards in ``Fsc-Authorization``:
   delegate acts for it; kbflow has no table of delegations).
 
 ``aud`` is not checked (the Inway checked it against its own address). A missing or
-invalid token is 401 (``ProblemType.FSC_UNAUTHENTICATED``) with a reason from a fixed set:
-never the token or a claim's value. A ``sub`` that the OIN table does not know is 403, as
+invalid token is 401 (``ProblemType.FSC_UNAUTHENTICATED``, with ``WWW-Authenticate:
+Bearer`` as fsc-core asks) with a reason from a fixed set: never the token or a claim's
+value. (Rule for ``sub``: RFC 8693, which FSC's ``act`` claim follows: ``sub`` is the
+party on whose behalf, ``act.sub`` the one acting.) A ``sub`` that the OIN table does not know is 403, as
 for a certificate (``api.identity``). The ``Fsc-Transaction-Id`` (a UUIDv7) is recorded
 with the request's trace (``api.trace``) in every processing-log entry it causes.
 """
@@ -102,7 +104,9 @@ def thumbprint(certificate: x509.Certificate) -> str:
 
 
 def _refused(reason: str) -> ApiProblem:
-    return ApiProblem(ProblemType.FSC_UNAUTHENTICATED, f"{AUTHORIZATION_HEADER}: {reason}")
+    # fsc-core: a missing, invalid or expired token is answered with WWW-Authenticate: Bearer
+    return ApiProblem(ProblemType.FSC_UNAUTHENTICATED, f"{AUTHORIZATION_HEADER}: {reason}",
+                      headers={"WWW-Authenticate": "Bearer"})
 
 
 def verified_claims(token: str, keys: tuple[PublicKey, ...]) -> dict[str, Any]:

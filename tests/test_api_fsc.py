@@ -165,6 +165,7 @@ async def test_a_missing_or_invalid_token_is_401(
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["type"] == FSC_PROBLEM and problem["status"] == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"  # fsc-core
     assert problem["detail"].startswith("Fsc-Authorization: ") and reason in problem["detail"]
     if sent:
         assert sent not in response.text  # the token is never echoed
