@@ -19,9 +19,10 @@ the access token the Inway forwards in ``Fsc-Authorization``:
 invalid token is 401 (``ProblemType.FSC_UNAUTHENTICATED``, with ``WWW-Authenticate:
 Bearer`` as fsc-core asks) with a reason from a fixed set: never the token or a claim's
 value. (Rule for ``sub``: RFC 8693, which FSC's ``act`` claim follows: ``sub`` is the
-party on whose behalf, ``act.sub`` the one acting.) A ``sub`` that the OIN table does not know is 403, as
-for a certificate (``api.identity``). The ``Fsc-Transaction-Id`` (a UUIDv7) is recorded
-with the request's trace (``api.trace``) in every processing-log entry it causes.
+party on whose behalf, ``act.sub`` the one acting.) A ``sub`` that the OIN table does not
+know is 403, as for a certificate (``api.identity``). The ``Fsc-Transaction-Id`` (a
+UUIDv7) is recorded with the request's trace (``api.trace``) in every processing-log entry
+it causes.
 """
 
 from __future__ import annotations
