@@ -56,6 +56,7 @@ from workflows.case_workflow import CaseWorkflow
 from workflows.notification_workflow import NotificationWorkflow
 from workflows.operator_log import OperatorLog
 from workflows.retention_workflow import RetentionWorkflow
+from workflows.trace_context import TraceContextClient, TraceContextWorker
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 async def connect(settings: Settings, keys: KeyStore | None = None,
                   runtime: Runtime | None = None) -> Client:
     """A Temporal client with kbflow's encrypting data converter (``encryption.codec``),
-    for the worker and the CLI; headers go through the codec too.
+    for the worker and the CLI; headers go through the codec too. Starts and updates
+    carry the current trace (``workflows.trace_context.TraceContextClient``).
 
     ``keys`` defaults to the key store ``settings`` configures (``KeyStore.open``);
     ``runtime`` to the SDK's default runtime (the worker passes ``kbflow.metrics.runtime``:
@@ -95,6 +97,7 @@ async def connect(settings: Settings, keys: KeyStore | None = None,
         namespace=settings.namespace,
         data_converter=encrypted_data_converter(keys or KeyStore.open(settings)),
         header_codec_behavior=HeaderCodecBehavior.CODEC,
+        interceptors=[TraceContextClient()],  # the current trace into starts and updates
         runtime=runtime,
     )
 
@@ -156,7 +159,8 @@ def build_worker(
     ``max_cached_workflows``, ``bench.bench_vs_bare``). Queries
     on erased cases are refused but ``status`` (``ErasedCaseQueries``, with the store's
     key store); events, escalations and failed attempts are logged and counted
-    (``OperatorLog``) on the client's runtime.
+    (``OperatorLog``) on the client's runtime; a trace goes from a start or update to
+    the activities it schedules (``TraceContextWorker``).
     """
     activities = DeliveryActivities(
         store, None if notifications is None else Notifier(client, notifications))
@@ -170,7 +174,7 @@ def build_worker(
                     sending.send_notification],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         identity=identity,
-        interceptors=[ErasedCaseQueries(store.keys), OperatorLog()],
+        interceptors=[ErasedCaseQueries(store.keys), OperatorLog(), TraceContextWorker()],
         **{"workflow_runner": workflow_runner(), **options},
     )
 

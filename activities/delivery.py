@@ -20,7 +20,7 @@ from activities.notifications import Notifier
 from activities.outbox_store import Erasure, OutboxStore
 from encryption.keys import KeyUnavailable
 from encryption.sealed import PartyKeyMissing
-from kbflow import metrics
+from kbflow import metrics, trace
 from kbflow.case import Reminder
 from kbflow.events import ErasureReason
 from kbflow.packets import Packet
@@ -58,13 +58,17 @@ class DeliveryActivities:
     @activity.defn
     async def deliver_packet(self, packet: Packet) -> DeliveryReceipt:
         """Deliver ``packet`` to its recipient's outbox and write its processing-log entries
-        (one per data subject), exactly once per packet id.
+        (one per data subject), exactly once per packet id; the entries are spans in the
+        trace the activity was scheduled with (``workflows.trace_context``), else in a
+        new one.
 
         Then notifies the recipient's webhooks (``_notify``).
 
         Errors: a storage error is raised as is and retried by Temporal's retry policy.
         """
+        context = trace.current()
         try:
+            # to_thread copies the context: the store reads the trace (kbflow.trace.current)
             delivered = await asyncio.to_thread(self.store.deliver, packet)
         except KeyUnavailable:  # no retry can bring a destroyed key back
             raise ApplicationError(f"packet {packet.packet_id}: the case was erased",
@@ -75,7 +79,8 @@ class DeliveryActivities:
         log.info("packet delivered" if delivered else "packet already delivered",
                  case_ref=packet.case_ref, step=int(packet.step), sender=packet.sender.value,
                  recipient=packet.recipient.value, packet_id=packet.packet_id,
-                 workflow_id=activity.info().workflow_id)
+                 workflow_id=activity.info().workflow_id,
+                 trace_id=None if context is None else context.trace_id)
         if delivered:
             metrics.PACKETS_DELIVERED.add(activity.metric_meter(), {
                 "step": str(int(packet.step)), "recipient": packet.recipient.value})

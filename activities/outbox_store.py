@@ -28,11 +28,12 @@ from activities.pseudonyms import Pseudonymiser
 from encryption.keys import KeyStore, KeyUnavailable
 from encryption.sealed import PartyKeyMissing, PartyKeys
 from encryption.storage import StorageError
+from kbflow import trace
 from kbflow.case import Reminder
 from kbflow.documents import document_ids
 from kbflow.packets import Packet
 from kbflow.process import Party
-from kbflow.processing_log import DecodeEntry, ProcessingLogEntry, Pseudonymise, entries_for
+from kbflow.processing_log import DecodeEntry, LogEntry, Pseudonymise, entries_for, parse_entry
 from kbflow.settings import Settings, workflow_id
 from store import open_store
 from store.interface import (
@@ -128,7 +129,9 @@ class OutboxStore:
         return self._subscriptions
 
     def deliver(self, packet: Packet) -> bool:
-        """Put ``packet`` in its recipient's outbox and log it, once.
+        """Put ``packet`` in its recipient's outbox and log it, once; its log entries are
+        spans under the current trace's span (``kbflow.trace.current()``: the delivery
+        activity's, ``kbflow.processing_log.entries_for``), else in a new trace.
 
         The documents its body references are recorded with it (``PacketRow.document_ids``):
         its recipient may then download them (``activities.documents``).
@@ -137,13 +140,14 @@ class OutboxStore:
             True if delivered now, False if this packet id was delivered before.
         """
         key_id, ciphertext = self._encrypt(packet)
+        context = trace.current()
         row = PacketRow(packet.packet_id, packet.case_ref, int(packet.step), packet.sender.value,
                         packet.recipient.value, packet.created_at.isoformat(), key_id,
                         ciphertext, document_ids(packet.body))
         return self.records.add_packet(row, lambda: [
             ProcessingLogLine(entry.packet_id, entry.data_subject_id, entry.case_ref,
                               entry.model_dump_json())
-            for entry in entries_for(packet, self.pseudonymise)])
+            for entry in entries_for(packet, self.pseudonymise, context)])
 
     def remind(self, reminder: Reminder) -> bool:
         """Put a reminder in the late party's outbox, once per notice id."""
@@ -210,10 +214,10 @@ class OutboxStore:
         return [Reminder.model_validate_json(row) for row in self.records.reminder_rows(case_ref)]
 
     def processing_log(self, case_ref: str | None = None,
-                       data_subject_id: str | None = None) -> list[ProcessingLogEntry]:
+                       data_subject_id: str | None = None) -> list[LogEntry]:
         """Processing-log entries, oldest first, optionally of one case and/or one data
-        subject (pseudonym)."""
-        return [ProcessingLogEntry.model_validate_json(line)
+        subject (pseudonym); lines of the earlier shape as they are (``parse_entry``)."""
+        return [parse_entry(line)
                 for line in self.records.processing_log_lines(case_ref, data_subject_id)]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from api import API_VERSION, PREFIX, problems
+from api import API_VERSION, PREFIX, problems, trace
 from api.context import ApiContext
 from api.routes import cases, documents, inbox, subscriptions
 
@@ -34,6 +34,7 @@ def create_app(api_context: ApiContext | None) -> FastAPI:
     )
     app.state.context = api_context
     problems.install(app)
+    trace.install(app)  # each request a span: traceparent in, traceparent out
 
     @app.middleware("http")
     async def api_version(request: Request, call_next: Any) -> Response:

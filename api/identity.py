@@ -8,7 +8,8 @@ subject ``serialNumber`` is the caller's OIN, which the OIN table (``parties.jso
 maps to a party.
 
 No certificate: 401 (only ``/v1/openapi.json`` is open to all). A certificate whose
-subject has no OIN, or an OIN the table does not know: 403.
+subject has no OIN, or an OIN the table does not know: 403. Behind an FSC Inway
+(``api.fsc``) the caller's OIN is the ``sub`` of the Inway's forwarded token instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated
 from cryptography import x509
 from fastapi import Depends, Request
 
+from api import fsc
 from api.problems import ApiProblem, ProblemType
 from api.tls import PartyTable, oin_of
 from kbflow.process import Party
@@ -50,18 +52,23 @@ def party_table(request: Request) -> PartyTable:
 
 
 def caller(request: Request) -> Caller:
-    """The caller, from its client certificate (a FastAPI dependency).
+    """The caller, from its client certificate (a FastAPI dependency); in FSC mode
+    (``KBFLOW_API_FSC_PUBLIC_KEYS``, ``api.fsc``) from the ``sub`` of the verified
+    ``Fsc-Authorization`` token bound to that certificate (the Inway's).
 
     Raises:
-        ApiProblem: 401 without a certificate; 403 for one without an OIN, or with an
-            OIN the table does not know.
+        ApiProblem: 401 without a certificate, or in FSC mode without a valid token; 403
+            for one without an OIN, or with an OIN the table does not know.
     """
     certificate = client_certificate(request)
     if certificate is None:
         raise ApiProblem(ProblemType.UNAUTHENTICATED,
                          "a client certificate is required (mutual TLS, Digikoppeling); "
                          "only /v1/openapi.json is open without one")
-    oin = oin_of(certificate)
+    fsc_keys = fsc.keys_file(request)
+    # FSC mode: the certificate is the Inway's; the caller is its token's sub (api.fsc)
+    oin = oin_of(certificate) if fsc_keys is None else fsc.caller_oin(
+        request, certificate, fsc_keys)
     if oin is None:
         raise ApiProblem(ProblemType.UNKNOWN_OIN, "the client certificate's subject has no "
                          "serialNumber of 20 digits (the organisation's OIN)")

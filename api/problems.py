@@ -50,6 +50,8 @@ class ProblemType(Enum):
     UNAVAILABLE = ("unavailable", 503, "A service kbflow needs is unavailable")
     INTERNAL = ("internal", 500, "Internal error")
     GONE = ("gone", 410, "Gone: the case was erased")
+    FSC_UNAUTHENTICATED = ("fsc-unauthenticated", 401,
+                           "No valid FSC access token (Fsc-Authorization)")
 
     @property
     def slug(self) -> str:

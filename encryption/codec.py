@@ -233,9 +233,11 @@ class CaseCodec(PayloadCodec, WithSerializationContext):
         """Encrypt each payload but a public one (``is_public_payload``: marked and
         re-checked), which is left in plaintext without its marker (so that a plain
         ``json/plain`` payload reads as JSON anywhere, the ``temporal`` CLI included);
-        raises nothing for well-formed input."""
-        key_id, key = self._encryption_key()
-        cipher = AESGCM(key)
+        raises nothing for well-formed input. The key is fetched only for a payload to
+        encrypt: public ones alone (a trace header, ``kbflow.trace.TraceHeader``) need
+        none, e.g. from a read-only data dir that holds no system key."""
+        cipher: AESGCM | None = None
+        key_id = ""
         encoded = []
         for payload in payloads:
             if is_public_payload(payload):
@@ -244,6 +246,9 @@ class CaseCodec(PayloadCodec, WithSerializationContext):
                 del plain.metadata[PUBLIC]  # as any client reads it: e.g. the CLI's JSON
                 encoded.append(plain)
                 continue
+            if cipher is None:
+                key_id, key = self._encryption_key()
+                cipher = AESGCM(key)
             nonce = secrets.token_bytes(12)
             data = cipher.encrypt(nonce, payload.SerializeToString(), key_id.encode())
             encoded.append(Payload(

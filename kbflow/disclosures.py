@@ -3,8 +3,11 @@
 Art. 15(1) asks for the purposes, the categories of data, the recipients — the actual
 recipients on request, not only their categories (CJEU C-154/21) — the storage period and
 the source. Every processing-log entry of the subject's pseudonym (``ProcessingLogEntry``,
-one per data subject per disclosure) becomes one ``Disclosure``: which organisation
-received what, from whom, in which step of which case, why, on which legal basis, when.
+one per data subject per disclosure, or a line of the earlier shape) becomes one
+``Disclosure``: which organisation received what, from whom, in which step of which case,
+why, on which legal basis, when. Why and on which basis come from the register
+(``kbflow.register``) by the entry's ``processing_activity_id``: the log does not repeat
+them (LDV).
 
 The log holds item names and a pseudonym, never personal values, so neither does the
 answer. A subject is looked up by pseudonym, or by name and date of birth through the
@@ -17,6 +20,7 @@ pure: the caller reads the log and computes the pseudonym.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -32,7 +36,8 @@ from kbflow.process import (
     Item,
     Party,
 )
-from kbflow.processing_log import DecodeEntry, ProcessingLogEntry
+from kbflow.processing_log import DecodeEntry, LegacyProcessingLogEntry, LogEntry
+from kbflow.register import RegisterEntry, register
 
 #: A pseudonymous data-subject id as the log holds it: ``subj-`` + 32 hex characters.
 SUBJECT_ID = re.compile(r"^subj-[0-9a-f]{32}$")
@@ -138,7 +143,30 @@ def storage_period(retention: timedelta = RETENTION_AFTER_CLOSE) -> str:
             "rules.")
 
 
-def access_answer(subject_id: str, log: Iterable[ProcessingLogEntry],
+@functools.cache
+def _register_by_id() -> dict[str, RegisterEntry]:
+    return {entry.processing_activity_id: entry for entry in register()}
+
+
+def purpose_and_legal_basis(entry: LogEntry) -> tuple[str, str]:
+    """The purpose and legal basis of ``entry``'s disclosure, from the register entry its
+    ``processing_activity_id`` names (LDV: the log line does not repeat them).
+
+    A line of the earlier shape carries its own, which it keeps when the register no
+    longer lists its activity's version; an LDV entry whose version the register no
+    longer lists gets the current activity of its step and sender (the register keeps
+    only current versions)."""
+    found = _register_by_id().get(entry.processing_activity_id)
+    if found is None and isinstance(entry, LegacyProcessingLogEntry):
+        return entry.purpose, entry.legal_basis
+    if found is None:
+        found = next(activity for activity in register()
+                     if activity.step == int(entry.step)
+                     and activity.controller.startswith(f"{entry.sender.value} ("))
+    return found.purpose, found.legal_basis
+
+
+def access_answer(subject_id: str, log: Iterable[LogEntry],
                   retention: timedelta = RETENTION_AFTER_CLOSE, *,
                   decodes: Iterable[DecodeEntry] = ()) -> AccessAnswer:
     """The art. 15 answer for ``subject_id`` from the processing-log entries ``log`` and
@@ -153,6 +181,7 @@ def access_answer(subject_id: str, log: Iterable[ProcessingLogEntry],
                     for decode in decodes
                     if decode.case_ref is not None and decode.case_ref in cases),
                    key=lambda look: (look.at, look.case_ref, look.operator_id))
+    reasons = [purpose_and_legal_basis(entry) for entry in entries]
     return AccessAnswer(
         operator_looks=tuple(looks),
         data_subject_id=subject_id,
@@ -164,14 +193,14 @@ def access_answer(subject_id: str, log: Iterable[ProcessingLogEntry],
                 step_title=PROCESS_TABLE[entry.step].title,
                 recipient=Organisation.of(entry.recipient),
                 sender=Organisation.of(entry.sender),
-                purpose=entry.purpose,
-                legal_basis=entry.legal_basis,
+                purpose=purpose,
+                legal_basis=legal_basis,
                 items=entry.items,
                 data_categories=tuple(item_meaning(item) for item in entry.items),
                 processing_activity_id=entry.processing_activity_id,
                 packet_id=entry.packet_id,
             )
-            for entry in entries
+            for entry, (purpose, legal_basis) in zip(entries, reasons, strict=True)
         ),
         storage_period=storage_period(retention),
     )

@@ -25,6 +25,7 @@ from it) as an argument. Every file kbflow keeps in the data dir is named here o
 | ``KBFLOW_API_ADDRESS`` | ``127.0.0.1:8443`` | where ``kbflow api`` listens, host:port |
 | ``KBFLOW_API_TLS_DIR`` | ``<data dir>/api-tls`` | the API's TLS material and OIN table |
 | ``KBFLOW_API_URL`` | ``https://<KBFLOW_API_ADDRESS>`` | the API's public base URL |
+| ``KBFLOW_API_FSC_PUBLIC_KEYS`` | unset: no FSC mode | PEM file of FSC token-signing keys |
 
 The data dir's files are the ``*_path`` properties below (``master.keys``,
 ``pseudonym.key``, ``codec.token``; created, mode 0600, on first use; ``operators.sqlite3``,
@@ -79,6 +80,8 @@ STORE_URL_ENV = "KBFLOW_STORE_URL"
 API_ADDRESS_ENV = "KBFLOW_API_ADDRESS"
 API_TLS_DIR_ENV = "KBFLOW_API_TLS_DIR"
 API_URL_ENV = "KBFLOW_API_URL"
+#: FSC mode (``api.fsc``): the callers are the ``sub`` of tokens signed by these keys.
+API_FSC_PUBLIC_KEYS_ENV = "KBFLOW_API_FSC_PUBLIC_KEYS"
 DEFAULT_API_ADDRESS = "127.0.0.1:8443"
 #: The URL schemes of a PostgreSQL store (libpq's two spellings).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -127,6 +130,7 @@ class Settings:
     api_address: str = DEFAULT_API_ADDRESS
     api_tls_dir: Path | None = None
     api_url: str | None = None
+    api_fsc_public_keys: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -159,6 +163,8 @@ class Settings:
                                    API_ADDRESS_ENV),
             api_tls_dir=Path(env[API_TLS_DIR_ENV]) if env.get(API_TLS_DIR_ENV) else None,
             api_url=_api_url(env.get(API_URL_ENV) or None),
+            api_fsc_public_keys=(Path(env[API_FSC_PUBLIC_KEYS_ENV])
+                                 if env.get(API_FSC_PUBLIC_KEYS_ENV) else None),
         )
 
     @property

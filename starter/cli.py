@@ -52,7 +52,7 @@ from encryption import operators
 from encryption.keys import KeyStore
 from encryption.operators import OperatorError, OperatorStore
 from encryption.storage import StorageError
-from kbflow import reference
+from kbflow import reference, trace
 from kbflow.disclosures import SUBJECT_ID, access_answer, subject_id_of
 from kbflow.documents import document_ids, document_refs
 from kbflow.events import ErasureReason, ErasureRequest
@@ -285,8 +285,9 @@ def start(
         assert checked.idempotency_key is not None  # inputs.case_start requires it
         ref = derived_case_ref(pseudonymise, checked.idempotency_key)
         case = checked.model_copy(update={"case_ref": ref})
-        return await start_case(client, settings, case,
-                                open_cases_in=None if second_case else store)
+        with trace.use(trace.TraceContext.start()):  # a new trace: the command's span
+            return await start_case(client, settings, case,
+                                    open_cases_in=None if second_case else store)
 
     started = _run(work)
     if started.already_started:
@@ -345,8 +346,9 @@ def event(
         if document_ids(body):
             await asyncio.to_thread(_documents_of_event, settings, keys, case_ref, body,
                                     files, str(body_file))
-        return await send_event(client, case_ref, event_name, body,
-                                timeout=dt.timedelta(seconds=wait))
+        with trace.use(trace.TraceContext.start()):  # a new trace: the command's span
+            return await send_event(client, case_ref, event_name, body,
+                                    timeout=dt.timedelta(seconds=wait))
 
     for line in render.outcome_lines(_run(work)):
         typer.echo(line)
@@ -813,7 +815,7 @@ def api_command(
         return
     import uvicorn
 
-    from api import server
+    from api import fsc, server
     from api.context import ApiContext
     from api.tls import TlsFiles, TlsMaterialError
 
@@ -821,6 +823,7 @@ def api_command(
     files = TlsFiles(settings.api_tls_path)
     try:
         files.check()
+        fsc.check_keys(settings.api_fsc_public_keys)  # FSC mode: its keys file usable
     except TlsMaterialError as error:
         _fail(str(error))
     api_context = _run(lambda: ApiContext.open(settings))

@@ -83,13 +83,14 @@ def _readme_section(title: str) -> str:
     return text[start:end]
 
 
-def test_from_env_reads_the_eighteen_variables() -> None:
+def test_from_env_reads_the_nineteen_variables() -> None:
     assert _variables_read() == {
         "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "KBFLOW_TASK_QUEUE", "KBFLOW_DATA_DIR",
         "KBFLOW_MASTER_KEYS", "KBFLOW_PSEUDONYM_KEY", "KBFLOW_CODEC_TOKEN",
         "KBFLOW_PARTY_KEYS_DIR", "KBFLOW_METRICS_PORT", "KBFLOW_STORE_URL", "KBFLOW_KMS_URL",
         "KBFLOW_KMS_TOKEN", "KBFLOW_KMS_KEY", "KBFLOW_KMS_MOUNT", "KBFLOW_KMS_CA_FILE",
         "KBFLOW_API_ADDRESS", "KBFLOW_API_TLS_DIR", "KBFLOW_API_URL",
+        "KBFLOW_API_FSC_PUBLIC_KEYS",
     }
 
 

@@ -734,6 +734,34 @@ def _stores(backend: Backend) -> tuple[KeyStore, OutboxStore]:
     return keys, OutboxStore(backend.settings, keys=keys)
 
 
+def test_the_processing_log_reads_both_line_shapes_on_both_backends(backend: Backend) -> None:
+    """LDV records (with their trace) and lines of the earlier flat shape side by side:
+    the log is append-only, never rewritten (``kbflow.processing_log.parse_entry``)."""
+    from kbflow import trace
+    from kbflow.processing_log import LegacyProcessingLogEntry, ProcessingLogEntry
+
+    _, store = _stores(backend)
+    packet = _a_packet()
+    old = json.dumps({"packet_id": "p-old", "case_ref": packet.case_ref, "step": 3,
+                      "sender": "IND", "recipient": "RVDK",
+                      "processing_activity_id": packet.processing_activity_id,
+                      "data_subject_id": "subj-" + "0" * 32, "purpose": packet.purpose,
+                      "legal_basis": packet.legal_basis, "items": ["persons"],
+                      "at": "2026-03-01T09:00:00+00:00"})
+    assert store.records.add_packet(
+        PacketRow("p-old", packet.case_ref, 3, "IND", "RVDK", "2026-03-01T09:00:00+00:00",
+                  "k", b"x"),
+        lambda: [ProcessingLogLine("p-old", "subj-" + "0" * 32, packet.case_ref, old)])
+    context = trace.TraceContext.start()
+    with trace.use(context):
+        assert store.deliver(packet)
+    first, *entries = store.processing_log(packet.case_ref)
+    assert isinstance(first, LegacyProcessingLogEntry) and first.packet_id == "p-old"
+    assert entries and all(isinstance(e, ProcessingLogEntry) for e in entries)
+    assert {(e.trace_id, e.parent_span_id) for e in entries  # type: ignore[union-attr]
+            } == {(context.trace_id, context.span_id)}
+
+
 def test_outbox_store_delivers_once_and_erases_on_both_backends(backend: Backend) -> None:
     keys, store = _stores(backend)
     packet = _a_packet()
