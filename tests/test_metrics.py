@@ -44,6 +44,7 @@ from tests.test_case_state import started
 from tests.test_case_workflow import plausible
 from worker import build_worker, connect
 from workflows.case_workflow import CaseWorkflow
+from workflows.notification_workflow import NotificationWorkflow
 from workflows.operator_log import OperatorLog
 from workflows.retention_workflow import RetentionWorkflow
 
@@ -224,7 +225,7 @@ async def test_replaying_histories_logs_and_counts_nothing(
     url = f"http://127.0.0.1:{port}/metrics"
     async with httpx.AsyncClient() as http:
         before = parse((await http.get(url)).text)
-    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow],
+    replayer = Replayer(workflows=[CaseWorkflow, RetentionWorkflow, NotificationWorkflow],
                         interceptors=[OperatorLog()],
                         data_converter=encrypted_data_converter(fixture_keys(replay=True)),
                         runtime=runtime)
