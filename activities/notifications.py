@@ -40,7 +40,8 @@ from kbflow.notifications import (
 from kbflow.packets import Packet
 from kbflow.process import Party
 from kbflow.settings import Settings
-from store.interface import SubscriptionRecords, SubscriptionRow
+from store import open_store
+from store.interface import AcknowledgementRecords, SubscriptionRecords, SubscriptionRow
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +56,25 @@ GIVE_UP_AFTER = dt.timedelta(days=7)
 
 
 def no_case_record(case_ref: str, party: Party) -> Collection[str] | None:
-    """The default ``NotificationSettings.case_oins``: kbflow records no OIN per case
-    yet, so every subscription of a party with one organisation is notified, and no GI's
-    (which of the several GIs carries out the case is not on record)."""
+    """A ``NotificationSettings.case_oins`` that knows no OIN per case: every subscription
+    of a party other than the GI is notified, and no GI's (which of the several GIs
+    carries out the case would not be known)."""
     return None
+
+
+def recorded_case_oins(records: Callable[[], AcknowledgementRecords]
+                       ) -> Callable[[str, Party], Collection[str] | None]:
+    """The ``NotificationSettings.case_oins`` of a worker: for the GI, the OINs the API
+    recorded for the case (``api.authorisation``: the GI an OTS ruling named by its
+    OIN); for any other party None (each of its subscriptions hears of its packets)."""
+
+    def case_oins(case_ref: str, party: Party) -> Collection[str] | None:
+        if party is not Party.GI:
+            return None
+        return {row.oin for row in records().case_parties(case_ref)
+                if row.party == Party.GI.value}
+
+    return case_oins
 
 
 @dataclass(frozen=True)
@@ -88,14 +104,17 @@ class NotificationSettings:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotificationSettings:
-        """kbflow's OIN from the API's server certificate (``KBFLOW_API_TLS_DIR``) and
-        the API's URL (``KBFLOW_API_URL``).
+        """kbflow's OIN from the API's server certificate (``KBFLOW_API_TLS_DIR``), the
+        API's URL (``KBFLOW_API_URL``), and the GIs of each case as the API recorded them
+        in the state store (``recorded_case_oins``).
 
         Raises:
             api.tls.TlsMaterialError: the certificate is missing, unreadable or has no OIN.
         """
         files = TlsFiles(settings.api_tls_path)
-        return cls(oin=own_oin(files), api_base_url=settings.api_base_url, tls=files)
+        return cls(oin=own_oin(files), api_base_url=settings.api_base_url, tls=files,
+                   case_oins=recorded_case_oins(
+                       lambda: open_store(settings).acknowledgements))
 
 
 class Notifier:

@@ -333,6 +333,12 @@ def test_the_api_listens_on_its_published_port_with_a_read_only_tls_folder() -> 
     (mount,) = [m for m in mounts("kbflow-api") if m["target"] == str(settings.api_tls_path)]
     assert mount["type"] == "bind" and mount["read_only"] is True
     assert urlsplit(settings.api_base_url).port == host_port
+    # the workers notify webhooks with kbflow's OIN and the API's URL (the same folder)
+    worker = _settings_with(resolved(environment("kbflow-worker")))
+    assert (worker.api_tls_path, worker.api_base_url) == (settings.api_tls_path,
+                                                          settings.api_base_url)
+    (mount,) = [m for m in mounts("kbflow-worker") if m["target"] == str(worker.api_tls_path)]
+    assert mount["type"] == "bind" and mount["read_only"] is True
 
 
 def test_party_keys_are_a_read_only_mount() -> None:

@@ -68,7 +68,8 @@ from kbflow.notifications import (
 from kbflow.packets import Packet, project_packet
 from kbflow.process import Party, Step
 from kbflow.settings import Settings
-from store.interface import SubscriptionRow
+from store import open_store
+from store.interface import CasePartyRow, SubscriptionRow
 from tests import factories as f
 from tests.api_harness import serve_api
 from tests.test_case_workflow import send, start_case
@@ -290,11 +291,31 @@ async def test_a_gi_is_notified_only_of_its_own_cases(store: OutboxStore) -> Non
         await ActivityEnvironment().run(activities.deliver_packet, _gi_packet(case_ref))
     notified = {(n.subscription_id, n.event.data.case_ref) for n in client.started.values()}
     assert notified == {(one.subscription_id, ones_case), (two.subscription_id, twos_case)}
-    # kbflow records no GI per case (yet): then no GI hears of it, rather than every GI
+    # no GI on record for a case: then no GI hears of it, rather than every GI
     unrecorded = RecordingClient()
     await ActivityEnvironment().run(_activities(store, unrecorded).deliver_packet,
                                     _gi_packet(f.new_case_ref()))
     assert unrecorded.started == {}
+
+
+async def test_a_worker_hears_which_gi_takes_part_from_the_apis_record(
+        store: OutboxStore, tmp_path: Path) -> None:
+    """``NotificationSettings.from_settings``: the GI an OTS ruling named through the API
+    (``api.authorisation.record``, the state store's case parties) is the one notified."""
+    settings = Settings(data_dir=store.path.parent)
+    init_dev_certs(settings.api_tls_path)
+    one = _subscribe(store, Party.GI, GI_ONE, "https://gi-een.example/hook")
+    _subscribe(store, Party.GI, GI_TWO, "https://gi-twee.example/hook")
+    case_ref = f.new_case_ref()
+    open_store(settings).acknowledgements.record_case_party(
+        CasePartyRow(case_ref, Party.GI.value, GI_ONE, "2026-03-02T10:00:00+00:00"))
+    config = NotificationSettings.from_settings(settings)
+    assert config.case_oins(case_ref, Party.GI) == {GI_ONE}
+    assert config.case_oins(case_ref, Party.IND) is None  # every IND subscription
+    client = RecordingClient()
+    activities = DeliveryActivities(store, Notifier(client, config))  # type: ignore[arg-type]
+    await ActivityEnvironment().run(activities.deliver_packet, _gi_packet(case_ref))
+    assert [n.subscription_id for n in client.started.values()] == [one.subscription_id]
 
 
 async def test_a_delivery_that_crashed_before_notifying_notifies_on_its_retry(
