@@ -34,6 +34,7 @@ from api.bodies import invalid, json_object, param_of, plain_query, validated
 from api.context import ApiContext, ContextDep
 from api.identity import CallerDep
 from api.problems import ApiProblem, InvalidParam, ProblemType, responses
+from api.routes.documents import check_event_documents
 from kbflow import case_refs
 from kbflow.case import RULES, CaseStatus, EventOutcome, RefusalCode, Rule
 from kbflow.case_refs import MODEL_PATTERN
@@ -288,6 +289,8 @@ def _event_route(rule: Rule) -> Callable[..., Awaitable[EventOutcome]]:
         gi_oin = await _gi_named(api, body)
         if not await asyncio.to_thread(api.keys.has_key, workflow_id(case_ref)):
             raise ApiProblem(ProblemType.NOT_FOUND, f"case {case_ref}: unknown case")
+        # every document the event references: one of this case, uploaded by the sender
+        await check_event_documents(api, caller, case_ref, body)
         try:
             outcome = await send_event(api.client, case_ref, name, body, timeout=EVENT_WAIT)
         except EventRefusedError as error:
