@@ -149,7 +149,8 @@ class OutboxRecords(Protocol):
     def add_packet(self, packet: PacketRow,
                    log_lines: Callable[[], Sequence[ProcessingLogLine]]) -> bool:
         """Store ``packet`` and its processing-log lines in one transaction, once per
-        packet id. ``log_lines`` is called only when the packet is new.
+        packet id, with which documents it references (``packet.document_ids``).
+        ``log_lines`` is called only when the packet is new.
 
         Returns:
             True if stored now; False if this packet id was stored before (nothing

@@ -4,9 +4,10 @@ skipped).
 
 Each contract test runs once per backend (``backend``): insert-once writes, order,
 erasure, the append-only processing log, data keys created once per scope, operator
-tokens, read-only mode, migrations (idempotent, concurrent, and a data dir made before
-them), and one-line errors that never show the URL's password. Races of two writers run
-on threads against PostgreSQL (and SQLite). The stores kbflow builds on it
+tokens, documents (once per id, their readers, deleted by erasure), read-only mode,
+migrations (idempotent, concurrent, and a data dir made before them), and one-line
+errors that never show the URL's password. Races of two writers run on threads against
+PostgreSQL (and SQLite). The stores kbflow builds on it
 (``OutboxStore``, ``KeyStore``, ``OperatorStore``, ``DecodeLog``) and one case driven
 by a worker run on PostgreSQL too.
 """
