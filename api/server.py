@@ -60,6 +60,9 @@ def config(app: Any, files: TlsFiles, address: str, **options: Any) -> uvicorn.C
         api.tls.TlsMaterialError: a file of ``files`` is missing or malformed.
     """
     context = server_context(files)
+    # uvicorn's access log writes each request's query string, where a client may have
+    # put a V-nummer by mistake (the API refuses it, but the line would be written).
+    options.setdefault("access_log", False)
     host, _, port = address.rpartition(":")
     return uvicorn.Config(app, host=host.strip("[]"), port=int(port), http=_TlsH11Protocol,
                           ssl_context_factory=lambda _config, _default: context, **options)

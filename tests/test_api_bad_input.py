@@ -329,3 +329,11 @@ def _check(bad: Bad, answer: httpx.Response, body: Any, before: int, after: int
     if after != before:
         problems.append(f"the history gained {after - before} event(s)")
     return problems
+
+
+def test_the_server_writes_no_access_log_that_could_hold_a_query(tls_files: TlsFiles) -> None:
+    from api import server
+    from api.app import create_app
+
+    config = server.config(create_app(None), tls_files, "127.0.0.1:0")
+    assert config.access_log is False

@@ -185,6 +185,22 @@ async def test_the_cases_refusals_travel_by_their_code(endpoint: ApiEndpoint,
     assert reused.json()["type"] == "urn:kbflow:problem:idempotency-key-reused"
 
 
+async def test_send_event_raises_the_validators_refusal_with_its_code(
+        endpoint: ApiEndpoint, served: Served) -> None:
+    from starter.cases import EventRefusedError, send_event
+
+    async with endpoint.client(Party.VT) as vt:
+        case_ref = await started(vt)
+    decision = f.decision(True)
+    with pytest.raises(EventRefusedError, match=r"^refused: out of order") as refused:
+        await send_event(served.client, case_ref, decision.name, decision.event)
+    assert refused.value.code is RefusalCode.NOT_NOW
+    ind_announces = f.announce(Party.IND)
+    with pytest.raises(EventRefusedError) as wrong:
+        await send_event(served.client, case_ref, ind_announces.name, ind_announces.event)
+    assert wrong.value.code is RefusalCode.WRONG_SENDER
+
+
 async def test_an_ots_ruling_names_its_gi_by_oin_and_the_gi_takes_part(
         endpoint: ApiEndpoint, served: Served) -> None:
     from api.certs import DEV_OINS

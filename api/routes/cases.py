@@ -328,7 +328,8 @@ for _rule in RULES.values():
 
 
 @router.get("/cases/{caseRef}", response_model=CaseStatus,
-            responses=responses(ProblemType.NOT_FOUND, ProblemType.UNAVAILABLE),
+            responses=responses(ProblemType.NOT_FOUND, ProblemType.CONFLICT,
+                                ProblemType.UNAVAILABLE),
             dependencies=[Depends(plain_query())])
 async def read_case(case_ref: CaseRefPath, caller: CallerDep, api: ContextDep) -> CaseStatus:
     """The case at a glance (no personal data): phase, steps done, what is awaited; only

@@ -152,7 +152,7 @@ def _cursor(seq: int) -> str:
 
 
 @router.get("/inbox", response_model=InboxPage, response_model_by_alias=True,
-            responses=responses(), dependencies=[
+            responses=responses(ProblemType.CONFLICT), dependencies=[
                 Depends(plain_query("cursor", "limit", "caseRef", "acknowledged"))])
 async def inbox(
     request: Request, response: Response, caller: CallerDep, api: ContextDep,
