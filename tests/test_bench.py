@@ -1,6 +1,7 @@
 """The dev server ``kbflow server`` and the demo run keeps SQLite in WAL mode (issue 9,
-point 5), and ``python -m bench.bench_vs_bare`` runs end to end (a tiny smoke run: the
-benchmark's figures themselves are measured by hand, never asserted here)."""
+point 5), and ``python -m bench.bench_vs_bare`` and ``python -m bench.bench_api`` run end
+to end (tiny smoke runs: the benchmarks' figures themselves are measured by hand, never
+asserted here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from bench import bench_vs_bare
+from bench import bench_api, bench_vs_bare
 from kbflow.settings import Settings
 from starter.dev_server import DevServerConfig, SpawnedDevServer
 
@@ -92,3 +93,22 @@ def test_bench_compares_with_sqlites_default_journal(tmp_path: Path) -> None:
     assert "--sqlite-pragma" not in delete.command()
     assert [arg for arg in wal.command() if arg not in ("--sqlite-pragma", "journal_mode=wal")
             ] == delete.command()
+
+
+def test_bench_api_runs_both_paths_and_reports_the_ratio(
+        capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
+    """A tiny run of ``python -m bench.bench_api``: two cases of one example per path and
+    round, through ``kbflow api`` in its own process and directly. Its figures are noise
+    at this size; asserted is that both paths ran every request and the ratio is there."""
+    bench_api.main(["--cases", "2", "--concurrency", "2", "--rounds", "1", "--examples", "03",
+                    "--json"])
+    document = json.loads(capsys.readouterr().out)
+    batches = document["batches"]
+    assert {batch["path"] for batch in batches} == {"direct", "api"}
+    requests = {batch["path"]: batch["requests"] for batch in batches}
+    assert requests["api"] == requests["direct"] > 2  # a start and the example's events
+    api_cpu = [batch["api_cpu_seconds"] for batch in batches if batch["path"] == "api"]
+    assert api_cpu[0] > 0  # the API process did the work of its path
+    ratio = document["summary"]["ratio"]["requests_per_second"]
+    assert ratio == pytest.approx(document["summary"]["api"]["requests_per_second"]
+                                  / document["summary"]["direct"]["requests_per_second"])
