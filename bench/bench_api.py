@@ -2,17 +2,17 @@
 client: ``python -m bench.bench_api`` (issue 8).
 
 Starts one Temporal dev server as ``kbflow server`` runs it (SQLite, WAL), one kbflow
-worker process (``bench.bench_worker kbflow``) and the API as ``kbflow api`` runs it (its
-own process, over mutual TLS with a development set from ``kbflow certs init``), all on
-one data dir. For every example (``examples/*.json``) and every round, ``--cases`` cases
-of it run end to end, ``--concurrency`` at a time, once per path (which goes first
-alternates by round; round 0 warms up and is not counted):
+worker process (``bench.bench_worker kbflow``) and the API as ``kbflow api`` serves it,
+in its own process (``--serve``: ``serve``), over mutual TLS with a development set from
+``kbflow certs init``; all on one data dir. For every example (``examples/*.json``) and
+every round, ``--cases`` cases of it run end to end, ``--concurrency`` at a time, once
+per path (which goes first alternates by round; round 0 warms up and is not counted):
 
 - **direct**: ``starter.cases.start_case`` and ``starter.cases.send_event`` on kbflow's
   encrypting Temporal client, as ``kbflow start`` / ``kbflow event`` do;
-- **api**: ``POST /v1/cases`` by the reporter and ``POST /v1/cases/{caseRef}/events/{event}``
-  by each event's sender, each party with its own client certificate (``httpx``, one
-  kept-alive connection pool per party).
+- **api**: ``POST /v1/cases`` by the reporter and
+  ``POST /v1/cases/{caseRef}/events/{event}`` by each event's sender, each party with its
+  own client certificate (``httpx``, one kept-alive connection pool per party).
 
 A case counts its start and each event as one request. Reported per path, as medians over
 the rounds: requests per second of a batch, p50 latency of a request, and the API
@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -165,14 +165,32 @@ async def run_batch(driver: Driver, plan: ExamplePlan, path: str, round_number: 
                  cpu_seconds(api_pid) - cpu_before)
 
 
-class ApiProcess:
-    """``kbflow api`` in its own process; its output goes to a file in the data dir."""
+def serve(settings: Settings) -> None:
+    """The API as ``kbflow api`` serves it (``api.context.ApiContext.open``,
+    ``api.server``), on ``settings`` instead of the environment; until SIGTERM."""
+    import uvicorn
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    from api import server
+    from api.app import create_app
+    from api.context import ApiContext
+
+    api_context = asyncio.run(ApiContext.open(settings))
+    config = server.config(create_app(api_context), TlsFiles(settings.api_tls_path),
+                           settings.api_address, server_header=False, log_level="warning")
+    uvicorn.Server(config).run()
+
+
+class ApiProcess:
+    """The API in its own process (``python -m bench.bench_api --serve``: ``serve``); its
+    output goes to a file in the data dir."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("kbflow")), "api"], env=env,
+                [sys.executable, "-m", "bench.bench_api", "--serve",
+                 "--address", settings.temporal_address, "--task-queue", settings.task_queue,
+                 "--data-dir", str(settings.data_dir), "--api-address", settings.api_address],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     async def wait_serving(self, base_url: str, files: TlsFiles, timeout: float = 60) -> None:
@@ -224,9 +242,8 @@ async def services(data_dir: Path) -> AsyncIterator[tuple[Settings, Any, str, Tl
         client = await Client.connect(address, data_converter=encrypted_data_converter(keys))
         worker = WorkerProcess("kbflow", address, task_queue, data_dir)
         api_address = f"127.0.0.1:{_free_port()}"
-        env = {**os.environ, "TEMPORAL_ADDRESS": address, "KBFLOW_TASK_QUEUE": task_queue,
-               "KBFLOW_DATA_DIR": str(data_dir), "KBFLOW_API_ADDRESS": api_address}
-        api = ApiProcess(env, settings.dev_server_log_path.with_name("bench-api.log"))
+        api = ApiProcess(dataclasses.replace(settings, api_address=api_address),
+                         settings.dev_server_log_path.with_name("bench-api.log"))
         try:
             await worker.wait_polling(client)
             base_url = f"https://{api_address}"
@@ -315,7 +332,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", default="",
                         help="comma-separated example numbers or names (default: all)")
     parser.add_argument("--json", action="store_true")
+    # the API's own process (ApiProcess)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--task-queue", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--api-address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        serve(Settings(temporal_address=args.address, task_queue=args.task_queue,
+                       data_dir=args.data_dir, api_address=args.api_address))
+        return
     examples = tuple(x for x in args.examples.split(",") if x)
 
     def progress(message: str) -> None:
