@@ -25,6 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import API_VERSION
+
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("kbflow.api")
 
@@ -173,8 +175,11 @@ def install(app: FastAPI) -> None:
         route = request.scope.get("route")
         log.error("api: unexpected %s on %s %s", type(error).__name__, request.method,
                   getattr(route, "path", "?"))
+        # answered by Starlette's outermost middleware, outside the app's own: it sets
+        # the API-Version header every answer carries (ADR) itself
         return problem_response(ProblemType.INTERNAL, "an unexpected error; see the API's "
-                                "log (no detail is given here)", request.url.path)
+                                "log (no detail is given here)", request.url.path,
+                                headers={"API-Version": API_VERSION})
 
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_invalid)

@@ -40,6 +40,7 @@ from api.context import ApiContext
 from api.tls import PartyTable, own_oin
 from encryption.keys import KeyStore
 from encryption.sealed import PartyKeys
+from kbflow import trace
 from kbflow.case import EndState, Phase
 from kbflow.items import CourtRequest, GiDetails
 from kbflow.packets import Packet
@@ -99,12 +100,21 @@ async def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
+#: The API's span of each event request, by the packets the event disclosed.
+SPANS: dict[str, str] = {}
+
+
 async def _event(client: httpx.AsyncClient, case_ref: str, event: f.Ev,
                  **changes: Any) -> dict[str, Any]:
+    """POST an event in the caller's trace ``TRACE_ID``; note the API's answered span."""
     body = {**as_json(event.event), **changes}
     traceparent = f"00-{TRACE_ID}-{uuid.uuid4().hex[:16]}-01"
-    outcome: dict[str, Any] = await _ok(await client.post(
-        event_path(case_ref, event.name), json=body, headers={"traceparent": traceparent}))
+    response = await client.post(event_path(case_ref, event.name), json=body,
+                                 headers={"traceparent": traceparent})
+    outcome: dict[str, Any] = await _ok(response)
+    answered = trace.parse(response.headers["traceparent"])
+    assert answered is not None and answered.trace_id == TRACE_ID
+    SPANS.update({packet["packet_id"]: answered.parent_id for packet in outcome["packets"]})
     return outcome
 
 
@@ -248,5 +258,7 @@ async def test_three_parties_drive_an_ots_case_to_the_warm_handover_through_the_
     traced = [entry for entry in log if entry.trace_id == TRACE_ID]
     assert traced and {entry.packet_id for entry in traced} == {
         row.packet_id for row in world.store.records.packet_rows(case_ref)
-        if row.step != 1}
+        if row.step != 1} == set(SPANS)
+    # each entry's parent is the API's span of the request that caused it
+    assert all(entry.parent_span_id == SPANS[entry.packet_id] for entry in traced)
     assert await asyncio.to_thread(_impostor_refused, endpoint, tmp_path)

@@ -134,3 +134,24 @@ def test_a_malformed_oin_table_names_the_entry(tmp_path: Path) -> None:
     path.write_text(json.dumps({"parties": [{"oin": "0" * 20, "party": "POLICE"}]}))
     with pytest.raises(TlsMaterialError, match=r"parties\[0\]\.party: must be one of"):
         PartyTable.load(path)
+
+
+async def test_an_unexpected_fault_is_a_500_problem_with_the_api_version(
+        tls_files: TlsFiles, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fault of kbflow's own (here: the status route's Temporal client raises) is a 500
+    problem that names nothing of the fault, with the API-Version header every answer
+    carries; the log names only the exception's type and the route."""
+    client = mock.Mock()
+    client.get_workflow_handle_for.side_effect = RuntimeError("Fenna Fictief 2014-05-03")
+    api_context = ApiContext(settings=Settings(data_dir=tmp_path), client=client,
+                             parties=PartyTable.load(tls_files.parties),
+                             oin=own_oin(tls_files), keys=mock.Mock(), outbox=mock.Mock())
+    api_context.keys.has_key.return_value = True
+    async with serve_api(api_context, tls_files) as served, \
+            served.client(Party.RVDK) as rvdk:
+        response = await rvdk.get("/v1/cases/KB-2026-7K4M2XCH-R")
+    assert response.status_code == 500, response.text
+    assert response.headers["API-Version"] == API_VERSION
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:kbflow:problem:internal"
+    assert "Fenna" not in response.text and "Fenna" not in caplog.text
