@@ -143,10 +143,11 @@ async def test_an_unexpected_fault_is_a_500_problem_with_the_api_version(
     carries; the log names only the exception's type and the route."""
     client = mock.Mock()
     client.get_workflow_handle_for.side_effect = RuntimeError("Fenna Fictief 2014-05-03")
+    keys = mock.Mock()
+    keys.has_key.return_value = True
     api_context = ApiContext(settings=Settings(data_dir=tmp_path), client=client,
                              parties=PartyTable.load(tls_files.parties),
-                             oin=own_oin(tls_files), keys=mock.Mock(), outbox=mock.Mock())
-    api_context.keys.has_key.return_value = True
+                             oin=own_oin(tls_files), keys=keys, outbox=mock.Mock())
     async with serve_api(api_context, tls_files) as served, \
             served.client(Party.RVDK) as rvdk:
         response = await rvdk.get("/v1/cases/KB-2026-7K4M2XCH-R")
