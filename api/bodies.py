@@ -23,6 +23,7 @@ from api.problems import ApiProblem, InvalidParam, ProblemType
 from kbflow.errors import FIELD_NAME, describe_error, json_path
 from kbflow.events import REQUIRED_WHEN_SENT, body_size_problem
 from kbflow.items import BODY_MAX_BYTES
+from starter.inputs import DuplicateKeyError, without_duplicate_keys
 
 #: The most bytes a request body may have as sent (pretty-printed JSON of a body at the
 #: 128 KiB limit of ``BODY_MAX_BYTES`` fits): larger is 413 before it is parsed.
@@ -53,15 +54,6 @@ def param_of(reason: str, default: str = "body") -> InvalidParam:
     return InvalidParam(name=match.group(1), reason=match.group(2))
 
 
-def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            named = f"the key '{key}'" if FIELD_NAME.match(key) else "a key"
-            raise ValueError(f"{named} appears twice in one object")
-    return dict(pairs)
-
-
 async def json_object(request: Request) -> dict[str, Any]:
     """The request's body as a JSON object (module docstring: 415, 413, 400).
 
@@ -88,12 +80,12 @@ async def json_object(request: Request) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise invalid([InvalidParam(name="body", reason="not UTF-8 text")]) from None
     try:
-        document = json.loads(text, object_pairs_hook=_without_duplicate_keys)
+        document = json.loads(text, object_pairs_hook=without_duplicate_keys)
     except json.JSONDecodeError as error:
         # line and column only, never the text around them
         raise invalid([InvalidParam(name="body", reason=f"not JSON: {error.msg} at line "
                                     f"{error.lineno} column {error.colno}")]) from None
-    except ValueError as error:  # a key twice
+    except DuplicateKeyError as error:
         raise invalid([InvalidParam(name="body", reason=f"not JSON kbflow accepts: {error}")]
                       ) from None
     except RecursionError:

@@ -41,16 +41,19 @@ def describe(errors: ValidationError, model: type[BaseModel] | None = None) -> s
     return errors_in_json_words(errors, model)
 
 
-class _DuplicateKeyError(ValueError):
+class DuplicateKeyError(ValueError):
     """A JSON object names a key twice (JSON parsers disagree on which one counts)."""
 
 
-def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook`` for kbflow's inputs (the CLI's files, the
+    API's bodies): an object, or ``DuplicateKeyError`` naming the key twice (only a key
+    that looks like a field name: a key could be a personal value)."""
     keys = [key for key, _ in pairs]
     for key in keys:
         if keys.count(key) > 1:
             named = f"the key '{key}'" if FIELD_NAME.match(key) else "a key"
-            raise _DuplicateKeyError(f"{named} appears twice in one object")
+            raise DuplicateKeyError(f"{named} appears twice in one object")
     return dict(pairs)
 
 
@@ -71,12 +74,12 @@ def read_json_object(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read: {error.strerror or type(error).__name__}"
                          ) from None
     try:
-        data = json.loads(text, object_pairs_hook=_without_duplicate_keys)
+        data = json.loads(text, object_pairs_hook=without_duplicate_keys)
     except json.JSONDecodeError as error:
         # The message gives line and column only, not the text around them.
         raise InputError(f"{path}: not JSON: {error.msg} at line {error.lineno} "
                          f"column {error.colno}") from None
-    except _DuplicateKeyError as error:
+    except DuplicateKeyError as error:
         raise InputError(f"{path}: not JSON kbflow accepts: {error}") from None
     except RecursionError:
         raise InputError(f"{path}: not JSON kbflow accepts: nested too deeply") from None

@@ -3,6 +3,10 @@ worker on a real Temporal dev server (``served_api``: the API, the worker and th
 share one key store), a TLS folder with two GIs, bodies as a client sends them, and a
 count of a case's history events (a refused request adds none).
 
+Its fixtures (``tls_files``, ``served``, ``endpoint``; ``tests/conftest.py`` loads this
+module as a plugin) serve the API for one test; a test module may define its own of the
+same name instead.
+
 A dev server, not the session's time-skipping one: its clock is the wall clock, which
 the API checks a start against (a child under 18 today) as the workflow checks it
 against its own (the time-skipping clock runs years ahead); and an update its validator
@@ -21,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
-from api.certs import DEV_OINS, KBFLOW_DEV_OIN, issue, make_ca
+from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs, issue, make_ca
 from api.context import ApiContext
 from api.tls import PartyTable, TlsFiles, own_oin
 from encryption.keys import KeyStore
@@ -167,3 +173,25 @@ async def settled(temporal: Client, case_ref: str, bound: float = 30.0) -> None:
             return
         assert loop.time() < deadline, f"case {case_ref} did not settle in {bound} s"
         await asyncio.sleep(0.05)
+
+
+# ---- fixtures ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A development TLS folder (``kbflow certs init``), one per test module."""
+    return init_dev_certs(tmp_path_factory.mktemp("api-tls"))
+
+
+@pytest_asyncio.fixture
+async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
+                 ) -> AsyncIterator[Served]:
+    """The API with a worker on the module's dev server (``served_api``)."""
+    async with served_api(dev_server, tmp_path, tls_files) as serving:
+        yield serving
+
+
+@pytest.fixture
+def endpoint(served: Served) -> ApiEndpoint:
+    """The served API's endpoint."""
+    return served.endpoint

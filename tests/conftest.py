@@ -63,6 +63,9 @@ from tests.postgres import PostgresServer, running_postgres
 from worker import build_worker
 from workflows.retention_workflow import RetentionWorkflow
 
+#: The API tests' fixtures (``tls_files``, ``served``, ``endpoint``).
+pytest_plugins = ("tests.api_world",)
+
 #: Marks a deliberate fault-injection test: its workflow tasks may fail (and should).
 FAULT_INJECTION_MARKER = "workflow_task_failures"
 T = TypeVar("T")

@@ -11,18 +11,13 @@ after (on a real Temporal dev server: ``tests.api_world.served_api``).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 
 from api.bodies import RAW_BODY_MAX_BYTES
-from api.certs import init_dev_certs
 from api.tls import TlsFiles
 from kbflow.items import GOALS_MAX, LONG_TEXT_MAX, CourtRequest
 from kbflow.process import Party
@@ -34,7 +29,6 @@ from tests.api_world import (
     event_path,
     history_length,
     post_event,
-    served_api,
     settled,
     start_body,
 )
@@ -238,18 +232,6 @@ CORPUS: list[Bad] = [
 def test_the_corpus_has_at_least_40_requests() -> None:
     assert len(CORPUS) >= 40
     assert len({bad.label for bad in CORPUS}) == len(CORPUS)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return init_dev_certs(tmp_path_factory.mktemp("api-tls"))
-
-
-@pytest_asyncio.fixture
-async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
-                 ) -> AsyncIterator[Served]:
-    async with served_api(dev_server, tmp_path, tls_files) as serving:
-        yield serving
 
 
 def _sent_values(bad: Bad, body: Any) -> list[str]:

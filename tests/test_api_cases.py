@@ -15,7 +15,6 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.certs import init_dev_certs
 from api.routes import cases as cases_route
 from api.tls import TlsFiles
 from kbflow.case import RULES, RefusalCode
@@ -35,23 +34,6 @@ from tests.api_world import (
     start_body,
     started,
 )
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return init_dev_certs(tmp_path_factory.mktemp("api-tls"))
-
-
-@pytest_asyncio.fixture
-async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
-                 ) -> AsyncIterator[Served]:
-    async with served_api(dev_server, tmp_path, tls_files) as serving:
-        yield serving
-
-
-@pytest.fixture
-def endpoint(served: Served) -> ApiEndpoint:
-    return served.endpoint
 
 
 def test_every_refusal_code_has_a_problem() -> None:

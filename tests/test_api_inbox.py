@@ -7,17 +7,14 @@ two GIs each sees only the case whose ruling named it."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
-from api.certs import DEV_OINS, init_dev_certs
-from api.tls import TlsFiles
+from api.certs import DEV_OINS
 from encryption.sealed import PartyKeys
 from kbflow.items import Measure
 from kbflow.packets import Packet
@@ -34,23 +31,6 @@ from tests.api_world import (
     started,
     two_gi_folders,
 )
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return init_dev_certs(tmp_path_factory.mktemp("api-tls"))
-
-
-@pytest_asyncio.fixture
-async def served(dev_server: WorkflowEnvironment, tmp_path: Path, tls_files: TlsFiles
-                 ) -> AsyncIterator[Served]:
-    async with served_api(dev_server, tmp_path, tls_files) as serving:
-        yield serving
-
-
-@pytest.fixture
-def endpoint(served: Served) -> ApiEndpoint:
-    return served.endpoint
 
 
 @pytest.fixture
