@@ -15,14 +15,17 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
+from cryptography.hazmat.primitives import serialization
 from temporalio.client import Client
 
 from activities.outbox_store import OutboxStore
 from api import server
 from api.app import create_app
+from api.certs import DEV_OINS, issue, make_ca
 from api.context import ApiContext
 from api.tls import PartyTable, TlsFiles, client_context, own_oin
 from encryption.keys import KeyStore
@@ -81,3 +84,17 @@ def api_context_for(client: Client, store: OutboxStore, keys: KeyStore,
     return ApiContext(settings=Settings(data_dir=store.path.parent), client=client,
                       parties=PartyTable.load(files.parties), oin=own_oin(files), keys=keys,
                       outbox=store)
+
+
+def write_impostor(folder: Path, party: Party = Party.IND) -> tuple[Path, Path]:
+    """A client certificate naming ``party``'s development OIN, signed by a CA kbflow
+    does not know, and its key, written to ``folder``: the paths of both."""
+    ca, ca_key = make_ca("a CA kbflow does not know")
+    certificate, key = issue(ca, ca_key, common_name="impostor", organisation=party.value,
+                             oin=DEV_OINS[party])
+    paths = folder / "impostor.crt", folder / "impostor.key"
+    paths[0].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths

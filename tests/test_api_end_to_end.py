@@ -30,12 +30,11 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import NotificationSettings, recorded_case_oins
 from activities.outbox_store import OutboxStore
-from api.certs import DEV_OINS, init_dev_certs, issue, make_ca
+from api.certs import DEV_OINS, init_dev_certs
 from api.context import ApiContext
 from api.tls import PartyTable, own_oin
 from encryption.keys import KeyStore
@@ -48,7 +47,7 @@ from kbflow.process import Party
 from kbflow.settings import Settings
 from store import open_store
 from tests import factories as f
-from tests.api_harness import ApiEndpoint, serve_api
+from tests.api_harness import ApiEndpoint, serve_api, write_impostor
 from tests.api_world import as_json, event_path
 from tests.test_notifications import Receiver, until
 from worker import build_worker, connect
@@ -140,16 +139,9 @@ async def _inbox(client: httpx.AsyncClient, case_ref: str) -> list[dict[str, Any
 def _impostor_refused(endpoint: ApiEndpoint, folder: Path) -> bool:
     """Whether a certificate of a CA kbflow does not know, with IND's OIN, is refused in
     the TLS handshake (TLS 1.2: the server ends it)."""
-    ca, ca_key = make_ca("not PKIoverheid")
-    certificate, key = issue(ca, ca_key, common_name="impostor", organisation="IND",
-                             oin=DEV_OINS[Party.IND])
-    (folder / "impostor.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (folder / "impostor.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
     context = ssl.create_default_context(cafile=str(endpoint.files.ca))
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(folder / "impostor.crt", folder / "impostor.key")
+    context.load_cert_chain(*write_impostor(folder))
     port = int(endpoint.base_url.rsplit(":", 1)[1])
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \

@@ -14,15 +14,14 @@ from unittest import mock
 
 import pytest
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
 
 from api import API_VERSION
-from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs, issue, make_ca
+from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs
 from api.context import ApiContext
 from api.tls import PartyTable, TlsFiles, TlsMaterialError, own_oin
 from kbflow.process import Party
 from kbflow.settings import Settings
-from tests.api_harness import ApiEndpoint, serve_api
+from tests.api_harness import ApiEndpoint, serve_api, write_impostor
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +74,7 @@ async def test_without_a_certificate_every_other_path_is_401(endpoint: ApiEndpoi
 
 async def test_a_certificate_of_an_unknown_ca_is_refused_at_the_handshake(
         endpoint: ApiEndpoint, tmp_path: Path) -> None:
-    ca, ca_key = make_ca("a CA kbflow does not know")
-    certificate, key = issue(ca, ca_key, common_name="impostor", organisation="IND",
-                             oin=DEV_OINS[Party.IND])
-    (tmp_path / "impostor.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "impostor.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    context = ssl.create_default_context(cafile=str(endpoint.files.ca))
-    context.load_cert_chain(tmp_path / "impostor.crt", tmp_path / "impostor.key")
+    certificate_path, key_path = write_impostor(tmp_path)
     port = int(endpoint.base_url.rsplit(":", 1)[1])
 
     def first_answer(maximum: ssl.TLSVersion, certificate: str, key: str) -> bytes:
@@ -95,7 +86,7 @@ async def test_a_certificate_of_an_unknown_ca_is_refused_at_the_handshake(
             tls.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
             return tls.recv(12)
 
-    impostor = (str(tmp_path / "impostor.crt"), str(tmp_path / "impostor.key"))
+    impostor = (str(certificate_path), str(key_path))
     known = (str(endpoint.files.client_certificate(Party.IND)),
              str(endpoint.files.client_key(Party.IND)))
     # TLS 1.2: the server ends the handshake itself
