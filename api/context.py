@@ -15,6 +15,7 @@ from temporalio.client import Client
 from activities.outbox_store import OutboxStore
 from api.tls import PartyTable, TlsFiles, own_oin
 from encryption.keys import KeyStore
+from kbflow import metrics
 from kbflow.settings import Settings
 
 
@@ -44,7 +45,8 @@ class ApiContext:
         files.check()
         parties = PartyTable.load(files.parties)
         keys = data_dir_keys(settings)
-        client = await open_client(settings, keys=keys)
+        # the SDK core's own log lines go through Python logging (JSON), as the worker's
+        client = await open_client(settings, keys=keys, runtime=metrics.runtime(None))
         return cls(settings=settings, client=client, parties=parties, oin=own_oin(files),
                    keys=keys, outbox=OutboxStore(settings, keys=keys))
 

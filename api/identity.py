@@ -76,7 +76,9 @@ def caller(request: Request) -> Caller:
     if entry is None:
         raise ApiProblem(ProblemType.UNKNOWN_OIN, f"OIN {oin} is no party of this kbflow "
                          "(parties.json)")
-    return Caller(entry.party, entry.oin, entry.name)
+    found = Caller(entry.party, entry.oin, entry.name)
+    request.state.caller = found  # for the request's log line (api.app)
+    return found
 
 
 #: A route parameter that is the authenticated caller.

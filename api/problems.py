@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import API_VERSION
+from api import API_VERSION, PREFIX
 
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("kbflow.api")
@@ -42,7 +42,6 @@ class ProblemType(Enum):
     UNKNOWN_OIN = ("unknown-oin", 403, "The certificate's OIN is no known party")
     NOT_FOUND = ("not-found", 404, "Not found")
     METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed")
-    NOT_ACCEPTABLE = ("not-acceptable", 406, "Not acceptable")
     CONFLICT = ("conflict", 409, "Conflicts with the case's state")
     IDEMPOTENCY_CONFLICT = ("idempotency-key-reused", 409,
                             "The idempotency key was used for another request")
@@ -91,7 +90,9 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str = Field(description="This occurrence: the field or rule and the reason")
-    instance: str | None = Field(default=None, description="The request's path")
+    instance: str | None = Field(default=None, description="The path template of the "
+                                 "request's resource (e.g. /v1/cases/{caseRef}); never the "
+                                 "path as sent")
     invalid_params: tuple[InvalidParam, ...] = Field(default=(), alias="invalidParams")
 
 
@@ -119,6 +120,19 @@ def problem_response(kind: ProblemType, detail: str, instance: str | None = None
                         status_code=kind.status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def instance_of(request: Request) -> str | None:
+    """A problem's ``instance``: the path template of the route the request matched (e.g.
+    ``/v1/cases/{caseRef}``), never the path as sent, which may hold anything a caller
+    typed (a name, a V-nummer); None for a path that matched no route."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    # every router is included under the version prefix; FastAPI's route objects hold
+    # their path with or without it, depending on its version
+    return path if path.startswith(PREFIX) else PREFIX + path
+
+
 def json_path(location: Sequence[int | str]) -> str:
     """A validation error's location as a JSON path: ``persons[0].name``."""
     path = ""
@@ -142,7 +156,7 @@ def _validation_params(errors: Sequence[Any]) -> list[InvalidParam]:
 
 
 _BY_STATUS = {kind.status: kind for kind in (
-    ProblemType.NOT_FOUND, ProblemType.METHOD_NOT_ALLOWED, ProblemType.NOT_ACCEPTABLE,
+    ProblemType.NOT_FOUND, ProblemType.METHOD_NOT_ALLOWED,
     ProblemType.TOO_LARGE, ProblemType.UNSUPPORTED_MEDIA_TYPE, ProblemType.UNAUTHENTICATED)}
 
 
@@ -151,7 +165,7 @@ def install(app: FastAPI) -> None:
 
     async def on_problem(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiProblem)
-        return problem_response(error.kind, error.detail, request.url.path,
+        return problem_response(error.kind, error.detail, instance_of(request),
                                 invalid_params=error.invalid_params, headers=error.headers)
 
     async def on_invalid(request: Request, error: Exception) -> JSONResponse:
@@ -160,15 +174,15 @@ def install(app: FastAPI) -> None:
         return problem_response(
             ProblemType.INVALID_INPUT,
             f"{len(params)} invalid parameter(s): " + ", ".join(p.name for p in params),
-            request.url.path, invalid_params=params)
+            instance_of(request), invalid_params=params)
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         kind = _BY_STATUS.get(error.status_code, ProblemType.INVALID_INPUT
                               if error.status_code == 400 else ProblemType.INTERNAL)
         detail = kind.title if kind is not ProblemType.NOT_FOUND else (
-            f"no resource at {request.url.path}")
-        return problem_response(kind, detail, request.url.path,
+            "no resource at this path (see /v1/openapi.json)")
+        return problem_response(kind, detail, instance_of(request),
                                 headers=getattr(error, "headers", None))
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -178,7 +192,7 @@ def install(app: FastAPI) -> None:
         # answered by Starlette's outermost middleware, outside the app's own: it sets
         # the API-Version header every answer carries (ADR) itself
         return problem_response(ProblemType.INTERNAL, "an unexpected error; see the API's "
-                                "log (no detail is given here)", request.url.path,
+                                "log (no detail is given here)", instance_of(request),
                                 headers={"API-Version": API_VERSION})
 
     app.add_exception_handler(ApiProblem, on_problem)

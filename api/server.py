@@ -10,6 +10,7 @@ and the verification of the client certificate against ``ca.crt``, are Python's 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -66,3 +67,27 @@ def config(app: Any, files: TlsFiles, address: str, **options: Any) -> uvicorn.C
     host, _, port = address.rpartition(":")
     return uvicorn.Config(app, host=host.strip("[]"), port=int(port), http=_TlsH11Protocol,
                           ssl_context_factory=lambda _config, _default: context, **options)
+
+
+class ListenError(OSError):
+    """The API's address cannot be listened on; the message names the address, the
+    variable and the reason."""
+
+
+def listen(address: str) -> socket.socket:
+    """A socket bound to ``address`` (``host:port``), listening, for uvicorn
+    (``Server.run(sockets=…)``): a port in use fails here, in one line, before anything
+    is served.
+
+    Raises:
+        ListenError: in use, not allowed, or no such address.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        return socket.create_server((host.strip("[]"), int(port)), reuse_port=False,
+                                    family=socket.AF_INET6 if ":" in host.strip("[]")
+                                    else socket.AF_INET, backlog=2048)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ListenError(f"cannot listen on {address} (KBFLOW_API_ADDRESS): "
+                          f"{reason.split(' (while')[0]}") from None

@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.outbox_store import Erasure, OutboxStore
@@ -135,7 +136,7 @@ def _check_master_keys(settings: Settings) -> None:
 
 
 async def open_client(settings: Settings, *, create_keys: bool = False,
-                      keys: KeyStore | None = None) -> Client:
+                      keys: KeyStore | None = None, runtime: Runtime | None = None) -> Client:
     """kbflow's Temporal client for ``settings``, encrypting with the data dir's keys
     (``keys``, e.g. a read-only ``KeyStore`` for commands that only read; default: the
     data dir's store, opened for writing).
@@ -151,7 +152,7 @@ async def open_client(settings: Settings, *, create_keys: bool = False,
     if not create_keys:
         _check_master_keys(settings)
     try:
-        return await connect(settings, keys)
+        return await connect(settings, keys, runtime)
     except ValueError as error:  # malformed KBFLOW_MASTER_KEYS or master.keys
         raise CaseError(str(error)) from None
     except RuntimeError:

@@ -819,22 +819,24 @@ def api_command(
     from api.context import ApiContext
     from api.tls import TlsFiles, TlsMaterialError
 
+    configure_logging(json=True)  # as the worker: one JSON line per request, no value
     settings = Settings.from_env()
     files = TlsFiles(settings.api_tls_path)
     try:
         files.check()
         fsc.check_keys(settings.api_fsc_public_keys)  # FSC mode: its keys file usable
-    except TlsMaterialError as error:
+        listening = server.listen(settings.api_address)  # a port in use: one line, now
+    except (TlsMaterialError, server.ListenError) as error:
         _fail(str(error))
     api_context = _run(lambda: ApiContext.open(settings))
     try:
         config = server.config(create_app(api_context), files, settings.api_address,
-                               server_header=False)
+                               server_header=False, log_config=None)
     except TlsMaterialError as error:
         _fail(str(error))
     typer.echo(f"kbflow API on https://{settings.api_address}/v1 (OpenAPI: "
                f"{settings.api_base_url}/v1/openapi.json)", err=True)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[listening])
 
 
 certs_app = typer.Typer(help="TLS material of the agencies' API.", no_args_is_help=True)

@@ -80,6 +80,23 @@ async def test_a_second_open_case_for_a_child_needs_second_case(
     assert intended.status_code == 201
 
 
+async def test_a_reporter_outside_the_childs_open_case_is_not_told_its_ref(
+        endpoint: ApiEndpoint, served: Served) -> None:
+    async with endpoint.client(Party.VT) as vt, endpoint.client(Party.COA) as coa:
+        first = await started(vt)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await asyncio.to_thread(served.store.processing_log, first):
+            assert loop.time() < deadline, "the step-1 report was not delivered in 30 s"
+            await asyncio.sleep(0.05)
+        refused = await coa.post("/v1/cases", json=start_body(Party.COA))
+        told = await vt.post("/v1/cases", json=start_body(Party.VT))
+    assert refused.status_code == 409
+    assert first not in refused.text
+    assert "an open case (in which COA takes no part)" in refused.json()["detail"]
+    assert told.status_code == 409 and first in told.json()["detail"]  # VT reported it
+
+
 async def test_the_idempotency_key_header_must_match_the_body(endpoint: ApiEndpoint) -> None:
     async with endpoint.client(Party.VT) as vt:
         response = await vt.post("/v1/cases", json=start_body(),

@@ -8,12 +8,15 @@ import asyncio
 import json
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from unittest import mock
 
 import pytest
 import pytest_asyncio
+import structlog
 
 from api import API_VERSION
 from api.certs import DEV_OINS, KBFLOW_DEV_OIN, init_dev_certs
@@ -147,3 +150,45 @@ async def test_an_unexpected_fault_is_a_500_problem_with_the_api_version(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "urn:kbflow:problem:internal"
     assert "Fenna" not in response.text and "Fenna" not in caplog.text
+
+
+async def test_a_path_with_a_trailing_slash_is_a_404_problem_not_a_redirect(
+        endpoint: ApiEndpoint) -> None:
+    async with endpoint.client(Party.IND) as ind:
+        response = await ind.get("/v1/cases/KB-2026-7K4M2XCH-R/",
+                                 headers={"Host": "elsewhere.example"})
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["type"] == "urn:kbflow:problem:not-found"
+
+
+async def test_each_request_is_one_log_line_naming_its_route_never_its_path(
+        endpoint: ApiEndpoint) -> None:
+    """What a caller typed in the path (here a fictional name and date of birth) is in
+    neither the problem nor the API's log line: both name the route's template."""
+    typed = "/v1/cases/Fenna%20Fictief%202014-05-03"
+    with structlog.testing.capture_logs() as lines:
+        async with endpoint.client(Party.IND) as ind:
+            response = await ind.get(typed)
+    assert response.status_code == 400
+    assert response.json()["instance"] == "/v1/cases/{caseRef}"
+    assert "Fenna" not in response.text and "2014-05-03" not in response.text
+    [line] = [line for line in lines if line["event"] == "api request"]
+    assert (line["method"], line["route"], line["status"], line["party"]) == (
+        "GET", "/v1/cases/{caseRef}", 400, "IND")
+    assert "Fenna" not in repr(lines) and "2014" not in repr(lines)
+
+
+def test_kbflow_api_on_an_address_in_use_fails_in_one_line(tls_files: TlsFiles,
+                                                           tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("kbflow")), "api"], capture_output=True,
+            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "KBFLOW_API_ADDRESS": address,
+                                        "KBFLOW_API_TLS_DIR": str(tls_files.folder),
+                                        "KBFLOW_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot listen on {address} (KBFLOW_API_ADDRESS): Address already in use"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ from activities.pseudonyms import Pseudonymiser
 from api import PREFIX, authorisation
 from api.bodies import invalid, json_object, param_of, plain_query, validated
 from api.context import ApiContext, ContextDep
-from api.identity import CallerDep
+from api.identity import Caller, CallerDep
 from api.problems import ApiProblem, InvalidParam, ProblemType, responses
 from api.routes.documents import check_event_documents
 from kbflow import case_refs
@@ -171,6 +172,21 @@ def _start_problem(error: CaseError) -> ApiProblem:
     return ApiProblem(ProblemType.CONFLICT, text)
 
 
+_OTHER_CASE = re.compile(r"open case (\S+);")
+
+
+async def _start_problem_for(api: ApiContext, caller: Caller, error: CaseError) -> ApiProblem:
+    """``_start_problem``, but the ref of a child's other open case only to a caller that
+    takes part in it: to any other reporter it would say which case a child is in."""
+    problem = _start_problem(error)
+    other = _OTHER_CASE.search(problem.detail)
+    if other is not None and not await authorisation.takes_part(api, caller, other[1]):
+        problem = ApiProblem(problem.kind, problem.detail.replace(
+            f"open case {other[1]};", "an open case (in which "
+            f"{caller.party.value} takes no part);"))
+    return problem
+
+
 @router.post(
     "/cases", status_code=201, response_model=Started, openapi_extra={
         "requestBody": _body_schema(CASE),
@@ -227,7 +243,7 @@ async def start(
         started = await start_case(api.client, api.settings, case,
                                    open_cases_in=None if second_case else api.outbox)
     except CaseError as error:
-        raise _start_problem(error) from None
+        raise await _start_problem_for(api, caller, error) from None
     await authorisation.record(api, case_ref, caller.party, caller.oin)
     response.headers["Location"] = f"{PREFIX}/cases/{case_ref}"
     if started.already_started:

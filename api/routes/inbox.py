@@ -200,8 +200,9 @@ async def _own_packet(api: ApiContext, caller: Caller, packet_id: str) -> InboxR
         parties = await asyncio.to_thread(records.case_parties, row.packet.case_ref)
         mine = any(p.party == Party.GI.value and p.oin == caller.oin for p in parties)
     if row is None or not mine:
-        raise ApiProblem(ProblemType.NOT_FOUND, f"packet {packet_id}: not in the inbox of "
-                         f"{caller.party.value}")
+        # the id as typed is not repeated: a caller may have put anything in the path
+        raise ApiProblem(ProblemType.NOT_FOUND, "packetId: no packet of this id is in the "
+                         f"inbox of {caller.party.value}")
     return row
 
 
