@@ -6,7 +6,6 @@ two GIs each sees only the case whose ruling named it."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outbox_store import OutboxStore
 from api.certs import DEV_OINS
-from encryption.sealed import PartyKeys
 from kbflow.items import Measure
 from kbflow.packets import Packet
 from kbflow.process import Party
@@ -50,12 +48,23 @@ async def _to_step_3(endpoint: ApiEndpoint) -> str:
     return case_ref
 
 
+def _readme_snippet() -> str:
+    """The Python block of the README's "The inbox"."""
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n### The inbox\n"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("\n```", start)]
+
+
 def _opened(store: OutboxStore, party: Party, shown: dict[str, object]) -> Packet:
-    """Open a shown packet as the README says, with the party's private key (here the
-    data dir's party keys, which the API never reads)."""
-    folder = store.party_keys.folder
-    packet_json = PartyKeys(folder).unseal(party, base64.b64decode(str(shown["sealedPacket"])))
-    return Packet.model_validate_json(packet_json)
+    """Open a shown packet as the README says (its snippet, run as written, but for the
+    key file's folder and party): with the party's private key, here the data dir's party
+    keys, which the API never reads."""
+    key_file = store.party_keys.folder / f"{party.value}.key"
+    snippet = _readme_snippet().replace('".kbflow/party-keys/IND.key"', repr(str(key_file)))
+    scope: dict[str, object] = {"page": {"packets": [shown]}}
+    exec(snippet, scope)
+    return Packet.model_validate(scope["packet"])
 
 
 async def test_the_inbox_pages_by_cursor_and_each_packet_opens_with_the_callers_key(
