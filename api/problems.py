@@ -112,7 +112,10 @@ class ApiProblem(Exception):
 def problem_response(kind: ProblemType, detail: str, instance: str | None = None, *,
                      invalid_params: Sequence[InvalidParam] = (),
                      headers: dict[str, str] | None = None) -> JSONResponse:
-    """The response of a problem."""
+    """The response of a problem. A ``503`` says when to try again (``Retry-After``, 5 s
+    unless ``headers`` give it)."""
+    if kind.status == 503:
+        headers = {"Retry-After": "5", **(headers or {})}
     body = Problem(type=kind.uri, title=kind.title, status=kind.status, detail=detail,
                    instance=instance, invalid_params=tuple(invalid_params))
     return JSONResponse(body.model_dump(mode="json", by_alias=True, exclude_none=True,

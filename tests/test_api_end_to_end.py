@@ -207,14 +207,14 @@ async def test_three_parties_drive_an_ots_case_to_the_warm_handover_through_the_
             shown = await _inbox(api[party], case_ref)
             assert {p["packet_id"] for p in shown} == delivered[party] != set(), party
             opened[party] = [Packet.model_validate_json(keys.unseal(
-                party, base64.b64decode(p["sealedPacket"]))) for p in shown]
+                party, base64.b64decode(p["sealed_packet"]))) for p in shown]
             assert all(packet.recipient is party for packet in opened[party])
             for p in shown:
                 receipt = await _ok(await api[party].post(
                     f"/v1/inbox/{p['packet_id']}/acknowledgement"))
                 assert receipt["packet_id"] == p["packet_id"]
             again = await _inbox(api[party], case_ref)
-            assert all(p["acknowledgedAt"] for p in again)  # on record, still readable
+            assert all(p["acknowledged_at"] for p in again)  # on record, still readable
         other = await api[Party.IND].get(f"/v1/inbox/{next(iter(delivered[Party.DTV]))}")
         assert other.status_code in (403, 404)
 

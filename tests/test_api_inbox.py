@@ -87,12 +87,12 @@ async def test_the_inbox_pages_by_cursor_and_each_packet_opens_with_the_callers_
     assert len(everything["packets"]) == 6 and everything["next"] is None
     for packet in shown:
         assert set(packet) == {"packet_id", "case_ref", "step", "sender", "recipient",
-                               "created_at", "processing_activity_id", "acknowledgedAt",
-                               "sealedPacket"}
-        assert packet["recipient"] == "RVDK" and packet["acknowledgedAt"] is None
+                               "created_at", "processing_activity_id", "acknowledged_at",
+                               "sealed_packet"}
+        assert packet["recipient"] == "RVDK" and packet["acknowledged_at"] is None
         assert packet["created_at"].endswith("Z") or packet["created_at"].endswith("+00:00")
         assert packet["processing_activity_id"]
-        assert not f.leaked(str({k: v for k, v in packet.items() if k != "sealedPacket"}))
+        assert not f.leaked(str({k: v for k, v in packet.items() if k != "sealed_packet"}))
         opened = _opened(store, Party.RVDK, packet)
         assert opened.packet_id == packet["packet_id"] and opened.case_ref == case_ref
     assert f.CHILD.name in _opened(store, Party.RVDK, shown[0]).model_dump_json()
@@ -115,7 +115,7 @@ async def test_a_packet_is_acknowledged_once_and_can_be_read_again(
     assert first.json()["oin"] == DEV_OINS[Party.RVDK]
     assert again.status_code == 200 and again.json() == first.json()  # the first record
     assert read.status_code == 200
-    assert read.json()["acknowledgedAt"] == first.json()["acknowledged_at"]
+    assert read.json()["acknowledged_at"] == first.json()["acknowledged_at"]
     assert _opened(store, Party.RVDK, read.json()).packet_id == packet_id
     assert [p["packet_id"] for p in acknowledged] == [packet_id]
     assert packet_id not in [p["packet_id"] for p in waiting] and len(waiting) == 2
@@ -133,7 +133,7 @@ async def test_no_party_reads_or_acknowledges_another_partys_packet(
         unchanged = (await rvdk.get(f"/v1/inbox/{packet_id}")).json()
     assert read.status_code == 404 and acknowledged.status_code == 404
     assert {p["recipient"] for p in own} == {"IND"}
-    assert unchanged["acknowledgedAt"] is None
+    assert unchanged["acknowledged_at"] is None
 
 
 async def test_of_two_gis_each_sees_only_the_case_whose_ruling_named_it(

@@ -9,7 +9,7 @@
   the caller's OIN); a repeat answers the first record. An acknowledged packet can still
   be read.
 
-Each packet is its envelope (routing fields, no personal data) plus ``sealedPacket``:
+Each packet is its envelope (routing fields, no personal data) plus ``sealed_packet``:
 the packet sealed to the recipient's public key (libsodium sealed box,
 ``encryption.sealed``), base64. The API removes only the layer of the case's data key; it
 never holds a party's private key, so only the caller can open it
@@ -74,10 +74,9 @@ class InboxPacket(BaseModel):
     processing_activity_id: str = Field(description="Its processing activity in the "
                                                     "register (LDV)")
     acknowledged_at: dt.datetime | None = Field(
-        default=None, alias="acknowledgedAt",
+        default=None,
         description="When the recipient acknowledged it (UTC); null: not yet")
     sealed_packet: str = Field(
-        alias="sealedPacket",
         description="The packet (JSON) sealed to the recipient's public key (libsodium "
                     "sealed box), base64; only the recipient's private key opens it")
 
