@@ -224,6 +224,8 @@ async def test_three_parties_drive_an_ots_case_to_the_warm_handover_through_the_
         scan = await api[Party.DTV].get(f"/v1/documents/{scan_ref['document_id']}")
         assert scan.status_code == 200 and scan.content == SCAN
         assert scan.headers["content-type"] == "application/pdf"
+        assert scan.headers["x-content-type-options"] == "nosniff"
+        assert scan.headers["content-disposition"].startswith("attachment")
         for party in (Party.IND, Party.DTV):  # step 6's recipients
             ruling = await api[party].get(f"/v1/documents/{ruling_ref['document_id']}")
             assert ruling.status_code == 200 and ruling.content == RULING
