@@ -356,7 +356,10 @@ class EventOutcome(BaseModel):
 
     event: str
     sender: Party
-    duplicate: bool = Field(default=False, description="True if this key was seen before")
+    duplicate: bool = Field(default=False, description=(
+        "True if the case had applied an event with this idempotency key before and "
+        "answers a repeat of it; a repeat of the very same body is answered by Temporal "
+        "itself with the first outcome, as it was (false)"))
     packets: tuple[PacketRef, ...] = ()
     phase: Phase
     end_state: EndState | None = None
