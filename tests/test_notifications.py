@@ -73,6 +73,7 @@ from kbflow.notifications import (
     forbidden_address,
     notification_workflow_id,
     packet_delivered,
+    webhook_url_problems,
 )
 from kbflow.packets import Packet, project_packet
 from kbflow.process import Party, Step
@@ -778,6 +779,21 @@ def test_the_readmes_notifications_section_says_what_the_code_does() -> None:
     assert (f"from {INITIAL_INTERVAL.seconds} s doubling up to "
             f"{RETRY_MAXIMUM_INTERVAL.seconds // 60} minutes, for {GIVE_UP_AFTER.days} days"
             ) in flat
+    # the webhook's host (tests/test_api_subscriptions.py and the tests above show the rest)
+    ssrf = flat[flat.index("So that a webhook cannot"):flat.index("Loopback (")]
+    examples = re.findall(r"`(?:https://)?([^`/]+)/?…?`", ssrf)
+    assert len(examples) == 8
+    for host in examples:
+        assert webhook_url_problems(f"https://{host}/hook"), host
+    assert ("Loopback (`localhost`, 127.0.0.0/8, `::1`) stays allowed, over http and https"
+            in flat)
+    for host in ("localhost", "127.0.0.1", "127.255.255.254", "[::1]"):
+        for scheme in ("http", "https"):
+            assert webhook_url_problems(f"{scheme}://{host}:8080/hook") == [], host
+    for value in ("1234567890", "2015-06-01"):
+        assert webhook_url_problems(f"https://indigo.example/hook?q={value}")
+    assert "ends `failed` at once, without retries (DNS rebinding)" in flat
+    assert "one warning in the worker's log (`notification attempt failed: …`" in flat
     paths = re.findall(r"`((?:tests|workflows)/[a-z_/]+(?:\.py)?)`", section)
     assert len(paths) == 4
     for path in paths:
