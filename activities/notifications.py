@@ -235,8 +235,11 @@ def destinations(url: str) -> list[tuple[str, dict[str, str]]]:
     if problems:
         raise WebhookForbidden("the webhook's URL is no longer allowed: "
                                + "; ".join(problems))
-    request = httpx.URL(url)
-    host = request.host
+    try:
+        request = httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):  # urlsplit takes it, httpx not: never sendable
+        raise WebhookForbidden("the webhook's URL is not one the HTTP client takes") from None
+    host = request.raw_host.decode("ascii")  # as sent: punycode, not decoded
     try:
         _address(host)
     except ValueError:

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -427,15 +428,22 @@ async def test_a_name_that_resolves_to_a_forbidden_address_is_refused_and_not_re
     assert fake_dns == [host] and receiver.posts == []
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://0x7f000001/hook", "four decimal numbers"),
+    ("https://10.0.0.5/hook", "must not be an address in a private"),
+    ("https://[v1.x]/hook", "not one the HTTP client takes"),  # urlsplit takes it
+    ("https://" + "a" * 70 + ".example/hook", "no valid DNS name"),
+])
 async def test_a_webhook_stored_before_the_rules_is_refused_at_send_time(
-        store: OutboxStore, fake_dns: list[str]) -> None:
-    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND], "https://0x7f000001/hook")
+        store: OutboxStore, fake_dns: list[str], url: str, reason: str) -> None:
+    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND], url)
     sending = NotificationActivities(lambda: store.subscriptions)
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(sending.send_notification, _notification(hook))
     assert refused.value.type == "WebhookForbidden" and refused.value.non_retryable
-    assert "four decimal numbers" in refused.value.message
-    assert "0x7f000001" not in refused.value.message and fake_dns == []
+    assert refused.value.category is ApplicationErrorCategory.BENIGN
+    assert reason in refused.value.message
+    assert str(urlsplit(url).hostname) not in refused.value.message and fake_dns == []
 
 
 async def test_a_name_is_requested_at_the_address_it_was_checked_at(
