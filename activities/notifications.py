@@ -9,16 +9,30 @@ id (``kbflow.notifications.notification_workflow_id``), started with
 nothing: the workflow waits in Temporal until a worker runs its activity. The activity
 succeeds only on a 2xx answer; Temporal retries it with backoff (``NotificationSettings``).
 
-Log lines carry event, subscription, packet and case ids and the party, never the
-webhook's URL or any personal data.
+Server-side request forgery: the API refuses a webhook whose host is an address outside
+the public ranges (``kbflow.notifications.host_problem``); here, at send time, the URL is
+checked again and a DNS name is resolved (``socket.getaddrinfo``, on a thread), refused
+if any of its addresses is such an address (DNS rebinding), and the POST goes to the
+address checked (the name stays in ``Host`` and the TLS server name), so a second lookup
+cannot point it elsewhere.
+
+A receiver that is down or answers non-2xx is expected: those failures are
+``ApplicationErrorCategory.BENIGN`` (the SDK logs them at DEBUG, without a traceback at
+the worker's INFO level, and does not count them as failures); kbflow writes its own
+one-line warning. Log lines carry event, subscription, packet and case ids and the party,
+never the webhook's URL or any personal data; httpx's own request lines (INFO, with the
+full URL) are kept out (``quiet_http_client``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
+import logging
+import socket
 import ssl
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -26,7 +40,11 @@ import structlog
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ApplicationError,
+    ApplicationErrorCategory,
+    WorkflowAlreadyStartedError,
+)
 
 from api.tls import TlsFiles, own_oin
 from kbflow.notifications import (
@@ -34,8 +52,10 @@ from kbflow.notifications import (
     Notification,
     NotificationOutcome,
     NotificationResult,
+    forbidden_address,
     notification_workflow_id,
     packet_delivered,
+    webhook_url_problems,
 )
 from kbflow.packets import Packet
 from kbflow.process import Party
@@ -180,6 +200,75 @@ def client_tls(files: TlsFiles | None) -> ssl.SSLContext:
     return context
 
 
+def quiet_http_client() -> None:
+    """Keep httpx's logger at WARNING or above: at INFO it writes a line per request with
+    the full URL (a webhook's path and query are the agency's choice, and are never
+    logged)."""
+    http_log = logging.getLogger("httpx")
+    if http_log.getEffectiveLevel() < logging.WARNING:
+        http_log.setLevel(logging.WARNING)
+
+
+class WebhookForbidden(Exception):
+    """The webhook's URL or the addresses its host resolves to are not allowed (the
+    message names the rule, never the URL or an address)."""
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 scope is no address
+
+
+def destinations(url: str) -> list[tuple[str, dict[str, str]]]:
+    """Where a POST to ``url`` may go: ``(url to request, extensions)`` per address, in
+    the resolver's order. An IP address literal is requested as it is; a DNS name is
+    resolved once (``socket.getaddrinfo``; blocking: call it on a thread) and each
+    address is requested directly, the name kept in ``Host`` and as the TLS server name
+    (``sni_hostname``), so the address checked is the one connected to.
+
+    Raises:
+        WebhookForbidden: ``url`` breaks a rule of ``webhook_url_problems`` (stored before
+            a rule existed), its host is no valid DNS name, or it resolves to a
+            ``forbidden_address``.
+        OSError: the name does not resolve (``socket.gaierror``): unreachable for now.
+    """
+    problems = webhook_url_problems(url)
+    if problems:
+        raise WebhookForbidden("the webhook's URL is no longer allowed: "
+                               + "; ".join(problems))
+    try:
+        request = httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):  # urlsplit takes it, httpx not: never sendable
+        raise WebhookForbidden("the webhook's URL is not one the HTTP client takes") from None
+    host = request.raw_host.decode("ascii")  # as sent: punycode, not decoded
+    try:
+        _address(host)
+    except ValueError:
+        pass
+    else:
+        return [(url, {})]  # a literal: checked by webhook_url_problems
+    port = request.port or (443 if request.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # a label over 63 characters: it never resolves
+        raise WebhookForbidden("the webhook's host is no valid DNS name") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if any(forbidden_address(_address(text)) for text in addresses):
+        raise WebhookForbidden("the webhook's host resolves to a private, link-local, "
+                               "multicast, reserved or unspecified address (only public "
+                               "addresses, and loopback for development)")
+    return [(str(request.copy_with(host=text)), {"sni_hostname": host})
+            for text in addresses]
+
+
+def _benign(message: str, status_code: int | None, kind: str, *,
+            non_retryable: bool = False) -> ApplicationError:
+    """An expected failure of a POST (``ApplicationErrorCategory.BENIGN``: no SDK
+    warning, no traceback, not a failure in the metrics)."""
+    return ApplicationError(message, {"status_code": status_code}, type=kind,
+                            non_retryable=non_retryable,
+                            category=ApplicationErrorCategory.BENIGN)
+
+
 class NotificationActivities:
     """The POST of a notification, bound to the webhooks' store."""
 
@@ -187,19 +276,24 @@ class NotificationActivities:
                  config: NotificationSettings | None = None) -> None:
         self._subscriptions = subscriptions
         self._tls = client_tls(None if config is None else config.tls)
+        quiet_http_client()
 
     @activity.defn
     async def send_notification(self, notification: Notification) -> NotificationOutcome:
-        """POST ``notification``'s CloudEvent (structured JSON mode) to its webhook.
+        """POST ``notification``'s CloudEvent (structured JSON mode) to its webhook, at an
+        address ``destinations`` allows.
 
         Returns:
             ``delivered`` on a 2xx answer; ``dropped`` if the subscription was removed
             (nothing is sent).
 
         Raises:
-            ApplicationError: ``ReceiverUnreachable`` (no answer within ``POST_TIMEOUT``,
-                refused, TLS failed) or ``ReceiverRefused`` (any answer but 2xx, redirects
-                included): retried by the workflow's retry policy. Neither names the URL.
+            ApplicationError: ``ReceiverUnreachable`` (the name does not resolve, no answer
+                within ``POST_TIMEOUT``, refused, TLS failed) or ``ReceiverRefused`` (any
+                answer but 2xx, redirects included): retried by the workflow's retry
+                policy; ``WebhookForbidden`` (the URL, or an address its host resolves
+                to, is not allowed): not retried, the notification ends ``failed``. All
+                benign (module docstring); none names the URL.
         """
         event = notification.event
         attempt = activity.info().attempt
@@ -213,23 +307,52 @@ class NotificationActivities:
             return NotificationOutcome(event_id=event.id, result=NotificationResult.DROPPED,
                                        attempts=attempt - 1)
         try:
-            async with httpx.AsyncClient(timeout=POST_TIMEOUT, verify=self._tls,
-                                         follow_redirects=False, trust_env=False) as http:
-                response = await http.post(row.url, content=event.body(), headers={
-                    "Content-Type": f"{CLOUDEVENTS_JSON}; charset=utf-8"})
-        except httpx.HTTPError as error:
+            targets = await asyncio.to_thread(destinations, row.url)
+        except WebhookForbidden as refusal:
+            log.warning("notification refused: the webhook is not allowed",
+                        reason=str(refusal), **context)
+            raise _benign(f"notification {event.id}: {refusal}", None, "WebhookForbidden",
+                          non_retryable=True) from None
+        except OSError as error:
             log.warning("notification attempt failed: receiver unreachable",
                         error=type(error).__name__, **context)
-            raise ApplicationError(
-                f"notification {event.id}: the receiver is unreachable "
-                f"({type(error).__name__})", {"status_code": None},
-                type="ReceiverUnreachable") from None
+            raise _benign(f"notification {event.id}: the receiver is unreachable (its "
+                          f"name does not resolve: {type(error).__name__})", None,
+                          "ReceiverUnreachable") from None
+        response = await self._post(targets, row.url, event.body(), context, event.id)
         if not 200 <= response.status_code < 300:
             log.warning("notification attempt failed: receiver refused",
                         status_code=response.status_code, **context)
-            raise ApplicationError(
+            raise _benign(
                 f"notification {event.id}: the receiver answered {response.status_code}",
-                {"status_code": response.status_code}, type="ReceiverRefused")
+                response.status_code, "ReceiverRefused")
         log.info("notification delivered", status_code=response.status_code, **context)
         return NotificationOutcome(event_id=event.id, result=NotificationResult.DELIVERED,
                                    attempts=attempt, status_code=response.status_code)
+
+    async def _post(self, targets: list[tuple[str, dict[str, str]]], url: str, body: bytes,
+                    context: Mapping[str, object], event: str) -> httpx.Response:
+        """POST ``body`` to the first of ``targets`` that takes a connection (``url``'s
+        host and port as ``Host``).
+
+        Raises:
+            ApplicationError: ``ReceiverUnreachable`` (benign) if none answers.
+        """
+        headers = {"Content-Type": f"{CLOUDEVENTS_JSON}; charset=utf-8",
+                   "Host": httpx.URL(url).netloc.decode("ascii")}
+        failure = "no address"
+        async with httpx.AsyncClient(timeout=POST_TIMEOUT, verify=self._tls,
+                                     follow_redirects=False, trust_env=False) as http:
+            for target, extensions in targets:
+                try:
+                    return await http.post(target, content=body, headers=headers,
+                                           extensions=extensions)
+                except httpx.ConnectError as error:
+                    failure = type(error).__name__  # the next address, if any
+                except httpx.HTTPError as error:
+                    failure = type(error).__name__
+                    break
+        log.warning("notification attempt failed: receiver unreachable", error=failure,
+                    **context)
+        raise _benign(f"notification {event}: the receiver is unreachable ({failure})",
+                      None, "ReceiverUnreachable")

@@ -26,9 +26,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
+import re
 import uuid
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
@@ -166,6 +167,20 @@ def new_subscription_id() -> str:
     return f"sub-{uuid.uuid4().hex}"
 
 
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: A label WHATWG URL parsers read as a number (decimal, or hex with ``0x``): a host whose
+#: last label is one is an IPv4 address to a browser, curl or httpx, in whatever form.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+#: A V-nummer (ten digits) or anything that looks like a date of birth: never in a URI
+#: (the rule of ``api.bodies.plain_query``).
+_SENSITIVE_IN_URI = re.compile(r"(?<![0-9])[0-9]{10}(?![0-9])|[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: Why an address is refused (``forbidden_address``; it names the rule, not the address).
+FORBIDDEN_ADDRESS = ("an address in a private, link-local, multicast, reserved or "
+                     "unspecified range (only public addresses, and loopback for "
+                     "development)")
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -175,6 +190,58 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _embedded(address: IpAddress) -> list[IpAddress]:
+    """``address`` and the IPv4 addresses it carries (IPv4-mapped, 6to4, Teredo), each of
+    which a packet to it may reach."""
+    found: list[IpAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            found.append(address.sixtofour)
+        if address.teredo is not None:
+            found.extend(address.teredo)
+    return found
+
+
+def forbidden_address(address: IpAddress) -> bool:
+    """Whether a webhook may not be sent to ``address`` (server-side request forgery):
+    any address in (or carrying, as IPv4-mapped, 6to4 or Teredo) a private, link-local,
+    multicast, reserved, unspecified or otherwise non-global range. Loopback (127.0.0.0/8,
+    ``::1`` and ``::ffff:127.0.0.0/104``) is allowed: development and tests."""
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if address.is_loopback or (mapped is not None and mapped.is_loopback):
+        return False
+    inner = _embedded(address)
+    return any(candidate.is_private or candidate.is_link_local or candidate.is_multicast
+               or candidate.is_reserved or candidate.is_unspecified
+               or not candidate.is_global for candidate in inner)
+
+
+def host_problem(host: str) -> str | None:
+    """Why a webhook may not name ``host`` (lower case, without brackets), or None: an IP
+    address literal that is ``forbidden_address``, a number in any form but the canonical
+    dotted quad (``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``127.1``: each a valid
+    address to some client), or an IPv6 literal that is not one. A DNS name passes here
+    and is checked where it is resolved (``activities.notifications``)."""
+    if ":" in host:
+        try:
+            address: IpAddress = ipaddress.IPv6Address(host)
+        except ValueError:
+            return "must have a valid IPv6 address in brackets"
+    elif _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            return ("must write an IPv4 address as four decimal numbers (no hex, octal, "
+                    "bare integer or shortened form)")
+    elif "%" in host:
+        return "must not percent-encode the host (a punycode name, or an address)"
+    else:
+        return None
+    return f"must not be {FORBIDDEN_ADDRESS}" if forbidden_address(address) else None
+
+
 def webhook_url_problems(url: str) -> list[str]:
     """Why ``url`` cannot be a webhook (empty: it can). Each reason names the rule and
     never repeats the URL:
@@ -182,7 +249,12 @@ def webhook_url_problems(url: str) -> list[str]:
     - at most ``MAX_URL_LENGTH`` characters;
     - ``https://`` with a host; ``http://`` only to a loopback host (``localhost``,
       127.0.0.0/8, ``::1``: development and tests);
+    - a host that is no IP address in a private, link-local, multicast, reserved or
+      unspecified range, and no number in a non-canonical form (``host_problem``:
+      server-side request forgery);
     - no user or password in it (a credential would be stored and logged as an address);
+    - no query value that looks like a V-nummer or a date (personal data never goes in a
+      URI);
     - no fragment (it is never sent); a valid port; ASCII only, without spaces or
       control characters (what is stored is what is requested).
     """
@@ -199,8 +271,14 @@ def webhook_url_problems(url: str) -> list[str]:
         problems.append("must be an https:// URL with a host")
     elif parts.scheme == "http" and not _loopback(host):
         problems.append("must be https://; http:// only to a loopback host (development)")
+    if host and (reason := host_problem(host)):
+        problems.append(f"host: {reason}")
     if parts.username is not None or parts.password is not None:
         problems.append("must not hold a user or password")
+    if any(_SENSITIVE_IN_URI.search(text) for pair in parse_qsl(parts.query, True)
+           for text in pair):
+        problems.append("query: looks like a V-nummer or a date: personal data never goes "
+                        "in a URI")
     if parts.fragment:
         problems.append("must not have a fragment")
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):

@@ -21,6 +21,7 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import logging
 import re
 import socket
 import uuid
@@ -28,14 +29,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
+import structlog
 import uvicorn
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from cryptography import x509
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ApplicationError,
+    ApplicationErrorCategory,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -43,6 +50,7 @@ from activities.delivery import DeliveryActivities
 from activities.notifications import (
     GIVE_UP_AFTER,
     RETRY_MAXIMUM_INTERVAL,
+    NotificationActivities,
     NotificationSettings,
     Notifier,
 )
@@ -53,6 +61,7 @@ from api.context import ApiContext
 from api.tls import PartyTable, TlsFiles, TlsMaterialError, oin_of, own_oin
 from encryption.codec import is_public_payload
 from encryption.keys import KeyStore
+from kbflow.logs import configure_logging
 from kbflow.notifications import (
     CLOUDEVENTS_JSON,
     MAX_SUBSCRIPTIONS_PER_OIN,
@@ -62,8 +71,10 @@ from kbflow.notifications import (
     NotificationOutcome,
     NotificationResult,
     event_id,
+    forbidden_address,
     notification_workflow_id,
     packet_delivered,
+    webhook_url_problems,
 )
 from kbflow.packets import Packet, project_packet
 from kbflow.process import Party, Step
@@ -349,6 +360,124 @@ async def test_a_worker_that_cannot_notify_does_not_lose_a_notification(
     assert "KBFLOW_API_TLS_DIR" in refused.value.message and not refused.value.non_retryable
 
 
+# ---- where a notification may go (server-side request forgery) ------------------------------
+
+#: Made-up DNS names and what the test's resolver answers for them.
+FAKE_DNS = {
+    "rebound.example": ["10.0.0.5"],  # a public name pointed at kbflow's network
+    "half.example": ["203.0.113.7", "169.254.169.254"],  # one good address, one not
+    "mapped.example": ["::ffff:192.168.1.1"],
+    "hook.localhost": ["127.0.0.1"],  # loopback: allowed, over http too (development)
+}
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``socket.getaddrinfo`` answering ``FAKE_DNS`` (every other name as before); the
+    names looked up, in order."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in FAKE_DNS:
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM,
+                 6, "", (address, int(port))) for address in FAKE_DNS[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def _notification(hook: SubscriptionRow) -> Notification:
+    return Notification(subscription_id=hook.subscription_id, recipient=Party.IND,
+                        event=_event(hook.subscription_id), retry_maximum_seconds=1,
+                        give_up_after_seconds=60)
+
+
+@pytest.mark.parametrize(("address", "forbidden"), [
+    ("10.0.0.5", True), ("169.254.169.254", True), ("100.64.0.1", True), ("0.0.0.0", True),
+    ("::ffff:10.0.0.1", True), ("::10.0.0.1", True), ("2002:a00:1::", True),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", True),  # Teredo, to 10.0.0.1
+    ("64:ff9b::a00:1", True),  # NAT64 of 10.0.0.1: reserved
+    ("127.0.0.1", False), ("127.8.9.10", False), ("::1", False), ("::ffff:127.0.0.1", False),
+    ("203.0.113.7", True),  # documentation range: not global
+    ("8.8.8.8", False), ("2001:4860:4860::8888", False),
+])
+def test_forbidden_addresses(address: str, forbidden: bool) -> None:
+    import ipaddress
+
+    assert forbidden_address(ipaddress.ip_address(address)) is forbidden
+
+
+@pytest.mark.parametrize("host", ["rebound.example", "half.example", "mapped.example"])
+async def test_a_name_that_resolves_to_a_forbidden_address_is_refused_and_not_retried(
+        store: OutboxStore, receiver: Receiver, fake_dns: list[str], host: str) -> None:
+    """DNS rebinding: the API accepted the name; at send time it resolves inside kbflow's
+    network. Nothing is sent; the failure is not retried (the workflow ends failed)."""
+    await receiver.up()
+    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND],
+                      f"https://{host}:{receiver.port}/hook")
+    sending = NotificationActivities(lambda: store.subscriptions)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(sending.send_notification, _notification(hook))
+    assert refused.value.type == "WebhookForbidden" and refused.value.non_retryable
+    assert refused.value.category is ApplicationErrorCategory.BENIGN
+    assert "resolves to a private, link-local" in refused.value.message
+    assert host not in refused.value.message and "10.0.0.5" not in refused.value.message
+    assert fake_dns == [host] and receiver.posts == []
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://0x7f000001/hook", "four decimal numbers"),
+    ("https://10.0.0.5/hook", "must not be an address in a private"),
+    ("https://[v1.x]/hook", "not one the HTTP client takes"),  # urlsplit takes it
+    ("https://" + "a" * 70 + ".example/hook", "no valid DNS name"),
+])
+async def test_a_webhook_stored_before_the_rules_is_refused_at_send_time(
+        store: OutboxStore, fake_dns: list[str], url: str, reason: str) -> None:
+    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND], url)
+    sending = NotificationActivities(lambda: store.subscriptions)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(sending.send_notification, _notification(hook))
+    assert refused.value.type == "WebhookForbidden" and refused.value.non_retryable
+    assert refused.value.category is ApplicationErrorCategory.BENIGN
+    assert reason in refused.value.message
+    assert str(urlsplit(url).hostname) not in refused.value.message and fake_dns == []
+
+
+async def test_a_name_is_requested_at_the_address_it_was_checked_at(
+        store: OutboxStore, receiver: Receiver, fake_dns: list[str]) -> None:
+    """Resolved once and checked; the POST goes to that address, the name in ``Host``,
+    so no second lookup (a rebinding DNS server's next answer) is made."""
+    await receiver.up()
+    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND],
+                      f"http://hook.localhost:{receiver.port}/hook")
+    sending = NotificationActivities(lambda: store.subscriptions)
+    outcome = await ActivityEnvironment().run(sending.send_notification, _notification(hook))
+    assert outcome.result is NotificationResult.DELIVERED
+    [post] = receiver.posts
+    assert post.headers["host"] == f"hook.localhost:{receiver.port}" and post.path == "/hook"
+    assert fake_dns == ["hook.localhost"]  # one lookup: kbflow's own
+
+
+async def test_an_unreachable_or_refusing_receiver_is_a_benign_retried_failure(
+        store: OutboxStore, receiver: Receiver) -> None:
+    hook = _subscribe(store, Party.IND, DEV_OINS[Party.IND], receiver.url("/hook"))
+    sending = NotificationActivities(lambda: store.subscriptions)
+    with pytest.raises(ApplicationError) as down:
+        await ActivityEnvironment().run(sending.send_notification, _notification(hook))
+    receiver.answers.append(503)
+    await receiver.up()
+    with pytest.raises(ApplicationError) as refusing:
+        await ActivityEnvironment().run(sending.send_notification, _notification(hook))
+    assert (down.value.type, refusing.value.type) == ("ReceiverUnreachable", "ReceiverRefused")
+    for error in (down.value, refusing.value):
+        assert error.category is ApplicationErrorCategory.BENIGN and not error.non_retryable
+        assert receiver.url("/hook") not in error.message
+    assert refusing.value.details[0] == {"status_code": 503}
+
+
 # ---- on a real Temporal ------------------------------------------------------------------------
 
 @dataclass
@@ -566,6 +695,61 @@ async def test_a_notification_never_answered_2xx_ends_failed(
     assert len(receiver.posts) >= 2 and receiver.accepted() == []
 
 
+async def test_a_webhook_resolving_to_a_forbidden_address_ends_failed_at_once(
+        host: Host, fake_dns: list[str]) -> None:
+    async with host.worker():
+        _, handle = await _notify_directly(host, "https://rebound.example/hook")
+        outcome = await handle.result()
+    assert outcome.result is NotificationResult.FAILED and outcome.status_code is None
+    history = await handle.fetch_history()
+    scheduled = [event for event in history.events
+                 if event.HasField("activity_task_started_event_attributes")]
+    assert [event.activity_task_started_event_attributes.attempt
+            for event in scheduled] == [1]  # not retried
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def test_failed_attempts_write_one_line_each_no_traceback_no_url(
+        host: Host, receiver: Receiver, restore_logging: None,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The worker's log (``configure_logging``, JSON on stderr) while a receiver is down,
+    then answers 500, then 204: kbflow's one-line warning per failed attempt, with the
+    subscription id; no SDK warning, no traceback (the failures are benign), and neither
+    kbflow nor httpx writes the webhook's URL, path or query."""
+    configure_logging(json=True)
+    structlog.configure(cache_logger_on_first_use=False)  # later tests: defaults again
+    receiver.answers.append(500)
+    url = receiver.url("/kbflow/geheim-pad?token=sleutel-42")
+    async with host.worker():
+        hook, handle = await _notify_directly(host, url)
+
+        async def retried() -> bool:
+            return await _attempts(handle) >= 3
+
+        await until(retried, "three attempts while the receiver is down")
+        await receiver.up()
+        outcome = await handle.result()
+    assert outcome.result is NotificationResult.DELIVERED and (outcome.attempts or 0) >= 4
+    assert [post.status for post in receiver.posts] == [500, 204]
+    err = capfd.readouterr().err
+    lines = _json_lines(err)
+    ours = [line for line in lines if line.get("subscription_id") == hook.subscription_id]
+    failed = [line["event"] for line in ours if line["level"] == "warning"]
+    assert failed.count("notification attempt failed: receiver unreachable") >= 2
+    assert failed.count("notification attempt failed: receiver refused") == 1
+    assert "notification delivered" in [line["event"] for line in ours]
+    assert [line for line in lines if "exception" in line] == []
+    assert "Traceback" not in err and "Completing activity as failed" not in err
+    assert [line for line in lines if line.get("logger", "").startswith("temporalio")
+            and line["level"] in ("warning", "error", "critical")] == []
+    for part in ("geheim-pad", "sleutel-42", url):
+        assert part not in err
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+
+
 # ---- configuration and the README ------------------------------------------------------------
 
 def test_a_worker_takes_kbflows_oin_from_the_server_certificate(tmp_path: Path) -> None:
@@ -603,6 +787,21 @@ def test_the_readmes_notifications_section_says_what_the_code_does() -> None:
     assert (f"from {INITIAL_INTERVAL.seconds} s doubling up to "
             f"{RETRY_MAXIMUM_INTERVAL.seconds // 60} minutes, for {GIVE_UP_AFTER.days} days"
             ) in flat
+    # the webhook's host (tests/test_api_subscriptions.py and the tests above show the rest)
+    ssrf = flat[flat.index("So that a webhook cannot"):flat.index("Loopback (")]
+    examples = re.findall(r"`(?:https://)?([^`/]+)/?…?`", ssrf)
+    assert len(examples) == 8
+    for host in examples:
+        assert webhook_url_problems(f"https://{host}/hook"), host
+    assert ("Loopback (`localhost`, 127.0.0.0/8, `::1`) stays allowed, over http and https"
+            in flat)
+    for host in ("localhost", "127.0.0.1", "127.255.255.254", "[::1]"):
+        for scheme in ("http", "https"):
+            assert webhook_url_problems(f"{scheme}://{host}:8080/hook") == [], host
+    for value in ("1234567890", "2015-06-01"):
+        assert webhook_url_problems(f"https://indigo.example/hook?q={value}")
+    assert "ends `failed` at once, without retries (DNS rebinding)" in flat
+    assert "one warning in the worker's log (`notification attempt failed: …`" in flat
     paths = re.findall(r"`((?:tests|workflows)/[a-z_/]+(?:\.py)?)`", section)
     assert len(paths) == 4
     for path in paths:

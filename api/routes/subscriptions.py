@@ -6,8 +6,11 @@ kbflow POSTs a CloudEvent to each of its subscriptions (``NotificationWorkflow``
 removed subscription gets nothing more, not even what was still being retried.
 
 The URL is checked (``kbflow.notifications.webhook_url_problems``: https only, http only
-to a loopback host, no user or password, at most 2048 characters) and never echoed in a
-problem.
+to a loopback host, no user or password, at most 2048 characters; no host that is an IP
+address in a private, link-local, multicast, reserved or unspecified range, nor a number
+in a non-canonical form; no query value that looks like a V-nummer or a date) and never
+echoed in a problem. A DNS name is checked where it is resolved, at send time
+(``activities.notifications.destinations``).
 """
 
 from __future__ import annotations
