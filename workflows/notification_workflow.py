@@ -54,9 +54,15 @@ class NotificationWorkflow:
                     maximum_interval=timedelta(seconds=notification.retry_maximum_seconds),
                     maximum_attempts=0))
         except ActivityError as error:
-            workflow.logger.warning("notification %s failed: no 2xx answer within %d s",
-                                    notification.event.id,
-                                    notification.give_up_after_seconds)
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                # e.g. a webhook that resolves to a forbidden address (WebhookForbidden)
+                workflow.logger.warning("notification %s failed: %s", notification.event.id,
+                                        cause.type or "refused")
+            else:
+                workflow.logger.warning("notification %s failed: no 2xx answer within %d s",
+                                        notification.event.id,
+                                        notification.give_up_after_seconds)
             return NotificationOutcome(event_id=notification.event.id,
                                        result=NotificationResult.FAILED,
                                        status_code=_last_status(error))
