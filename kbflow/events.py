@@ -26,6 +26,7 @@ from kbflow.items import (
     PERSONS_MAX,
     Count,
     CourtRequest,
+    Date,
     DepartureProcedure,
     DocumentOrText,
     DocumentRef,
@@ -275,7 +276,7 @@ class ResidenceInformation(AgencyEvent):
     residence_status: ShortText | None = Field(default=None, description="IND: verblijfsstatus")
     procedure_history: LongText | None = Field(
         default=None, description="IND: proceduregeschiedenis")
-    removal_date: dt.date | None = Field(default=None, description="IND: uitzetdatum")
+    removal_date: Date | None = Field(default=None, description="IND: uitzetdatum")
     departure_procedure: DepartureProcedure | None = Field(
         default=None, description="DT&V: state of the departure procedure")
 
@@ -327,7 +328,7 @@ class CourtRulingEvent(AgencyEvent):
     """
 
     measure: Measure = Field(description="What the court ordered")
-    ruled_on: dt.date | None = Field(
+    ruled_on: Date | None = Field(
         default=None, description="Date of the ruling (required; not in the future, not "
                                   "before the case's report); the OTS runs from it")
     summary: LongText = Field(description="The ruling's operative part")
@@ -351,7 +352,7 @@ class ExtensionRuling(AgencyEvent):
     """Step 6 again: the RvdK passes on the judge's ruling on extending the OTS."""
 
     extended: Flag = Field(description="Whether the judge extended the OTS")
-    ruled_on: dt.date | None = Field(
+    ruled_on: Date | None = Field(
         default=None, description="Date of the ruling (required; not in the future, not "
                                   "before the case's report)")
     summary: LongText = Field(description="The ruling's operative part")

@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     Tag,
 )
+from pydantic_core import PydanticCustomError
 
 from kbflow.process import Item
 
@@ -98,6 +99,22 @@ LongText = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=LONG_TEXT_MAX),
     BeforeValidator(_normal_text),
 ]
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _date_only(value: object) -> object:
+    """A date in JSON is ``YYYY-MM-DD`` and nothing else: pydantic would also take a
+    date-time at midnight (``2026-12-01T00:00:00Z``) or a number of seconds for a date;
+    JSON input is strict. A value that is not a string is left to the type check."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError("date_parsing", "must be a date YYYY-MM-DD")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("date_type", "must be a date YYYY-MM-DD")
+    return value
+
+
+#: A calendar date, as JSON gives it: ``YYYY-MM-DD`` only.
+Date = Annotated[dt.date, BeforeValidator(_date_only)]
 #: A V-nummer is the ten-digit aliens-chain person number.
 VNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
 #: JSON input is strict: ``"yes"`` is not a boolean and ``"3"`` is not an integer.
@@ -121,7 +138,7 @@ class Person(BaseModel):
     name: ShortText = Field(description="Full name")
     address: ShortText = Field(description="Street address")
     place_of_residence: ShortText = Field(description="Woonplaats")
-    date_of_birth: dt.date = Field(description="Date of birth")
+    date_of_birth: Date = Field(description="Date of birth")
     role: Role = Field(description="Role in the case: child, parent or carer")
 
 
@@ -231,9 +248,9 @@ class CourtRuling(BaseModel):
     model_config = PERSONAL
 
     measure: Measure = Field(description="What the court ordered")
-    ruled_on: dt.date = Field(description="Date of the ruling")
+    ruled_on: Date = Field(description="Date of the ruling")
     extension: Flag = Field(default=False, description="Whether this ruling extends an OTS")
-    ots_ends_on: dt.date | None = Field(default=None, description="End of the OTS, if one runs")
+    ots_ends_on: Date | None = Field(default=None, description="End of the OTS, if one runs")
     summary: LongText = Field(description="The ruling's operative part (dictum)")
     document: DocumentRef | None = Field(default=None,
                                          description="The ruling itself, by reference")
@@ -245,7 +262,7 @@ class VvApplication(BaseModel):
     model_config = PERSONAL
 
     kind: str = Field(pattern=r"^(first|extension)$", description="first or extension")
-    filed_on: dt.date = Field(description="Date the application was filed")
+    filed_on: Date = Field(description="Date the application was filed")
     document: DocumentOrText = Field(
         description="The application, or its reference in INDIGO, as text; or the "
                     "document by reference (an object)")
@@ -268,7 +285,7 @@ ITEM_TYPES: dict[Item, Any] = {
     Item.KNOWN_TO_SENDER: Flag,
     Item.RESIDENCE_STATUS: ShortText,
     Item.PROCEDURE_HISTORY: LongText,
-    Item.REMOVAL_DATE: dt.date,
+    Item.REMOVAL_DATE: Date,
     Item.DEPARTURE_PROCEDURE: DepartureProcedure,
     Item.DOSSIER_DOCUMENTS: DossierDocuments,
     Item.COURT_REQUEST: CourtRequest,
