@@ -129,6 +129,8 @@ CORPUS: list[Bad] = [
         400, INVALID, json=lambda w: start_body(), headers={"Idempotency-Key": "other-0001"}),
     Bad("start: a V-nummer in the query", Party.VT, "POST", lambda w: "/v1/cases", 400,
         INVALID, json=lambda w: start_body(), params={"secondCase": _V_NUMBER}),
+    Bad("start: secondCase neither true nor false", Party.VT, "POST", lambda w: "/v1/cases",
+        400, INVALID, json=lambda w: start_body(), params={"secondCase": "yes"}),
     Bad("start: unknown query key", Party.VT, "POST", lambda w: "/v1/cases", 400, INVALID,
         json=lambda w: start_body(), params={"name": f.CHILD.name}),
     # ---- POST /v1/cases/{caseRef}/events/{event} ----------------------------------------
@@ -221,7 +223,7 @@ CORPUS: list[Bad] = [
     Bad("inbox: caseRef of the wrong pattern", Party.RVDK, "GET", lambda w: "/v1/inbox",
         400, INVALID, params={"caseRef": "KB-lower"}),
     Bad("inbox: acknowledged neither true nor false", Party.RVDK, "GET",
-        lambda w: "/v1/inbox", 400, INVALID, params={"acknowledged": "maybe"}),
+        lambda w: "/v1/inbox", 400, INVALID, params={"acknowledged": "yes"}),
     Bad("inbox: a V-nummer as an unknown key", Party.RVDK, "GET", lambda w: "/v1/inbox",
         400, INVALID, params={"vNumber": _V_NUMBER}),
     Bad("inbox: unknown packet", Party.RVDK, "GET", lambda w: "/v1/inbox/no-such-packet",

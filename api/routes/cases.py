@@ -24,7 +24,7 @@ import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -202,9 +202,9 @@ async def start(
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key",
         description="If given, must equal the body's idempotency_key")] = None,
-    second_case: Annotated[bool, Query(
-        alias="secondCase", description="Start the case even though a child in it "
-                                        "already has an open case")] = False,
+    second_case: Annotated[Literal["true", "false"], Query(
+        alias="secondCase", description="true: start the case even though a child in it "
+                                        "already has an open case")] = "false",
 ) -> Started:
     """Start a case with its step-1 report (only VT, COA, AVIM or IND, as itself).
 
@@ -241,7 +241,7 @@ async def start(
     case = checked.model_copy(update={"case_ref": case_ref})
     try:
         started = await start_case(api.client, api.settings, case,
-                                   open_cases_in=None if second_case else api.outbox)
+                                   open_cases_in=None if second_case == "true" else api.outbox)
     except CaseError as error:
         raise await _start_problem_for(api, caller, error) from None
     await authorisation.record(api, case_ref, caller.party, caller.oin)

@@ -24,7 +24,7 @@ import base64
 import binascii
 import datetime as dt
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from cryptography.exceptions import InvalidTag
@@ -160,14 +160,15 @@ async def inbox(
     limit: Annotated[int, Query(ge=1, le=100, description="Packets per page")] = 20,
     case_ref: Annotated[str | None, Query(alias="caseRef", pattern=MODEL_PATTERN,
                                           description="Only this case's packets")] = None,
-    acknowledged: Annotated[bool | None, Query(
+    acknowledged: Annotated[Literal["true", "false"] | None, Query(
         description="true: only acknowledged packets; false: only those not yet")] = None,
 ) -> InboxPage:
     """The caller's packets, in the order they were delivered, a page at a time."""
     after = _after(cursor)
     rows = await asyncio.to_thread(
         authorisation.records(api).inbox_page, caller.party.value, after=after,
-        limit=limit + 1, case_ref=case_ref, acknowledged=acknowledged,
+        limit=limit + 1, case_ref=case_ref,
+        acknowledged=None if acknowledged is None else acknowledged == "true",
         recorded_oin=_recorded_oin(caller))
     more = len(rows) > limit
     rows = rows[:limit]
