@@ -95,6 +95,6 @@ async def require_takes_part(api: ApiContext, caller: Caller, case_ref: str) -> 
     """Raise a 403 problem unless ``caller`` takes part in the case."""
     if not await takes_part(api, caller, case_ref):
         raise ApiProblem(ProblemType.FORBIDDEN,
-                         f"case {case_ref}: {caller.party.value} takes no part in this case "
+                         f"caseRef: {caller.party.value} takes no part in this case "
                          "(it reported it, sent an accepted event, was named its GI, or "
                          "received one of its packets: none of these)")

@@ -88,6 +88,9 @@ async def json_object(request: Request) -> dict[str, Any]:
     except DuplicateKeyError as error:
         raise invalid([InvalidParam(name="body", reason=f"not JSON kbflow accepts: {error}")]
                       ) from None
+    except ValueError:  # e.g. an integer of more than 4300 digits (Python's limit)
+        raise invalid([InvalidParam(name="body", reason="not JSON kbflow accepts: a number "
+                                    "too long to read")]) from None
     except RecursionError:
         raise invalid([InvalidParam(name="body", reason="not JSON kbflow accepts: nested "
                                     "too deeply")]) from None

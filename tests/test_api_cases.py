@@ -97,6 +97,32 @@ async def test_a_reporter_outside_the_childs_open_case_is_not_told_its_ref(
     assert told.status_code == 409 and first in told.json()["detail"]  # VT reported it
 
 
+async def test_a_key_reused_by_another_reporter_does_not_tell_it_the_cases_ref(
+        endpoint: ApiEndpoint) -> None:
+    body = start_body(Party.VT)
+    async with endpoint.client(Party.VT) as vt, endpoint.client(Party.COA) as coa:
+        first = await vt.post("/v1/cases", json=body, params={"secondCase": "true"})
+        reused = await coa.post("/v1/cases", json={
+            **start_body(Party.COA), "idempotency_key": body["idempotency_key"]},
+            params={"secondCase": "true"})
+    assert first.status_code == 201, first.text
+    assert reused.status_code == 409
+    assert reused.json()["type"] == "urn:kbflow:problem:idempotency-key-reused"
+    assert first.json()["case_ref"] not in reused.text
+    assert "a case COA takes no part in" in reused.json()["detail"]
+
+
+async def test_an_unknown_case_ref_as_typed_is_not_repeated(endpoint: ApiEndpoint) -> None:
+    typed = "KB-2014-0000000011"  # a ref of the earlier pattern, a V-nummer inside
+    async with endpoint.client(Party.RVDK) as rvdk:
+        answers = [await rvdk.get(f"/v1/cases/{typed}"),
+                   await rvdk.post(f"/v1/cases/{typed}/events/announce-investigation",
+                                   json=as_json(f.announce().event))]
+    for answer in answers:
+        assert answer.status_code == 404, answer.text
+        assert "0000000011" not in answer.text
+
+
 async def test_the_idempotency_key_header_must_match_the_body(endpoint: ApiEndpoint) -> None:
     async with endpoint.client(Party.VT) as vt:
         response = await vt.post("/v1/cases", json=start_body(),

@@ -172,18 +172,27 @@ def _start_problem(error: CaseError) -> ApiProblem:
     return ApiProblem(ProblemType.CONFLICT, text)
 
 
+#: An unknown case: the ref as sent is not repeated (any 6-12 capitals or digits match the
+#: pattern of refs made before check characters, a V-nummer-like value too).
+NO_SUCH_CASE = "caseRef: no such case"
 _OTHER_CASE = re.compile(r"open case (\S+);")
+_STARTED_CASE = re.compile(r"another case start \((KB-[^)]+)\)")
 
 
 async def _start_problem_for(api: ApiContext, caller: Caller, error: CaseError) -> ApiProblem:
-    """``_start_problem``, but the ref of a child's other open case only to a caller that
-    takes part in it: to any other reporter it would say which case a child is in."""
+    """``_start_problem``, but the ref of a child's other open case, or of the case an
+    idempotency key started, only to a caller that takes part in it: to any other
+    reporter it would say which case a child is in."""
     problem = _start_problem(error)
     other = _OTHER_CASE.search(problem.detail)
     if other is not None and not await authorisation.takes_part(api, caller, other[1]):
         problem = ApiProblem(problem.kind, problem.detail.replace(
             f"open case {other[1]};", "an open case (in which "
             f"{caller.party.value} takes no part);"))
+    started = _STARTED_CASE.search(problem.detail)
+    if started is not None and not await authorisation.takes_part(api, caller, started[1]):
+        problem = ApiProblem(problem.kind, problem.detail.replace(
+            f" ({started[1]})", f" (a case {caller.party.value} takes no part in)"))
     return problem
 
 
@@ -266,7 +275,7 @@ def _refusal_problem(error: EventRefusedError) -> ApiProblem:
 def _case_problem(case_ref: str, error: CaseError) -> ApiProblem:
     text = str(error)
     if "unknown case" in text:
-        return ApiProblem(ProblemType.NOT_FOUND, f"case {case_ref}: unknown case")
+        return ApiProblem(ProblemType.NOT_FOUND, NO_SUCH_CASE)
     if "closed" in text or "erased" in text:
         return ApiProblem(ProblemType.CONFLICT, text)
     return ApiProblem(ProblemType.UNAVAILABLE, text.split(";")[0])
@@ -304,7 +313,7 @@ def _event_route(rule: Rule) -> Callable[..., Awaitable[EventOutcome]]:
         authorisation.require_as_itself(caller, "sender", body.sender)
         gi_oin = await _gi_named(api, body)
         if not await asyncio.to_thread(api.keys.has_key, workflow_id(case_ref)):
-            raise ApiProblem(ProblemType.NOT_FOUND, f"case {case_ref}: unknown case")
+            raise ApiProblem(ProblemType.NOT_FOUND, NO_SUCH_CASE)
         # every document the event references: one of this case, uploaded by the sender
         await check_event_documents(api, caller, case_ref, body)
         try:
@@ -352,7 +361,7 @@ async def read_case(case_ref: CaseRefPath, caller: CallerDep, api: ContextDep) -
     to a party that takes part in it."""
     case_ref = checked_ref(case_ref)
     if not await asyncio.to_thread(api.keys.has_key, workflow_id(case_ref)):
-        raise ApiProblem(ProblemType.NOT_FOUND, f"case {case_ref}: unknown case")
+        raise ApiProblem(ProblemType.NOT_FOUND, NO_SUCH_CASE)
     await authorisation.require_takes_part(api, caller, case_ref)
     try:
         return await case_status(api.client, case_ref)
