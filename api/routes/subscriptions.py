@@ -20,10 +20,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import PREFIX
+from api.bodies import json_object, validated
 from api.context import ApiContext, ContextDep
 from api.identity import Caller, CallerDep
 from api.problems import ApiProblem, InvalidParam, ProblemType, responses
@@ -116,15 +117,20 @@ async def _own(api: ApiContext, caller: Caller, subscription_id: str) -> Subscri
 
 
 @router.post("/subscriptions", status_code=status.HTTP_201_CREATED, response_model=Subscription,
-             responses={**responses(ProblemType.CONFLICT, ProblemType.UNAVAILABLE),
+             responses={**responses(ProblemType.CONFLICT, ProblemType.UNAVAILABLE,
+                                    ProblemType.TOO_LARGE, ProblemType.UNSUPPORTED_MEDIA_TYPE),
                         200: {"model": Subscription,
-                              "description": "This OIN had registered this URL already"}})
-async def create_subscription(body: SubscriptionRequest, caller: CallerDep, api: ContextDep,
+                              "description": "This OIN had registered this URL already"}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": SubscriptionRequest.model_json_schema()}}}})
+async def create_subscription(request: Request, caller: CallerDep, api: ContextDep,
                               response: Response) -> Subscription:
     """Register a webhook for the caller's party and OIN: ``201`` with its ``Location``
     (``200`` and the existing one if this OIN registered the URL before). When a packet
     for the caller is delivered, kbflow POSTs a CloudEvent (``nl.kbflow.packet.delivered``,
-    ids only; ``dataref`` is the packet in the inbox) until the webhook answers 2xx."""
+    ids only; ``dataref`` is the packet in the inbox) until the webhook answers 2xx. The
+    body is read as every body of the API is (``api.bodies``: media type, size, JSON)."""
+    body = validated(SubscriptionRequest, await json_object(request), "subscription")
     problems = webhook_url_problems(body.url)
     if problems:
         raise ApiProblem(ProblemType.INVALID_INPUT, "url: " + "; ".join(problems),
