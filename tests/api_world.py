@@ -159,6 +159,18 @@ async def history_length(temporal: Client, case_ref: str) -> int:
     return len([event async for event in handle.fetch_history_events()])
 
 
+async def reported(store: OutboxStore, case_ref: str, bound: float = 30.0) -> None:
+    """Wait (at most ``bound`` seconds) until the case's step-1 report is delivered: from
+    then on the processing log finds it by its child's pseudonym."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while not await asyncio.to_thread(store.processing_log, case_ref):
+        assert loop.time() < deadline, f"the step-1 report was not delivered in {bound} s"
+        await asyncio.sleep(0.05)
+
+
 async def settled(temporal: Client, case_ref: str, bound: float = 30.0) -> None:
     """Wait (at most ``bound`` seconds) until the case has no activity and no workflow
     task pending: its history then grows only by what a request adds."""

@@ -29,6 +29,7 @@ from tests.api_world import (
     event_path,
     history_length,
     post_event,
+    reported,
     served_api,
     settled,
     start_body,
@@ -65,11 +66,7 @@ async def test_a_second_open_case_for_a_child_needs_second_case(
     async with endpoint.client(Party.VT) as vt:
         first = await started(vt)
         # the first case is found by the child's pseudonym once its report is delivered
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while not await asyncio.to_thread(store.processing_log, first):
-            assert loop.time() < deadline, "the step-1 report was not delivered in 30 s"
-            await asyncio.sleep(0.05)
+        await reported(store, first)
         refused = await vt.post("/v1/cases", json=start_body())
         intended = await vt.post("/v1/cases", json=start_body(),
                                  params={"secondCase": "true"})
@@ -84,11 +81,7 @@ async def test_a_reporter_outside_the_childs_open_case_is_not_told_its_ref(
         endpoint: ApiEndpoint, served: Served) -> None:
     async with endpoint.client(Party.VT) as vt, endpoint.client(Party.COA) as coa:
         first = await started(vt)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while not await asyncio.to_thread(served.store.processing_log, first):
-            assert loop.time() < deadline, "the step-1 report was not delivered in 30 s"
-            await asyncio.sleep(0.05)
+        await reported(served.store, first)
         refused = await coa.post("/v1/cases", json=start_body(Party.COA))
         told = await vt.post("/v1/cases", json=start_body(Party.VT))
     assert refused.status_code == 409
